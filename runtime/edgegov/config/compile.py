@@ -9,7 +9,8 @@ list of them and the core refers to a rule by its index in that list.
      interlocks[], link|null, approval|null, rules[]]
     channel   = [name, unit, resolution, safe, stop, on_breach, on_rate, hold, accel,
                  approved_min, approved_max, rule_accel, rule_approval, per_mode[]]
-    per_mode  = [min, max, rate, rule_min, rule_max, rule_rate]      (one per mode, in order)
+    per_mode  = [min, max, rate, rule_min, rule_max, rule_rate, approved_min, approved_max]
+                (one per mode, in mode order; approval widens only bounds the mode left as-is)
     input     = [name, is_number, is_estop, stale_after_ms, min, max, resolution, unit, rule]
     interlock = [name, action, rule, conditions[[input, op, value]], limits[[channel, min, max]]]
     link      = [hold_after_ms, trip_after_ms, engage_after_ms, rule_hold, rule_trip]
@@ -100,7 +101,8 @@ def build_array(adm: admission.Admitted) -> list:
 def _channel(ch: admission.ScaledChannel, modes: list[str], rule: dict) -> list:
     base = f"channels.{ch.name}."
     per_mode = [
-        [lo, hi, rate, rule[r_lo], rule[r_hi], rule[r_rate]]
+        [lo, hi, rate, rule[r_lo], rule[r_hi], rule[r_rate],
+         ch.approved_min if lo == ch.min else lo, ch.approved_max if hi == ch.max else hi]
         for lo, hi, rate, r_lo, r_hi, r_rate in (ch.modes[m] for m in modes)
     ]
     return [

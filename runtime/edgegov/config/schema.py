@@ -81,7 +81,7 @@ class Limit(_Table):
 class Interlock(_Table):
     when: Annotated[list[Condition], Field(min_length=1, max_length=8)]
     limits: Annotated[dict[str, Limit], Field(min_length=1)]
-    on_breach: Literal["clamp", "reject", "hold", "trip"] = "trip"
+    on_breach: Literal["clamp", "reject", "trip"] = "trip"
     description: str = ""
 
 

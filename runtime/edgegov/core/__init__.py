@@ -1,0 +1,24 @@
+"""edgegov core: sans-I/O, deterministic, MicroPython-compatible.
+
+Import only ``struct``, ``binascii``, ``hashlib``, guarded ``micropython``/``typing`` and
+itself (a test walks the imports). Everything the governor decides is integer arithmetic
+on scaled values with ``now_ms`` passed in.
+"""
+
+from .decision import Decision
+from .envelope import Envelope, EnvelopeError
+from .events import TICK, Command, Fault, Operator, Telemetry, Tick
+from .governor import Governor
+
+__all__ = [
+    "Decision",
+    "Envelope",
+    "EnvelopeError",
+    "Governor",
+    "Command",
+    "Telemetry",
+    "Tick",
+    "TICK",
+    "Operator",
+    "Fault",
+]

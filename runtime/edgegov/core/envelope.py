@@ -102,6 +102,8 @@ class Envelope:
         self.mode_rule_min = [[0] * n for _ in range(nm)]
         self.mode_rule_max = [[0] * n for _ in range(nm)]
         self.mode_rule_rate = [[0] * n for _ in range(nm)]
+        self.mode_amin = [[0] * n for _ in range(nm)]
+        self.mode_amax = [[0] * n for _ in range(nm)]
         for i, c in enumerate(chans):
             _list(c, "channel", 14)
             _need(isinstance(c[0], str), "channel name must be text")
@@ -119,13 +121,15 @@ class Envelope:
             self.ch_rule_accel[i] = self._rule(c[11], "rule")
             self.ch_rule_approval[i] = self._rule(c[12], "rule")
             for m, lim in enumerate(_list(c[13], "per-mode limits", nm)):
-                _list(lim, "mode limit", 6)
+                _list(lim, "mode limit", 8)
                 self.mode_min[m][i] = _int(lim[0], "min")
                 self.mode_max[m][i] = _int(lim[1], "max", self.mode_min[m][i])
                 self.mode_rate[m][i] = _int(lim[2], "rate", 1)
                 self.mode_rule_min[m][i] = self._rule(lim[3], "rule")
                 self.mode_rule_max[m][i] = self._rule(lim[4], "rule")
                 self.mode_rule_rate[m][i] = self._rule(lim[5], "rule")
+                self.mode_amin[m][i] = _int(lim[6], "approved_min", None, self.mode_min[m][i])
+                self.mode_amax[m][i] = _int(lim[7], "approved_max", self.mode_max[m][i])
                 _need(self.mode_min[m][i] <= self.ch_safe[i] <= self.mode_max[m][i],
                       "safe value outside a mode's range")
 

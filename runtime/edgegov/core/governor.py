@@ -1,0 +1,931 @@
+"""The governor: sans-I/O, deterministic, integer-only.
+
+``Governor.handle(event, now_ms)`` takes one event (``events``) and the loop's monotonic
+time and returns the ``Decision`` with the effects to perform. It reads no clock, does no
+I/O, uses no floats and never depends on dict iteration order: channels, inputs and
+interlocks are walked by index in the order the compiled envelope lists them.
+
+One call, in order:
+1. time-driven supervision: inputs going stale, link stages, approval and permit expiry;
+2. the event itself: a command is sanitised, then evaluated rule by rule (range of the
+   mode in force, interlocks, rate/acceleration) with the worst verdict winning; telemetry
+   updates inputs; operator actions are authenticated and move the state machine
+   (``states``); faults latch;
+3. safety checks on the result (e-stop inputs, interlocks whose action is trip) and ramps:
+   outputs outside the range in force, held outputs (``hold = "ramp"``) and SS1 stops move
+   toward their target at the channel's rate.
+Any exception inside a call latches an internal FAULT that behaves as a TRIP (fail closed).
+"""
+
+from . import auth
+from .codes import (
+    ACT_CLAMP,
+    ACT_ESCALATE,
+    ACT_REJECT,
+    ACT_TRIP,
+    ALLOW,
+    C_BOOT,
+    C_ESTOP_INPUT,
+    C_ESTOP_OPERATOR,
+    C_FAULT,
+    C_INTERLOCK,
+    C_INTERNAL,
+    C_LIMIT,
+    C_LINK_LOST,
+    CLAMP,
+    E_APPROVAL_ASKED,
+    E_APPROVAL_DENIED,
+    E_APPROVAL_EXPIRED,
+    E_APPROVAL_GRANTED,
+    E_ARM,
+    E_ARM_REFUSED,
+    E_AUTH_REFUSED,
+    E_BOOT,
+    E_ESTOP_OUT,
+    E_FAULT,
+    E_FAULT_CLEARED,
+    E_INPUT_STALE,
+    E_LINK_ENGAGED,
+    E_LINK_LOST,
+    E_LINK_STALE,
+    E_MODE,
+    E_MODE_REFUSED,
+    E_PAUSE,
+    E_PERMIT_EXPIRED,
+    E_RESET,
+    E_RESET_REFUSED,
+    E_RESUME,
+    E_TRIP,
+    ESCALATE,
+    EV_COMMAND,
+    EV_FAULT,
+    EV_OPERATOR,
+    EV_TELEMETRY,
+    EV_TICK,
+    HOLD,
+    HOLD_RAMP,
+    LINK_DOWN,
+    LINK_LOST,
+    LINK_OK,
+    LINK_STALE,
+    OP_APPROVE,
+    OP_DENY,
+    OP_ESTOP,
+    OP_MODE,
+    R_ABOVE_MAX,
+    R_ACCEL,
+    R_APPROVAL_DENIED,
+    R_APPROVAL_EXPIRED,
+    R_APPROVAL_NEEDED,
+    R_AUTH_FAILED,
+    R_AWAITING_APPROVAL,
+    R_BELOW_MIN,
+    R_BOOT,
+    R_CAUSE_PRESENT,
+    R_EMPTY,
+    R_ESTOP_INPUT,
+    R_ESTOP_OPERATOR,
+    R_FAULT,
+    R_HOLD,
+    R_INF,
+    R_INPUT_STALE,
+    R_INTERLOCK,
+    R_INTERNAL_FAULT,
+    R_LINK_LOST,
+    R_LINK_NOT_ENGAGED,
+    R_LINK_STALE,
+    R_NAN,
+    R_NO_REQUEST,
+    R_NOT_ALLOWED,
+    R_NOT_ARMED,
+    R_OK,
+    R_OUT_OF_RANGE,
+    R_OUTPUT_OUTSIDE_MODE,
+    R_PAUSED,
+    R_RATE,
+    R_REPLAYED,
+    R_STALE_SEQ,
+    R_TRIPPED,
+    R_UNKNOWN_CHANNEL,
+    R_UNKNOWN_INPUT,
+    R_UNKNOWN_MODE,
+    R_WRONG_TYPE,
+    REJECT,
+    ST_ARMED,
+    ST_DISARMED,
+    ST_PAUSED,
+    ST_TRIPPED,
+    STOP_STO,
+    TRIP,
+)
+from .compat import const
+from .decision import Decision
+from .states import G_ARMABLE, G_CAUSES_GONE, transition
+
+_MISSING = object()
+_INT_LIMIT = const(1 << 30)  # scaled values beyond this are refused as out of range
+_FAR = const(1 << 30)  # "no bound" for interlock limits and margins
+_DT_CAP_MS = const(1000)  # longest interval one rate budget may cover
+
+
+def _bad_number(v):
+    """Reason code if ``v`` is not an acceptable scaled integer, else R_OK."""
+    if isinstance(v, bool):
+        return R_WRONG_TYPE
+    if isinstance(v, int):
+        return R_OK if -_INT_LIMIT < v < _INT_LIMIT else R_OUT_OF_RANGE
+    if isinstance(v, float):
+        if v != v:
+            return R_NAN
+        if v in (float("inf"), float("-inf")):
+            return R_INF
+    return R_WRONG_TYPE
+
+
+def _clamp(v, lo, hi):
+    return lo if v < lo else hi if v > hi else v
+
+
+class Governor:
+    """Decides every proposed command against one compiled ``Envelope``."""
+
+    def __init__(self, envelope, key, op_counter=0):
+        env = envelope
+        n = env.n
+        self.env = env
+        self._key = bytes(key)
+        self.op_counter = op_counter
+        self.started = False
+        self.last_now = 0
+        self.state = ST_TRIPPED
+        self.causes = C_BOOT
+        self.trip_interlocks = 0  # bit k: interlock k caused a trip
+        self.faults = 0  # bit c: external fault code c is active
+        self.mode = env.initial_mode
+        self.last_seq = -1
+        # Per channel: output, signed velocity (units/s), rate carry (milli-units), time.
+        self.out = list(env.ch_safe)
+        self.vel = [0] * n
+        self.carry = [0] * n
+        self.ref_ms = [0] * n
+        self.permit_until = [-1] * n  # approval permits, -1 = none
+        self._dt_cap = [0] * n
+        for i in range(n):
+            slowest = 1000 // min(env.mode_rate[m][i] for m in range(len(env.modes))) + 1
+            self._dt_cap[i] = max(_DT_CAP_MS, slowest)
+        # Per input: last value, time, seen, fresh.
+        k = env.n_inputs
+        self.in_val = [0] * k
+        self.in_ms = [0] * k
+        self.in_fresh = [False] * k
+        self.il_active = [True] * env.n_interlocks  # unknown inputs: restriction applies
+        # Link liveness.
+        self.link = LINK_DOWN
+        self.last_valid_ms = -1
+        self.alive_since_ms = -1
+        self.stale_since_ms = -1  # start of the current silence budget, -1 = none
+        # Escalation.
+        self.pending_id = -1
+        self.pending_deadline = 0
+        self.pending = [None] * n
+        # Scratch, allocated once.
+        self._lo = [0] * n
+        self._hi = [0] * n
+        self._ilo = [0] * n
+        self._ihi = [0] * n
+        self._iact = [0] * n
+        self._irule = [0] * n
+        self._cand = [0] * n
+        self._cvel = [0] * n
+        self._ccarry = [0] * n
+        self._estop_out = True
+        self._dirty = False
+        self._moved = False
+        self.d = Decision(n)
+
+    # ----------------------------------------------------------------- public API
+
+    def start(self, now_ms):
+        """The boot decision: tripped, outputs safe, e-stop asserted. Called once."""
+        d = self.d
+        d.clear(EV_TICK, now_ms)
+        self.started = True
+        self.last_now = now_ms
+        d.event(E_BOOT, self.causes)
+        d.verdict = TRIP
+        d.rule = self.env.r_state
+        d.reason = R_BOOT
+        d.record = True
+        d.changed = True
+        self._finish(d)
+        return d
+
+    def handle(self, event, now_ms):
+        """Decide one event at ``now_ms`` (monotonic ms). Never raises."""
+        if not self.started:
+            self.start(now_ms)
+        d = self.d
+        try:
+            d.clear(event.kind, now_ms)
+            self._dirty = event.kind != EV_TICK
+            self._moved = False
+            if now_ms < self.last_now:
+                raise ValueError("time went backwards")
+            self.last_now = now_ms
+            self._supervise_time(d, now_ms)
+            self._update_interlocks()
+            self._dispatch(d, event, now_ms)
+            self._supervise_safety(d, now_ms)
+            if event.kind != EV_COMMAND and event.kind != EV_OPERATOR:
+                self._regime(d)
+            self._finish(d)
+        except Exception:  # fail closed: any failure inside a decision latches a fault
+            self._internal_fault(d, now_ms)
+        return d
+
+    def snapshot_state(self):
+        """Everything that decides the future, as plain data (host side; allocates)."""
+        return (
+            self.state, self.causes, self.trip_interlocks, self.faults, self.mode,
+            self.last_seq, self.op_counter, tuple(self.out), tuple(self.vel),
+            tuple(self.carry), tuple(self.ref_ms), tuple(self.permit_until),
+            tuple(self.in_val), tuple(self.in_ms), tuple(self.in_fresh), tuple(self.il_active),
+            self.link, self.last_valid_ms, self.alive_since_ms, self.stale_since_ms,
+            self.pending_id, self.pending_deadline, tuple(self.pending), self._estop_out,
+        )
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _dispatch(self, d, ev, now):
+        kind = ev.kind
+        if kind == EV_COMMAND:
+            self._command(d, ev, now)
+        elif kind == EV_TELEMETRY:
+            self._telemetry(d, ev, now)
+        elif kind == EV_OPERATOR:
+            self._operator(d, ev, now)
+        elif kind == EV_FAULT:
+            self._fault(d, ev)
+        elif kind != EV_TICK:
+            raise ValueError("unknown event kind")
+
+    def _finish(self, d):
+        env = self.env
+        out = self.out
+        at_safe = True
+        for i in range(env.n):
+            d.output[i] = out[i]
+            if out[i] != env.ch_safe[i]:
+                at_safe = False
+        estop = self.state == ST_TRIPPED and at_safe
+        if estop != self._estop_out:
+            self._estop_out = estop
+            self._dirty = True
+            d.event(E_ESTOP_OUT, 1 if estop else 0)
+        d.estop = self._estop_out
+        d.state = self.state
+        d.mode = self.mode
+        d.link = self.link
+        if self._moved:
+            d.changed = True
+        if self._dirty:
+            d.record = True
+
+    def _internal_fault(self, d, now):
+        env = self.env
+        self.state = ST_TRIPPED
+        self.causes |= C_INTERNAL
+        self.pending_id = -1
+        for i in range(env.n):
+            self.out[i] = env.ch_safe[i]
+            self.vel[i] = 0
+            self.carry[i] = 0
+            self.permit_until[i] = -1
+            d.output[i] = env.ch_safe[i]
+        self._estop_out = True
+        d.verdict = TRIP
+        d.rule = env.r_fault
+        d.reason = R_INTERNAL_FAULT
+        d.estop = True
+        d.changed = True
+        d.kick = False
+        d.record = True
+        d.state = ST_TRIPPED
+        d.event(E_FAULT, -1)
+
+    # ----------------------------------------------------------------- time
+
+    def _supervise_time(self, d, now):
+        env = self.env
+        for k in range(env.n_inputs):
+            if self.in_fresh[k] and now - self.in_ms[k] > env.in_stale[k]:
+                self.in_fresh[k] = False
+                self._dirty = True
+                d.event(E_INPUT_STALE, k)
+        if env.link:
+            self._link_time(d, now)
+        if self.pending_id >= 0 and now >= self.pending_deadline:
+            d.event(E_APPROVAL_EXPIRED, self.pending_id)
+            d.set_verdict(REJECT, env.r_operator, R_APPROVAL_EXPIRED, 0, -1)
+            self._drop_pending()
+        for i in range(env.n):
+            if self.permit_until[i] >= 0 and now >= self.permit_until[i]:
+                self.permit_until[i] = -1
+                self._dirty = True
+                d.event(E_PERMIT_EXPIRED, i)
+
+    def _link_time(self, d, now):
+        env = self.env
+        if self.link == LINK_OK and now - self.last_valid_ms > env.hold_after_ms:
+            self.link = LINK_STALE
+            self.stale_since_ms = self.last_valid_ms
+            self._dirty = True
+            d.event(E_LINK_STALE, now - self.last_valid_ms)
+        if (
+            self.state == ST_ARMED
+            and self.link != LINK_OK
+            and self.stale_since_ms >= 0
+            and now - self.stale_since_ms >= env.trip_after_ms
+        ):
+            self.link = LINK_LOST
+            d.event(E_LINK_LOST, now - self.stale_since_ms)
+            self._trip(d, C_LINK_LOST, env.r_link_trip, R_LINK_LOST, 0)
+
+    def _link_alive(self, d, now):
+        """A valid, authenticated-enough command arrived: liveness evidence."""
+        env = self.env
+        if not env.link:
+            self.link = LINK_OK
+            return
+        if self.last_valid_ms < 0 or now - self.last_valid_ms > env.hold_after_ms:
+            self.alive_since_ms = now  # a new streak; a single message proves little
+        self.last_valid_ms = now
+        if self.link != LINK_OK and now - self.alive_since_ms >= env.engage_after_ms:
+            self.link = LINK_OK
+            self.stale_since_ms = -1  # the silence budget resets only on re-engagement
+            d.event(E_LINK_ENGAGED, now - self.alive_since_ms)
+
+    # ----------------------------------------------------------------- commands
+
+    def _command(self, d, cmd, now):
+        env = self.env
+        d.seq = cmd.seq if isinstance(cmd.seq, int) else -1
+        reason = self._sanitize(d, cmd)
+        if reason != R_OK:
+            d.set_verdict(REJECT, env.r_command, reason, 0, d.channel)
+            return
+        self.last_seq = cmd.seq
+        self._link_alive(d, now)
+        st = self.state
+        if st == ST_TRIPPED:
+            d.set_verdict(TRIP, env.r_state, R_TRIPPED, 0, -1)
+        elif st == ST_DISARMED:
+            d.set_verdict(HOLD, env.r_state, R_NOT_ARMED, 0, -1)
+        elif st == ST_PAUSED:
+            d.set_verdict(HOLD, env.r_state, R_PAUSED, 0, -1)
+        elif self.link != LINK_OK:
+            r = R_LINK_STALE if self.link == LINK_STALE else R_LINK_NOT_ENGAGED
+            d.set_verdict(HOLD, env.r_link_hold, r, 0, -1)
+        else:
+            self._govern(d, d.proposed, now, cmd.seq)
+
+    def _sanitize(self, d, cmd):
+        """Fill ``d.proposed`` from the command; reason code of the first problem or R_OK."""
+        env = self.env
+        if not isinstance(cmd.seq, int) or isinstance(cmd.seq, bool):
+            return R_WRONG_TYPE
+        if cmd.seq <= self.last_seq:
+            return R_STALE_SEQ
+        values = cmd.values
+        if not isinstance(values, dict):
+            return R_WRONG_TYPE
+        if not values:
+            return R_EMPTY
+        found = 0
+        for i in range(env.n):
+            v = values.get(env.ch_names[i], _MISSING)
+            if v is _MISSING:
+                continue
+            found += 1
+            bad = _bad_number(v)
+            if bad != R_OK:
+                d.channel = i
+                return bad
+            d.proposed[i] = v
+        if found != len(values):
+            return R_UNKNOWN_CHANNEL
+        return R_OK
+
+    def _govern(self, d, proposed, now, request_id):
+        """Evaluate every proposed channel; apply, hold, escalate or trip as the worst says."""
+        env = self.env
+        self._limits(now)
+        evaluated = 0
+        wanted = 0
+        escalate = False
+        for i in range(env.n):
+            p = proposed[i]
+            if p is None:
+                continue
+            wanted += 1
+            if self._evaluate(d, i, p, now) == ESCALATE:
+                escalate = True
+            evaluated += 1
+        if evaluated != wanted:
+            raise ValueError("rule not evaluated")  # fail closed
+        v = d.verdict
+        if v == ALLOW or v == CLAMP:
+            self._apply(proposed, now)
+        elif v == ESCALATE and escalate:
+            self._escalate(d, proposed, now, request_id)
+        elif v == TRIP:
+            self._trip(d, C_LIMIT, d.rule, d.reason, d.margin)
+
+    def _evaluate(self, d, i, p, now):
+        """Decide one channel; leaves the candidate output in ``_cand[i]``; returns verdict."""
+        env = self.env
+        m = self.mode
+        lo = self._lo[i]
+        hi = self._hi[i]
+        verdict = ALLOW
+        margin = hi - p
+        rule = env.mode_rule_max[m][i]
+        if p - lo < margin:
+            margin = p - lo
+            rule = env.mode_rule_min[m][i]
+        reason = R_OK
+        target = p
+        if p > hi or p < lo:
+            act = env.ch_breach[i]
+            above = p > hi
+            rule = env.mode_rule_max[m][i] if above else env.mode_rule_min[m][i]
+            reason = R_ABOVE_MAX if above else R_BELOW_MIN
+            if act == ACT_ESCALATE:
+                if env.mode_amin[m][i] <= p <= env.mode_amax[m][i]:
+                    act = ACT_ESCALATE
+                    rule = env.ch_rule_approval[i]
+                    reason = R_APPROVAL_NEEDED
+                else:
+                    act = ACT_REJECT
+            verdict = act
+            target = hi if above else lo
+        ilo = self._ilo[i]
+        ihi = self._ihi[i]
+        if target > ihi or target < ilo:
+            iv = self._iact[i]
+            m2 = ihi - target if target > ihi else target - ilo
+            if iv > verdict or verdict == ALLOW:
+                verdict = iv
+                rule = self._irule[i]
+                reason = R_INTERLOCK
+                margin = m2
+            target = _clamp(target, ilo, ihi)
+        if verdict <= CLAMP:
+            rv = self._rate(i, target, now)
+            if rv != ALLOW:
+                act = env.ch_on_rate[i]
+                if act > verdict or verdict == ALLOW:
+                    verdict = act if act != ACT_CLAMP else CLAMP
+                    rule = env.ch_rule_accel[i] if rv == R_ACCEL else env.mode_rule_rate[m][i]
+                    reason = rv
+                    gap = target - self._cand[i]
+                    margin = -gap if gap > 0 else gap
+        else:
+            self._cand[i] = self.out[i]
+        d.set_verdict(verdict, rule, reason, margin, i)
+        return verdict
+
+    def _rate(self, i, target, now):
+        """Move ``out[i]`` toward ``target`` within rate (and acceleration) limits.
+
+        The candidate lands in ``_cand[i]`` (between the current output and the target: a
+        clamp never invents motion), with the velocity and carry it would leave behind.
+        Returns R_OK, R_RATE or R_ACCEL.
+        """
+        env = self.env
+        cur = self.out[i]
+        want = target - cur
+        dt = now - self.ref_ms[i]
+        if dt > self._dt_cap[i]:
+            dt = self._dt_cap[i]
+        rate = env.mode_rate[self.mode][i]
+        lim = rate
+        limiter = R_RATE
+        accel = env.ch_accel[i]
+        if accel:
+            a_dt = accel * dt // 1000
+            vel = self.vel[i]
+            speed = (vel if vel >= 0 else -vel) + a_dt
+            if (want > 0 and vel < 0) or (want < 0 and vel > 0):
+                speed = a_dt  # reversing: the stop is free, the new direction starts at rest
+            if speed < lim:
+                lim = speed
+                limiter = R_ACCEL
+        budget = lim * dt + self.carry[i]
+        allowed = budget // 1000
+        mag = want if want >= 0 else -want
+        if mag <= allowed:
+            self._cand[i] = target
+            self._ccarry[i] = 0
+            if dt > 0:
+                v = mag * 1000 // dt
+                self._cvel[i] = v if want >= 0 else -v
+            else:
+                self._cvel[i] = self.vel[i]
+            return R_OK
+        self._cand[i] = cur + allowed if want > 0 else cur - allowed
+        self._ccarry[i] = budget - allowed * 1000
+        self._cvel[i] = lim if want > 0 else -lim
+        return limiter
+
+    def _apply(self, proposed, now):
+        for i in range(self.env.n):
+            if proposed[i] is None:
+                continue
+            if self._cand[i] != self.out[i]:
+                self._moved = True
+            self.out[i] = self._cand[i]
+            self.vel[i] = self._cvel[i]
+            self.carry[i] = self._ccarry[i]
+            self.ref_ms[i] = now
+
+    def _limits(self, now):
+        """Range in force per channel (mode, widened by permits) and interlock bounds."""
+        env = self.env
+        m = self.mode
+        for i in range(env.n):
+            if self.permit_until[i] >= 0:
+                self._lo[i] = env.mode_amin[m][i]
+                self._hi[i] = env.mode_amax[m][i]
+            else:
+                self._lo[i] = env.mode_min[m][i]
+                self._hi[i] = env.mode_max[m][i]
+            self._ilo[i] = -_FAR
+            self._ihi[i] = _FAR
+            self._iact[i] = ALLOW
+        for k in range(env.n_interlocks):
+            if not self.il_active[k]:
+                continue
+            act = env.il_action[k]
+            for ch, lo, hi in env.il_limits[k]:
+                if lo is not None and lo > self._ilo[ch]:
+                    self._ilo[ch] = lo
+                if hi is not None and hi < self._ihi[ch]:
+                    self._ihi[ch] = hi
+                if act > self._iact[ch]:
+                    self._iact[ch] = act
+                    self._irule[ch] = env.il_rule[k]
+
+    # ----------------------------------------------------------------- escalation
+
+    def _escalate(self, d, proposed, now, request_id):
+        env = self.env
+        if self.pending_id >= 0:
+            d.reason = R_AWAITING_APPROVAL
+            return
+        self.pending_id = request_id
+        self.pending_deadline = now + env.approval_timeout_ms
+        for i in range(env.n):
+            self.pending[i] = proposed[i]
+        d.event(E_APPROVAL_ASKED, request_id)
+
+    def _drop_pending(self):
+        self.pending_id = -1
+        self._dirty = True
+        for i in range(self.env.n):
+            self.pending[i] = None
+
+    def _approve(self, d, arg, now):
+        env = self.env
+        if self.pending_id < 0 or arg != self.pending_id:
+            d.set_verdict(REJECT, env.r_operator, R_NO_REQUEST, 0, -1)
+            return
+        m = self.mode
+        for i in range(env.n):
+            p = self.pending[i]
+            if p is not None and (p > env.mode_max[m][i] or p < env.mode_min[m][i]):
+                self.permit_until[i] = now + env.grant_ms
+            d.proposed[i] = p
+        d.event(E_APPROVAL_GRANTED, self.pending_id)
+        d.seq = self.pending_id
+        self._drop_pending()
+        if self.state == ST_ARMED and (self.link == LINK_OK or not env.link):
+            self._govern(d, d.proposed, now, -1)
+        else:
+            d.set_verdict(HOLD, env.r_state, R_NOT_ARMED, 0, -1)
+
+    # ----------------------------------------------------------------- telemetry
+
+    def _telemetry(self, d, tel, now):
+        env = self.env
+        values = tel.values
+        if not isinstance(values, dict):
+            d.set_verdict(REJECT, env.r_telemetry, R_WRONG_TYPE, 0, -1)
+            return
+        if not values:
+            d.set_verdict(REJECT, env.r_telemetry, R_EMPTY, 0, -1)
+            return
+        found = 0
+        for k in range(env.n_inputs):
+            v = values.get(env.in_names[k], _MISSING)
+            if v is _MISSING:
+                continue
+            found += 1
+            reason = self._bad_input(k, v)
+            if reason != R_OK:
+                d.set_verdict(REJECT, env.in_rule[k], reason, 0, -1)
+                return
+        if found != len(values):
+            d.set_verdict(REJECT, env.r_telemetry, R_UNKNOWN_INPUT, 0, -1)
+            return
+        for k in range(env.n_inputs):
+            v = values.get(env.in_names[k], _MISSING)
+            if v is not _MISSING:
+                self.in_val[k] = int(v)
+                self.in_ms[k] = now
+                self.in_fresh[k] = True
+
+    def _bad_input(self, k, v):
+        env = self.env
+        if not env.in_number[k]:
+            return R_OK if isinstance(v, bool) else R_WRONG_TYPE
+        bad = _bad_number(v)
+        if bad != R_OK:
+            return bad
+        return R_OK if env.in_min[k] <= v <= env.in_max[k] else R_OUT_OF_RANGE
+
+    # ----------------------------------------------------------------- operator
+
+    def _operator(self, d, op, now):
+        env = self.env
+        ok = (
+            isinstance(op.action, int)
+            and isinstance(op.arg, int)
+            and isinstance(op.counter, int)
+            and 0 < op.action < 256
+            and -(1 << 63) <= op.arg < (1 << 63)
+            and 0 <= op.counter < (1 << 64)
+            and auth.verify_op(self._key, env.device_id, op.action, op.arg, op.counter, op.mac)
+        )
+        if not ok:
+            d.event(E_AUTH_REFUSED, 0)
+            d.set_verdict(REJECT, env.r_operator, R_AUTH_FAILED, 0, -1)
+            return
+        if op.counter <= self.op_counter:
+            d.event(E_AUTH_REFUSED, op.counter)
+            d.set_verdict(REJECT, env.r_operator, R_REPLAYED, 0, -1)
+            return
+        self.op_counter = op.counter
+        action = op.action
+        if action == OP_MODE:
+            self._mode(d, op.arg)
+        elif action == OP_APPROVE:
+            self._approve(d, op.arg, now)
+        elif action == OP_DENY:
+            self._deny(d, op.arg)
+        elif action == OP_ESTOP:
+            d.event(E_TRIP, R_ESTOP_OPERATOR)
+            self._trip(d, C_ESTOP_OPERATOR, env.r_operator, R_ESTOP_OPERATOR, 0)
+        else:
+            self._transition(d, action, now)
+
+    def _transition(self, d, action, now):
+        env = self.env
+        row = transition(self.state, action)
+        refused = E_RESET_REFUSED if self.state == ST_TRIPPED else E_ARM_REFUSED
+        if row is None:
+            d.event(refused, R_NOT_ALLOWED)
+            d.set_verdict(REJECT, env.r_state, R_NOT_ALLOWED, 0, -1)
+            return
+        guard = row[3]
+        if guard == G_CAUSES_GONE and not self._causes_gone():
+            d.event(E_RESET_REFUSED, self.causes)
+            d.set_verdict(REJECT, env.r_state, R_CAUSE_PRESENT, 0, -1)
+            return
+        if guard == G_ARMABLE and self.causes:
+            d.event(E_ARM_REFUSED, self.causes)
+            d.set_verdict(REJECT, env.r_state, R_CAUSE_PRESENT, 0, -1)
+            return
+        to = row[2]
+        if to == ST_DISARMED:
+            self.causes = 0
+            self.trip_interlocks = 0
+            d.event(E_RESET, 0)
+        elif to == ST_ARMED:
+            d.event(E_ARM if self.state == ST_DISARMED else E_RESUME, self.mode)
+            if env.link and self.link != LINK_OK:
+                self.stale_since_ms = now  # the link must engage within trip_after_ms
+            for i in range(env.n):
+                self.ref_ms[i] = now
+                self.vel[i] = 0
+                self.carry[i] = 0
+        elif to == ST_PAUSED and self.state == ST_ARMED:
+            d.event(E_PAUSE, 0)
+        self.state = to
+
+    def _causes_gone(self):
+        env = self.env
+        c = self.causes
+        for i in range(env.n):
+            if self.out[i] != env.ch_safe[i]:
+                return False  # the stop has not finished
+        if c & C_ESTOP_INPUT and self._estop_pressed():
+            return False
+        if c & C_LINK_LOST and (
+            self.last_valid_ms < 0 or self.last_now - self.last_valid_ms > env.hold_after_ms
+        ):
+            return False
+        if c & C_INTERLOCK:
+            for k in range(env.n_interlocks):
+                if self.trip_interlocks & (1 << k) and self.il_active[k]:
+                    return False
+        if c & C_FAULT and self.faults:
+            return False
+        return True
+
+    def _mode(self, d, arg):
+        env = self.env
+        if self.state == ST_ARMED:
+            d.event(E_MODE_REFUSED, R_NOT_ALLOWED)
+            d.set_verdict(REJECT, env.r_state, R_NOT_ALLOWED, 0, -1)
+            return
+        if not 0 <= arg < len(env.modes):
+            d.event(E_MODE_REFUSED, R_UNKNOWN_MODE)
+            d.set_verdict(REJECT, env.r_operator, R_UNKNOWN_MODE, 0, -1)
+            return
+        for i in range(env.n):
+            if not env.mode_min[arg][i] <= self.out[i] <= env.mode_max[arg][i]:
+                d.event(E_MODE_REFUSED, R_OUTPUT_OUTSIDE_MODE)
+                d.set_verdict(REJECT, env.r_state, R_OUTPUT_OUTSIDE_MODE, 0, i)
+                return
+        self.mode = arg
+        for i in range(env.n):
+            self.permit_until[i] = -1
+        d.event(E_MODE, arg)
+
+    def _deny(self, d, arg):
+        env = self.env
+        if self.pending_id < 0 or arg != self.pending_id:
+            d.set_verdict(REJECT, env.r_operator, R_NO_REQUEST, 0, -1)
+            return
+        d.event(E_APPROVAL_DENIED, self.pending_id)
+        d.set_verdict(REJECT, env.r_operator, R_APPROVAL_DENIED, 0, -1)
+        self._drop_pending()
+
+    # ----------------------------------------------------------------- faults and trips
+
+    def _fault(self, d, ev):
+        env = self.env
+        code = ev.code
+        if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code < 30:
+            d.set_verdict(REJECT, env.r_fault, R_WRONG_TYPE, 0, -1)
+            return
+        if ev.active:
+            self.faults |= 1 << code
+            d.event(E_FAULT, code)
+            self._trip(d, C_FAULT, env.r_fault, R_FAULT, 0)
+        elif self.faults & (1 << code):
+            self.faults &= ~(1 << code)
+            d.event(E_FAULT_CLEARED, code)
+
+    def _trip(self, d, cause, rule, reason, margin):
+        """Latch the safe state: STO channels go to safe now, SS1 channels ramp there."""
+        env = self.env
+        d.set_verdict(TRIP, rule, reason, margin, d.channel)
+        if self.causes & cause and self.state == ST_TRIPPED:
+            return
+        self.causes |= cause
+        self._dirty = True
+        if self.state == ST_TRIPPED:
+            return
+        self.state = ST_TRIPPED
+        d.event(E_TRIP, reason)
+        if self.pending_id >= 0:
+            self._drop_pending()
+        for i in range(env.n):
+            self.permit_until[i] = -1
+            if env.ch_stop[i] == STOP_STO and self.out[i] != env.ch_safe[i]:
+                self.out[i] = env.ch_safe[i]
+                self.vel[i] = 0
+                self.carry[i] = 0
+                self._moved = True
+
+    # ----------------------------------------------------------------- safety and ramps
+
+    def _estop_pressed(self):
+        env = self.env
+        for k in range(env.n_inputs):
+            if env.in_estop[k] and (not self.in_fresh[k] or self.in_val[k]):
+                return True
+        return False
+
+    def _supervise_safety(self, d, now):
+        env = self.env
+        if self._estop_pressed() and not self.causes & C_ESTOP_INPUT:
+            self._trip(d, C_ESTOP_INPUT, env.r_estop, R_ESTOP_INPUT, 0)
+        self._update_interlocks()
+        for k in range(env.n_interlocks):
+            if self.il_active[k] and env.il_action[k] == ACT_TRIP and self._violates(k):
+                if not self.trip_interlocks & (1 << k):
+                    self.trip_interlocks |= 1 << k
+                    self._dirty = True
+                self._trip(d, C_INTERLOCK, env.il_rule[k], R_INTERLOCK, 0)
+        self._ramp(now)
+
+    def _update_interlocks(self):
+        env = self.env
+        for k in range(env.n_interlocks):
+            active = True
+            for inp, op, value in env.il_conds[k]:
+                if self.in_fresh[inp] and not _holds(op, self.in_val[inp], value):
+                    active = False  # a stale input keeps the restriction (fail safe)
+                    break
+            if active != self.il_active[k]:
+                self.il_active[k] = active
+                self._dirty = True
+
+    def _violates(self, k):
+        for ch, lo, hi in self.env.il_limits[k]:
+            v = self.out[ch]
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                return True
+        return False
+
+    def _holding(self):
+        st = self.state
+        if st == ST_DISARMED or st == ST_PAUSED:
+            return True
+        return st == ST_ARMED and self.env.link and self.link != LINK_OK
+
+    def _ramp(self, now):
+        env = self.env
+        tripped = self.state == ST_TRIPPED
+        holding = self._holding()
+        self._limits(now)
+        for i in range(env.n):
+            cur = self.out[i]
+            if tripped or (holding and env.ch_hold[i] == HOLD_RAMP):
+                target = env.ch_safe[i]
+            else:
+                target = _clamp(_clamp(cur, self._lo[i], self._hi[i]), self._ilo[i], self._ihi[i])
+            if target != cur:
+                self._ramp_step(i, cur, target, now)
+
+    def _ramp_step(self, i, cur, target, now):
+        dt = now - self.ref_ms[i]
+        if dt > self._dt_cap[i]:
+            dt = self._dt_cap[i]
+        rate = self.env.mode_rate[self.mode][i]
+        budget = rate * dt + self.carry[i]
+        allowed = budget // 1000
+        if allowed <= 0:
+            return  # nothing changes: the budget keeps growing with time
+        want = target - cur
+        mag = want if want >= 0 else -want
+        if mag <= allowed:
+            self.out[i] = target
+            self.carry[i] = 0
+            self.vel[i] = 0
+        else:
+            self.out[i] = cur + allowed if want > 0 else cur - allowed
+            self.carry[i] = budget - allowed * 1000
+            self.vel[i] = rate if want > 0 else -rate
+        self.ref_ms[i] = now
+        self._moved = True
+        self._dirty = True
+
+    def _regime(self, d):
+        """For ticks and state-only decisions: what the outputs are following."""
+        env = self.env
+        if self.state == ST_TRIPPED:
+            reason = R_TRIPPED
+            if self.causes & C_INTERNAL:
+                reason = R_INTERNAL_FAULT
+            elif self.causes == C_BOOT:
+                reason = R_BOOT
+            d.set_verdict(TRIP, env.r_state, reason, 0, -1)
+        elif self._holding():
+            if self.state == ST_DISARMED:
+                d.set_verdict(HOLD, env.r_state, R_NOT_ARMED, 0, -1)
+            elif self.state == ST_PAUSED:
+                d.set_verdict(HOLD, env.r_state, R_PAUSED, 0, -1)
+            else:
+                r = R_LINK_STALE if self.link == LINK_STALE else R_LINK_NOT_ENGAGED
+                d.set_verdict(HOLD, env.r_link_hold, r, 0, -1)
+
+
+def _holds(op, a, b):
+    if op == 0:
+        return a == b
+    if op == 1:
+        return a != b
+    if op == 2:
+        return a < b
+    if op == 3:
+        return a <= b
+    if op == 4:
+        return a > b
+    return a >= b
+
+
+__all__ = ["Governor"]
