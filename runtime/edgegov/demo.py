@@ -1,0 +1,137 @@
+"""The built-in scenario: governor + simulated cell + misbehaving planner, in one process.
+
+Runs on scripted time (10 ms control period) so the same seed gives the same decisions.
+``run_scenario`` calls ``observe(event, now_ms, decision)`` for every governor call, which
+is where the CLI shows progress and where lineage or any other consumer attaches.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import names
+from .config.compile import CompiledEnvelope, compile_file
+from .core import codes
+from .core.envelope import Envelope
+from .core.events import TICK
+from .core.governor import Governor
+from .operator import OperatorSigner
+from .sim import (
+    CONTROL_PERIOD_MS,
+    SCRIPT,
+    TELEMETRY_PERIOD_MS,
+    Operator,
+    Planner,
+    Plant,
+    active_misbehaviours,
+    apply_plant_script,
+)
+
+DEMO_KEY = bytes(range(32))  # the demo's device key; a real device reads its key file
+EXAMPLE = Path(__file__).resolve().parents[2] / "boards" / "envelopes" / "spindle-cell.toml"
+
+
+@dataclass
+class Notable:
+    now_ms: int
+    text: str
+
+
+@dataclass
+class DemoResult:
+    seconds: int
+    calls: int = 0
+    command_verdicts: Counter = field(default_factory=Counter)
+    events: Counter = field(default_factory=Counter)
+    notable: list[Notable] = field(default_factory=list)
+    final_state: str = ""
+
+
+def default_envelope() -> CompiledEnvelope:
+    return compile_file(EXAMPLE)
+
+
+def run_scenario(compiled: CompiledEnvelope, seconds: int = 20, seed: int = 7, observe=None):
+    """Run the scenario for ``seconds`` of scenario time; return a ``DemoResult``."""
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    gov = Governor(env, DEMO_KEY)
+    plant, planner = Plant(), Planner(random.Random(seed))
+    operator = Operator(OperatorSigner(DEMO_KEY, env.device_id))
+    result = DemoResult(seconds)
+    decision = gov.start(0)
+    _note(result, env, None, 0, decision, observe)
+    for now in range(0, seconds * 1000 + 1, CONTROL_PERIOD_MS):
+        active = active_misbehaviours(now)
+        apply_plant_script(plant, active)
+        events = []
+        if now % TELEMETRY_PERIOD_MS == 0:
+            events.append(plant.telemetry())
+        command = planner.propose(now, active)
+        if command is not None:
+            events.append(command)
+        for event in events:
+            decision = gov.handle(event, now)
+            _note(result, env, event, now, decision, observe)
+        for action in operator.react(decision, now):
+            decision = gov.handle(action, now)
+            _note(result, env, action, now, decision, observe)
+        decision = gov.handle(TICK, now)
+        _note(result, env, TICK, now, decision, observe)
+        outputs = dict(zip(env.ch_names, decision.output))
+        plant.step(outputs, CONTROL_PERIOD_MS)
+        if decision.state != codes.ST_ARMED:
+            planner.follow(outputs)
+    result.final_state = names.state(gov.state)
+    return result
+
+
+_NOTABLE_EVENTS = {
+    codes.E_TRIP, codes.E_RESET, codes.E_ARM, codes.E_APPROVAL_ASKED, codes.E_APPROVAL_GRANTED,
+    codes.E_APPROVAL_DENIED, codes.E_APPROVAL_EXPIRED, codes.E_LINK_ENGAGED, codes.E_LINK_STALE,
+    codes.E_LINK_LOST, codes.E_ESTOP_OUT, codes.E_BOOT,
+}
+
+
+def _note(result: DemoResult, env: Envelope, event, now: int, d, observe) -> None:
+    result.calls += 1
+    if event is not None and event.kind == codes.EV_COMMAND:
+        result.command_verdicts[names.verdict(d.verdict)] += 1
+        if d.verdict != codes.ALLOW and _first_of_streak(result, d):
+            rule = env.rules[d.rule] if d.rule >= 0 else "-"
+            result.notable.append(Notable(now, f"command #{d.seq}: {names.verdict(d.verdict)} "
+                                               f"({names.reason(d.reason)}, rule {rule}, "
+                                               f"margin {d.margin})"))
+    for i in range(d.n_events):
+        code, arg = d.ev_code[i], d.ev_arg[i]
+        result.events[names.event(code)] += 1
+        if code in _NOTABLE_EVENTS:
+            result.notable.append(Notable(now, _event_text(code, arg)))
+    if observe is not None:
+        observe(event, now, d)
+
+
+def _first_of_streak(result: DemoResult, d) -> bool:
+    """Report a run of identical refusals once, not every control period."""
+    key = (d.verdict, d.reason, d.rule)
+    first = getattr(result, "_last_key", None) != key
+    result._last_key = key  # type: ignore[attr-defined]
+    return first
+
+
+def _event_text(code: int, arg: int) -> str:
+    if code == codes.E_TRIP:
+        return f"TRIP ({names.reason(arg)})"
+    if code == codes.E_ESTOP_OUT:
+        return "e-stop output " + ("ASSERTED" if arg else "released")
+    if code in (codes.E_LINK_STALE, codes.E_LINK_LOST):
+        return f"{names.event(code)} after {arg} ms of silence"
+    if code in (codes.E_APPROVAL_ASKED, codes.E_APPROVAL_GRANTED, codes.E_APPROVAL_DENIED,
+                codes.E_APPROVAL_EXPIRED):
+        return f"{names.event(code)} (request {arg})"
+    return names.event(code)
+
+
+__all__ = ["run_scenario", "default_envelope", "DemoResult", "SCRIPT", "DEMO_KEY"]

@@ -1,0 +1,60 @@
+"""Terminal view of ``edgegov demo``: live progress, then what the governor did."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgegov import names
+from edgegov.config.compile import compile_file
+from edgegov.config.problems import EnvelopeConfigError
+from edgegov.demo import SCRIPT, default_envelope, run_scenario
+
+_ORDER = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
+
+
+def run_demo(seconds: int, seed: int, envelope_path: str | None) -> int:
+    console = Console()
+    try:
+        compiled = compile_file(envelope_path) if envelope_path else default_envelope()
+    except EnvelopeConfigError as err:
+        for problem in err.problems:
+            console.print(f"[red]{problem}[/red]")
+        return 1
+    console.print(f"[bold]edgegov demo[/bold]: device {compiled.admitted.device_id}, "
+                  f"envelope {compiled.hash[:16]}, {seconds} s of scenario time, seed {seed}")
+    for m in SCRIPT:
+        if m.at_ms < seconds * 1000:
+            console.print(f"  at {m.at_ms / 1000:5.1f} s the scenario {m.note}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[v]}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("governing", total=seconds * 1000, v="")
+        counts = {}
+
+        def observe(event, now_ms, d):
+            if event is not None and event.kind == 1:
+                counts[names.verdict(d.verdict)] = counts.get(names.verdict(d.verdict), 0) + 1
+            if now_ms % 100 == 0:
+                text = " ".join(f"{k}={counts.get(k, 0)}" for k in _ORDER)
+                progress.update(task, completed=now_ms, v=f"{names.state(d.state)} {text}")
+
+        result = run_scenario(compiled, seconds, seed, observe)
+    _summary(console, result)
+    return 0
+
+
+def _summary(console: Console, result) -> None:
+    table = Table(title="Proposals by verdict")
+    table.add_column("verdict")
+    table.add_column("commands", justify="right")
+    for verdict in _ORDER:
+        table.add_row(verdict, str(result.command_verdicts.get(verdict, 0)))
+    console.print(table)
+    timeline = Table(title="What happened")
+    timeline.add_column("t (s)", justify="right")
+    timeline.add_column("")
+    for note in result.notable:
+        timeline.add_row(f"{note.now_ms / 1000:.2f}", note.text)
+    console.print(timeline)
+    console.print(f"{result.calls} governor calls; final state {result.final_state}")
