@@ -9,7 +9,7 @@ the lineage record when ``record``; the ``events`` (codes.E_*) tell the loop abo
 approvals to ask for, trips, link stages and so on.
 """
 
-from .codes import ALLOW
+from .codes import ALLOW, EV_COMMAND
 
 MAX_EVENTS = 16
 
@@ -44,6 +44,27 @@ class Decision:
         for i in range(self.n):
             self.proposed[i] = None
 
+    def begin_command(self, now_ms, state, mode, link):
+        """The light reset of the steady-state path: the command pass writes every
+        ``proposed`` entry itself and nothing but the command can happen."""
+        self.kind = EV_COMMAND
+        self.now_ms = now_ms
+        self.seq = -1
+        self.verdict = ALLOW
+        self.rule = -1
+        self.reason = 0
+        self.margin = 0
+        self.channel = -1
+        self.changed = False
+        self.estop = False
+        self.kick = True
+        self.record = True
+        self.state = state
+        self.mode = mode
+        self.link = link
+        self.n_events = 0
+        self.lost_events = 0
+
     def event(self, code, arg):
         if self.n_events < MAX_EVENTS:
             self.ev_code[self.n_events] = code
@@ -54,12 +75,19 @@ class Decision:
 
     def set_verdict(self, verdict, rule, reason, margin, channel):
         """Worst wins. On a tie the first rule stays, except that among ALLOWs the
-        smallest margin (the closest approach to a limit) is kept."""
+        smallest margin (the closest approach to a limit) is kept, lowest channel first."""
         if verdict < self.verdict:
             return
         if verdict == self.verdict and not (
             (self.rule < 0 and rule >= 0)
-            or (verdict == ALLOW and (self.channel < 0 or margin < self.margin))
+            or (
+                verdict == ALLOW
+                and (
+                    self.channel < 0
+                    or margin < self.margin
+                    or (margin == self.margin and 0 <= channel < self.channel)
+                )
+            )
         ):
             return
         self.verdict = verdict

@@ -126,6 +126,7 @@ _MISSING = object()
 _INT_LIMIT = const(1 << 30)  # scaled values beyond this are refused as out of range
 _FAR = const(1 << 30)  # "no bound" for interlock limits and margins
 _DT_CAP_MS = const(1000)  # longest interval one rate budget may cover
+_FAR_MS = const(1 << 62)  # "never" for deadlines
 
 
 def _bad_number(v):
@@ -180,10 +181,11 @@ class Governor:
         self.in_fresh = [False] * k
         self.il_active = [True] * env.n_interlocks  # unknown inputs: restriction applies
         # Link liveness.
-        self.link = LINK_DOWN
+        self.link = LINK_DOWN if env.link else LINK_OK
         self.last_valid_ms = -1
         self.alive_since_ms = -1
         self.stale_since_ms = -1  # start of the current silence budget, -1 = none
+        self._hold_ms = env.hold_after_ms if env.link else _FAR_MS
         # Escalation.
         self.pending_id = -1
         self.pending_deadline = 0
@@ -198,10 +200,17 @@ class Governor:
         self._cand = [0] * n
         self._cvel = [0] * n
         self._ccarry = [0] * n
+        self._rows = ()
+        self._limits_dirty = True
         self._estop_out = True
         self._dirty = False
         self._moved = False
+        # Steady state: while ``_quiet`` holds and ``now < _quiet_until``, nothing
+        # time-driven can happen, so a command needs only its own evaluation.
+        self._quiet = False
+        self._quiet_until = 0
         self.d = Decision(n)
+        self.d.output = self.out  # the decision shows the live outputs (valid until next call)
 
     # ----------------------------------------------------------------- public API
 
@@ -226,17 +235,38 @@ class Governor:
             self.start(now_ms)
         d = self.d
         try:
-            d.clear(event.kind, now_ms)
-            self._dirty = event.kind != EV_TICK
+            kind = event.kind
+            if (
+                kind == EV_COMMAND
+                and self._quiet
+                and self.last_now <= now_ms < self._quiet_until
+                and now_ms - self.last_valid_ms <= self._hold_ms
+            ):
+                # Nothing time-driven is due and the regime is steady: the supervision
+                # phases would change nothing, so only the command itself is decided.
+                d.begin_command(now_ms, self.state, self.mode, self.link)
+                self.last_now = now_ms
+                self._moved = False
+                self._command(d, event, now_ms)
+                d.changed = self._moved
+                if self._quiet:
+                    return d
+                self._dirty = True
+                self._supervise_safety(d, now_ms)
+                self._finish(d)
+                return d
+            d.clear(kind, now_ms)
+            self._dirty = kind != EV_TICK
             self._moved = False
             if now_ms < self.last_now:
                 raise ValueError("time went backwards")
             self.last_now = now_ms
             self._supervise_time(d, now_ms)
             self._update_interlocks()
+            self._ensure_limits()
             self._dispatch(d, event, now_ms)
             self._supervise_safety(d, now_ms)
-            if event.kind != EV_COMMAND and event.kind != EV_OPERATOR:
+            if kind != EV_COMMAND and kind != EV_OPERATOR:
                 self._regime(d)
             self._finish(d)
         except Exception:  # fail closed: any failure inside a decision latches a fault
@@ -274,9 +304,9 @@ class Governor:
         out = self.out
         at_safe = True
         for i in range(env.n):
-            d.output[i] = out[i]
             if out[i] != env.ch_safe[i]:
                 at_safe = False
+                break
         estop = self.state == ST_TRIPPED and at_safe
         if estop != self._estop_out:
             self._estop_out = estop
@@ -290,9 +320,40 @@ class Governor:
             d.changed = True
         if self._dirty:
             d.record = True
+        self._settle()
+
+    def _settle(self):
+        """Decide whether the next command may take the steady-state path."""
+        env = self.env
+        self._quiet = False
+        if self.state != ST_ARMED or self.pending_id >= 0 or self._limits_dirty:
+            return
+        if env.link and self.link != LINK_OK:
+            return
+        for i in range(env.n):
+            if self.permit_until[i] >= 0:
+                return
+            v = self.out[i]
+            if not (self._lo[i] <= v <= self._hi[i] and self._ilo[i] <= v <= self._ihi[i]):
+                return
+        until = _FAR_MS
+        for k in range(env.n_inputs):
+            if self.in_fresh[k]:
+                due = self.in_ms[k] + env.in_stale[k] + 1
+                if due < until:
+                    until = due
+        self._quiet_until = until
+        self._quiet = True
+
+    def _ensure_limits(self):
+        if self._limits_dirty:
+            self._limits()
+            self._limits_dirty = False
 
     def _internal_fault(self, d, now):
         env = self.env
+        self._quiet = False
+        self._limits_dirty = True
         self.state = ST_TRIPPED
         self.causes |= C_INTERNAL
         self.pending_id = -1
@@ -301,7 +362,6 @@ class Governor:
             self.vel[i] = 0
             self.carry[i] = 0
             self.permit_until[i] = -1
-            d.output[i] = env.ch_safe[i]
         self._estop_out = True
         d.verdict = TRIP
         d.rule = env.r_fault
@@ -332,6 +392,7 @@ class Governor:
             if self.permit_until[i] >= 0 and now >= self.permit_until[i]:
                 self.permit_until[i] = -1
                 self._dirty = True
+                self._limits_dirty = True
                 d.event(E_PERMIT_EXPIRED, i)
 
     def _link_time(self, d, now):
@@ -355,7 +416,6 @@ class Governor:
         """A valid, authenticated-enough command arrived: liveness evidence."""
         env = self.env
         if not env.link:
-            self.link = LINK_OK
             return
         if self.last_valid_ms < 0 or now - self.last_valid_ms > env.hold_after_ms:
             self.alive_since_ms = now  # a new streak; a single message proves little
@@ -369,12 +429,27 @@ class Governor:
 
     def _command(self, d, cmd, now):
         env = self.env
-        d.seq = cmd.seq if isinstance(cmd.seq, int) else -1
-        reason = self._sanitize(d, cmd)
-        if reason != R_OK:
-            d.set_verdict(REJECT, env.r_command, reason, 0, d.channel)
+        seq = cmd.seq
+        if type(seq) is not int:
+            return self._refuse(d, R_WRONG_TYPE, -1)
+        d.seq = seq
+        if seq <= self.last_seq:
+            return self._refuse(d, R_STALE_SEQ, -1)
+        values = cmd.values
+        if not isinstance(values, dict):
+            return self._refuse(d, R_WRONG_TYPE, -1)
+        if not values:
+            return self._refuse(d, R_EMPTY, -1)
+        if self.state == ST_ARMED and (self.link == LINK_OK or not env.link):
+            # Steady state: sanitise and evaluate in one pass (the link is already live).
+            if self._govern(d, values, now, seq):
+                self.last_seq = seq
+                self.last_valid_ms = now
             return
-        self.last_seq = cmd.seq
+        reason, channel = self._sanitize(d, values)
+        if reason != R_OK:
+            return self._refuse(d, reason, channel)
+        self.last_seq = seq
         self._link_alive(d, now)
         st = self.state
         if st == ST_TRIPPED:
@@ -383,66 +458,105 @@ class Governor:
             d.set_verdict(HOLD, env.r_state, R_NOT_ARMED, 0, -1)
         elif st == ST_PAUSED:
             d.set_verdict(HOLD, env.r_state, R_PAUSED, 0, -1)
-        elif self.link != LINK_OK:
+        elif self.link != LINK_OK and env.link:
             r = R_LINK_STALE if self.link == LINK_STALE else R_LINK_NOT_ENGAGED
             d.set_verdict(HOLD, env.r_link_hold, r, 0, -1)
         else:
-            self._govern(d, d.proposed, now, cmd.seq)
+            self._govern(d, values, now, seq)  # this very command engaged the link
 
-    def _sanitize(self, d, cmd):
-        """Fill ``d.proposed`` from the command; reason code of the first problem or R_OK."""
+    def _refuse(self, d, reason, channel):
+        """An invalid command: REJECT with the reason, nothing applied, no liveness."""
+        d.verdict = ALLOW
+        d.rule = -1
+        d.set_verdict(REJECT, self.env.r_command, reason, 0, channel)
+
+    def _sanitize(self, d, values):
+        """Fill ``d.proposed``; return (reason, channel) of the first problem or (R_OK, -1)."""
         env = self.env
-        if not isinstance(cmd.seq, int) or isinstance(cmd.seq, bool):
-            return R_WRONG_TYPE
-        if cmd.seq <= self.last_seq:
-            return R_STALE_SEQ
-        values = cmd.values
-        if not isinstance(values, dict):
-            return R_WRONG_TYPE
-        if not values:
-            return R_EMPTY
+        prop = d.proposed
         found = 0
         for i in range(env.n):
             v = values.get(env.ch_names[i], _MISSING)
             if v is _MISSING:
+                prop[i] = None
                 continue
             found += 1
             bad = _bad_number(v)
             if bad != R_OK:
-                d.channel = i
-                return bad
-            d.proposed[i] = v
+                return bad, i
+            prop[i] = v
         if found != len(values):
-            return R_UNKNOWN_CHANNEL
-        return R_OK
+            return R_UNKNOWN_CHANNEL, -1
+        return R_OK, -1
 
-    def _govern(self, d, proposed, now, request_id):
-        """Evaluate every proposed channel; apply, hold, escalate or trip as the worst says."""
-        env = self.env
-        self._limits(now)
-        evaluated = 0
-        wanted = 0
-        escalate = False
-        for i in range(env.n):
-            p = proposed[i]
-            if p is None:
+    def _govern(self, d, values, now, request_id):
+        """Sanitise and evaluate every proposed channel in one pass, then apply, escalate
+        or trip as the worst verdict says. Returns False when the command was invalid.
+
+        Per channel the common case (an integer inside the range in force that needs no
+        rate clamp) is decided inline; anything else goes through ``_evaluate``.
+        """
+        prop = d.proposed
+        out = self.out
+        carry = self.carry
+        ref = self.ref_ms
+        cand = self._cand
+        ccarry = self._ccarry
+        found = 0
+        best_i = -1
+        best_m = 0
+        best_r = -1
+        for i, name, lo, hi, elo, ehi, rate, cap, rmin, rmax, accel in self._rows:
+            p = values.get(name, _MISSING)
+            if p is _MISSING:
+                prop[i] = None
                 continue
-            wanted += 1
-            if self._evaluate(d, i, p, now) == ESCALATE:
-                escalate = True
-            evaluated += 1
-        if evaluated != wanted:
-            raise ValueError("rule not evaluated")  # fail closed
+            found += 1
+            prop[i] = p
+            if type(p) is int and elo <= p <= ehi and not accel:
+                dt = now - ref[i]
+                if dt > cap:
+                    dt = cap
+                budget = rate * dt + carry[i]
+                allowed = budget // 1000
+                want = p - out[i]
+                if -allowed <= want <= allowed:
+                    cand[i] = p
+                    ccarry[i] = 0
+                    m = hi - p
+                    r = rmax
+                    if p - lo < m:
+                        m = p - lo
+                        r = rmin
+                    if best_i < 0 or m < best_m:
+                        best_m = m
+                        best_i = i
+                        best_r = r
+                    continue
+            bad = _bad_number(p)
+            if bad != R_OK:
+                prop[i] = None
+                for j in range(i + 1, self.env.n):
+                    prop[j] = None
+                self._refuse(d, bad, i)
+                return False
+            self._evaluate(d, i, p, now)
+        if found != len(values):
+            self._refuse(d, R_UNKNOWN_CHANNEL, -1)
+            return False
+        if best_i >= 0:
+            d.set_verdict(ALLOW, best_r, R_OK, best_m, best_i)
         v = d.verdict
-        if v == ALLOW or v == CLAMP:
-            self._apply(proposed, now)
-        elif v == ESCALATE and escalate:
-            self._escalate(d, proposed, now, request_id)
+        if v <= CLAMP:
+            self._apply(prop, now)
+        elif v == ESCALATE:
+            self._escalate(d, prop, now, request_id)
         elif v == TRIP:
             self._trip(d, C_LIMIT, d.rule, d.reason, d.margin)
+        return True
 
     def _evaluate(self, d, i, p, now):
-        """Decide one channel; leaves the candidate output in ``_cand[i]``; returns verdict."""
+        """Decide one channel the long way; the candidate output lands in ``_cand[i]``."""
         env = self.env
         m = self.mode
         lo = self._lo[i]
@@ -462,7 +576,6 @@ class Governor:
             reason = R_ABOVE_MAX if above else R_BELOW_MIN
             if act == ACT_ESCALATE:
                 if env.mode_amin[m][i] <= p <= env.mode_amax[m][i]:
-                    act = ACT_ESCALATE
                     rule = env.ch_rule_approval[i]
                     reason = R_APPROVAL_NEEDED
                 else:
@@ -482,10 +595,10 @@ class Governor:
             target = _clamp(target, ilo, ihi)
         if verdict <= CLAMP:
             rv = self._rate(i, target, now)
-            if rv != ALLOW:
+            if rv != R_OK:
                 act = env.ch_on_rate[i]
                 if act > verdict or verdict == ALLOW:
-                    verdict = act if act != ACT_CLAMP else CLAMP
+                    verdict = act
                     rule = env.ch_rule_accel[i] if rv == R_ACCEL else env.mode_rule_rate[m][i]
                     reason = rv
                     gap = target - self._cand[i]
@@ -508,8 +621,7 @@ class Governor:
         dt = now - self.ref_ms[i]
         if dt > self._dt_cap[i]:
             dt = self._dt_cap[i]
-        rate = env.mode_rate[self.mode][i]
-        lim = rate
+        lim = env.mode_rate[self.mode][i]
         limiter = R_RATE
         accel = env.ch_accel[i]
         if accel:
@@ -527,30 +639,33 @@ class Governor:
         if mag <= allowed:
             self._cand[i] = target
             self._ccarry[i] = 0
-            if dt > 0:
-                v = mag * 1000 // dt
+            if accel:
+                v = mag * 1000 // dt if dt > 0 else 0
                 self._cvel[i] = v if want >= 0 else -v
-            else:
-                self._cvel[i] = self.vel[i]
             return R_OK
         self._cand[i] = cur + allowed if want > 0 else cur - allowed
         self._ccarry[i] = budget - allowed * 1000
-        self._cvel[i] = lim if want > 0 else -lim
+        if accel:
+            self._cvel[i] = lim if want > 0 else -lim
         return limiter
 
     def _apply(self, proposed, now):
+        accel = self.env.ch_accel
         for i in range(self.env.n):
             if proposed[i] is None:
                 continue
-            if self._cand[i] != self.out[i]:
+            c = self._cand[i]
+            if c != self.out[i]:
+                self.out[i] = c
                 self._moved = True
-            self.out[i] = self._cand[i]
-            self.vel[i] = self._cvel[i]
             self.carry[i] = self._ccarry[i]
             self.ref_ms[i] = now
+            if accel[i]:
+                self.vel[i] = self._cvel[i]
 
-    def _limits(self, now):
-        """Range in force per channel (mode, widened by permits) and interlock bounds."""
+    def _limits(self):
+        """Range in force per channel (mode, widened by permits) and interlock bounds,
+        and the rows the steady-state pass walks. Called whenever one of them may change."""
         env = self.env
         m = self.mode
         for i in range(env.n):
@@ -575,6 +690,15 @@ class Governor:
                 if act > self._iact[ch]:
                     self._iact[ch] = act
                     self._irule[ch] = env.il_rule[k]
+        self._rows = tuple(
+            (
+                i, env.ch_names[i], self._lo[i], self._hi[i],
+                max(self._lo[i], self._ilo[i]), min(self._hi[i], self._ihi[i]),
+                env.mode_rate[m][i], self._dt_cap[i], env.mode_rule_min[m][i],
+                env.mode_rule_max[m][i], env.ch_accel[i],
+            )
+            for i in range(env.n)
+        )
 
     # ----------------------------------------------------------------- escalation
 
@@ -583,6 +707,7 @@ class Governor:
         if self.pending_id >= 0:
             d.reason = R_AWAITING_APPROVAL
             return
+        self._quiet = False
         self.pending_id = request_id
         self.pending_deadline = now + env.approval_timeout_ms
         for i in range(env.n):
@@ -605,12 +730,18 @@ class Governor:
             p = self.pending[i]
             if p is not None and (p > env.mode_max[m][i] or p < env.mode_min[m][i]):
                 self.permit_until[i] = now + env.grant_ms
+                self._limits_dirty = True
             d.proposed[i] = p
         d.event(E_APPROVAL_GRANTED, self.pending_id)
         d.seq = self.pending_id
         self._drop_pending()
         if self.state == ST_ARMED and (self.link == LINK_OK or not env.link):
-            self._govern(d, d.proposed, now, -1)
+            values = {}
+            for i in range(env.n):
+                if d.proposed[i] is not None:
+                    values[env.ch_names[i]] = d.proposed[i]
+            self._ensure_limits()
+            self._govern(d, values, now, -1)
         else:
             d.set_verdict(HOLD, env.r_state, R_NOT_ARMED, 0, -1)
 
@@ -759,6 +890,7 @@ class Governor:
                 d.set_verdict(REJECT, env.r_state, R_OUTPUT_OUTSIDE_MODE, 0, i)
                 return
         self.mode = arg
+        self._limits_dirty = True
         for i in range(env.n):
             self.permit_until[i] = -1
         d.event(E_MODE, arg)
@@ -796,9 +928,11 @@ class Governor:
             return
         self.causes |= cause
         self._dirty = True
+        self._quiet = False
         if self.state == ST_TRIPPED:
             return
         self.state = ST_TRIPPED
+        self._limits_dirty = True
         d.event(E_TRIP, reason)
         if self.pending_id >= 0:
             self._drop_pending()
@@ -843,6 +977,7 @@ class Governor:
             if active != self.il_active[k]:
                 self.il_active[k] = active
                 self._dirty = True
+                self._limits_dirty = True
 
     def _violates(self, k):
         for ch, lo, hi in self.env.il_limits[k]:
@@ -861,7 +996,7 @@ class Governor:
         env = self.env
         tripped = self.state == ST_TRIPPED
         holding = self._holding()
-        self._limits(now)
+        self._ensure_limits()
         for i in range(env.n):
             cur = self.out[i]
             if tripped or (holding and env.ch_hold[i] == HOLD_RAMP):
@@ -885,11 +1020,13 @@ class Governor:
         if mag <= allowed:
             self.out[i] = target
             self.carry[i] = 0
-            self.vel[i] = 0
+            vel = 0
         else:
             self.out[i] = cur + allowed if want > 0 else cur - allowed
             self.carry[i] = budget - allowed * 1000
-            self.vel[i] = rate if want > 0 else -rate
+            vel = rate if want > 0 else -rate
+        if self.env.ch_accel[i]:
+            self.vel[i] = vel
         self.ref_ms[i] = now
         self._moved = True
         self._dirty = True
