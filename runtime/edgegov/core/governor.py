@@ -126,7 +126,8 @@ _MISSING = object()
 _INT_LIMIT = const(1 << 30)  # scaled values beyond this are refused as out of range
 _FAR = const(1 << 30)  # "no bound" for interlock limits and margins
 _DT_CAP_MS = const(1000)  # longest interval one rate budget may cover
-_FAR_MS = const(1 << 62)  # "never" for deadlines
+_FAR_MS = 1 << 62  # "never" for deadlines (a big int: no const() on 32-bit ports)
+_SEQ_LIMIT = 1 << 53  # command sequence numbers: 0 <= seq < 2**53
 
 
 def _bad_number(v):
@@ -156,6 +157,7 @@ class Governor:
         self.env = env
         self._key = bytes(key)
         self.op_counter = op_counter
+        self.last_auth = False  # the MAC check of the last operator action
         self.started = False
         self.last_now = 0
         self.state = ST_TRIPPED
@@ -273,16 +275,39 @@ class Governor:
             self._internal_fault(d, now_ms)
         return d
 
+    # Everything that decides the future, in a fixed order (the lineage CHECKPOINT
+    # stores it; ``restore_state`` takes it back). Scratch and caches are not state.
+    _STATE = (
+        "last_now", "state", "causes", "trip_interlocks", "faults", "mode", "last_seq",
+        "op_counter", "out", "vel", "carry", "ref_ms", "permit_until", "in_val", "in_ms",
+        "in_fresh", "il_active", "link", "last_valid_ms", "alive_since_ms",
+        "stale_since_ms", "pending_id", "pending_deadline", "pending", "_estop_out",
+    )
+
     def snapshot_state(self):
-        """Everything that decides the future, as plain data (host side; allocates)."""
-        return (
-            self.state, self.causes, self.trip_interlocks, self.faults, self.mode,
-            self.last_seq, self.op_counter, tuple(self.out), tuple(self.vel),
-            tuple(self.carry), tuple(self.ref_ms), tuple(self.permit_until),
-            tuple(self.in_val), tuple(self.in_ms), tuple(self.in_fresh), tuple(self.il_active),
-            self.link, self.last_valid_ms, self.alive_since_ms, self.stale_since_ms,
-            self.pending_id, self.pending_deadline, tuple(self.pending), self._estop_out,
-        )
+        """The governor's state as a list of ints, bools, None and lists (allocates)."""
+        out = []
+        for name in self._STATE:
+            v = getattr(self, name)
+            out.append(list(v) if isinstance(v, list) else v)
+        return out
+
+    def restore_state(self, snapshot):
+        """Continue from a ``snapshot_state()`` (replay from a lineage checkpoint)."""
+        if not isinstance(snapshot, list) or len(snapshot) != len(self._STATE):
+            raise ValueError("state snapshot has the wrong shape")
+        for name, v in zip(self._STATE, snapshot):
+            cur = getattr(self, name)
+            if isinstance(cur, list):
+                if not isinstance(v, list) or len(v) != len(cur):
+                    raise ValueError("state snapshot field %s has the wrong shape" % name)
+                for i in range(len(v)):
+                    cur[i] = v[i]
+            else:
+                setattr(self, name, v)
+        self.started = True
+        self._limits_dirty = True
+        self._quiet = False
 
     # ----------------------------------------------------------------- dispatch
 
@@ -432,6 +457,8 @@ class Governor:
         seq = cmd.seq
         if type(seq) is not int:
             return self._refuse(d, R_WRONG_TYPE, -1)
+        if not 0 <= seq < _SEQ_LIMIT:
+            return self._refuse(d, R_OUT_OF_RANGE, -1)
         d.seq = seq
         if seq <= self.last_seq:
             return self._refuse(d, R_STALE_SEQ, -1)
@@ -789,6 +816,7 @@ class Governor:
 
     def _operator(self, d, op, now):
         env = self.env
+        self.last_auth = False
         ok = (
             isinstance(op.action, int)
             and isinstance(op.arg, int)
@@ -796,7 +824,7 @@ class Governor:
             and 0 < op.action < 256
             and -(1 << 63) <= op.arg < (1 << 63)
             and 0 <= op.counter < (1 << 64)
-            and auth.verify_op(self._key, env.device_id, op.action, op.arg, op.counter, op.mac)
+            and self._authentic(op)
         )
         if not ok:
             d.event(E_AUTH_REFUSED, 0)
@@ -819,6 +847,13 @@ class Governor:
             self._trip(d, C_ESTOP_OPERATOR, env.r_operator, R_ESTOP_OPERATOR, 0)
         else:
             self._transition(d, action, now)
+
+    def _authentic(self, op):
+        """Does the MAC check out? (Replay may substitute the recorded answer.)"""
+        ok = auth.verify_op(self._key, self.env.device_id, op.action, op.arg, op.counter,
+                            op.mac)
+        self.last_auth = ok
+        return ok
 
     def _transition(self, d, action, now):
         env = self.env

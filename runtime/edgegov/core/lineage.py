@@ -1,0 +1,155 @@
+"""The lineage writer: every recorded decision of a governor, appended to a ``RingLog``.
+
+Per governor call with ``decision.record`` set, one DECISION (commands) or EVENT (anything
+else) record. Around them:
+
+- BOOT and ENVELOPE at start, then a CHECKPOINT holding the governor's full state, and
+  again every ``checkpoint_every`` records, so a replay can start from any surviving
+  checkpoint after the ring wrapped;
+- a hash chain: each CHECKPOINT carries ``head = SHA-256(prev_head || (seq, payload)...)``
+  over the records since the previous one, and, with a device key, an HMAC of the head,
+  so a pulled dump is tamper-evident;
+- GAP records when wrap-around overwrote records or the ring had to drop some;
+- on a trip, the records from the last checkpoint before it to ``freeze_after`` records
+  after it are frozen, so wrap-around cannot overwrite the incident.
+"""
+
+import hashlib
+import struct
+
+from . import auth
+from .codes import E_TRIP, EV_COMMAND
+from .record import GAP_DROPPED, GAP_OVERWRITTEN, Encoder
+
+ZERO_HEAD = bytes(32)
+CKPT_DOMAIN = b"edgegov-ckpt\x00"
+
+
+def checkpoint_mac(key, head):
+    return auth.hmac_sha256(key, CKPT_DOMAIN + bytes(head))
+
+
+def chain_update(h, seq, payload):
+    h.update(struct.pack("<I", seq))
+    h.update(payload)
+
+
+class Lineage:
+    """Writes one governor's lineage into ``ring`` (already recovered or formatted)."""
+
+    def __init__(self, ring, env, key=None, checkpoint_every=256, freeze_after=64):
+        self.ring = ring
+        self.env = env
+        self.key = key
+        self.enc = Encoder(env)
+        self.checkpoint_every = checkpoint_every
+        self.freeze_after = freeze_after
+        self.head = ZERO_HEAD
+        self._h = hashlib.sha256(ZERO_HEAD)
+        self._since = 0  # records since the last checkpoint
+        self.last_checkpoint_seq = -1
+        self._freeze_from = -1
+        self._freeze_to = -1
+        self.appended = 0
+        self.lost = 0
+        self._dropped_seen = ring.dropped
+
+    def boot(self, gov, now_ms, boot_count=0, reset_reason=0, fw_version="", wall_ms=None,
+             envelope_blob=None, digest=b""):
+        """Start the governor (``gov.start``) and record BOOT, ENVELOPE and a CHECKPOINT."""
+        d = gov.start(now_ms)
+        self.enc.boot(now_ms, boot_count, reset_reason, fw_version, digest or self.env.digest,
+                      gov.op_counter, d.output, wall_ms)
+        self._append(now_ms)
+        if envelope_blob is not None:
+            self.enc.envelope(digest or self.env.digest, envelope_blob)
+            self._append(now_ms)
+        self.checkpoint(gov, now_ms)
+        return d
+
+    def resume_chain(self, head, records_since):
+        """Continue the hash chain after a reboot: ``head`` of the last checkpoint found in
+        the ring and the ``(seq, payload)`` records written after it."""
+        self.head = bytes(head)
+        self._h = hashlib.sha256(self.head)
+        for seq, payload in records_since:
+            chain_update(self._h, seq, payload)
+        self._since = len(records_since)
+
+    def record(self, event, now_ms, d, gov):
+        """Append the record for one governor call, if the decision asks for one."""
+        if not d.record:
+            return -1
+        if event.kind == EV_COMMAND:
+            self.enc.decision(event, now_ms, d)
+        else:
+            self.enc.event(event, now_ms, d, gov.last_auth)
+        seq = self._append(now_ms)
+        for k in range(d.n_events):
+            if d.ev_code[k] == E_TRIP and seq >= 0:
+                self._freeze_incident(seq)
+        if self._freeze_to >= 0 and seq >= 0 and _reached(seq, self._freeze_to):
+            self.ring.freeze(self._freeze_from, self._freeze_to)
+            self._freeze_to = -1
+        if self._since >= self.checkpoint_every:
+            self.checkpoint(gov, now_ms)
+        return seq
+
+    def checkpoint(self, gov, now_ms):
+        """Close the current chain segment and store the governor's full state."""
+        head = self._h.digest()
+        mac = checkpoint_mac(self.key, head) if self.key else None
+        self.enc.checkpoint(now_ms, self.head, head, mac, gov.snapshot_state())
+        self.head = head
+        self._h = hashlib.sha256(head)
+        self._since = 0
+        self.last_checkpoint_seq = self._append(now_ms)
+
+    def sync(self):
+        self.ring.sync()
+
+    def _append(self, now_ms):
+        payload = self.enc.payload()
+        seq = self.ring.append(payload)
+        if seq < 0:
+            self.lost += 1
+            return seq
+        chain_update(self._h, seq, payload)
+        self._since += 1
+        self.appended += 1
+        self._note_gaps(now_ms)
+        return seq
+
+    def _note_gaps(self, now_ms):
+        lost = self.ring.pop_overwritten()
+        if lost is not None:
+            first, last = lost
+            self._gap(now_ms, first, ((last - first) & 0xFFFFFFFF) + 1, GAP_OVERWRITTEN)
+        if self.ring.dropped != self._dropped_seen:
+            count = self.ring.dropped - self._dropped_seen
+            self._dropped_seen = self.ring.dropped
+            self._gap(now_ms, -1, count, GAP_DROPPED)
+
+    def _gap(self, now_ms, first, count, cause):
+        self.enc.gap(now_ms, first, count, cause)
+        payload = self.enc.payload()
+        seq = self.ring.append(payload)
+        if seq >= 0:
+            chain_update(self._h, seq, payload)
+            self._since += 1
+
+    def _freeze_incident(self, trip_seq):
+        start = self.last_checkpoint_seq if self.last_checkpoint_seq >= 0 else trip_seq
+        if self._freeze_to >= 0:
+            start = self._freeze_from  # overlapping incidents: one window
+        self._freeze_from = start
+        self._freeze_to = (trip_seq + self.freeze_after) & 0xFFFFFFFF
+        self.ring.freeze(start, trip_seq)
+
+
+def _reached(seq, target):
+    """``seq`` is at or past ``target`` in 32-bit serial-number arithmetic."""
+    return ((seq - target) & 0xFFFFFFFF) < 0x80000000
+
+
+__all__ = ["Lineage", "checkpoint_mac", "chain_update", "ZERO_HEAD"]
