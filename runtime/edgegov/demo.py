@@ -12,12 +12,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import names
+from . import __version__, names
 from .config.compile import CompiledEnvelope, compile_file
 from .core import codes
 from .core.envelope import Envelope
 from .core.events import TICK
 from .core.governor import Governor
+from .host.lineage_store import open_lineage
 from .operator import OperatorSigner
 from .sim import (
     CONTROL_PERIOD_MS,
@@ -48,20 +49,34 @@ class DemoResult:
     events: Counter = field(default_factory=Counter)
     notable: list[Notable] = field(default_factory=list)
     final_state: str = ""
+    lineage_records: int = 0
 
 
 def default_envelope() -> CompiledEnvelope:
     return compile_file(EXAMPLE)
 
 
-def run_scenario(compiled: CompiledEnvelope, seconds: int = 20, seed: int = 7, observe=None):
-    """Run the scenario for ``seconds`` of scenario time; return a ``DemoResult``."""
+def run_scenario(compiled: CompiledEnvelope, seconds: int = 20, seed: int = 7, observe=None,
+                 lineage_path=None):
+    """Run the scenario for ``seconds`` of scenario time; return a ``DemoResult``.
+
+    With ``lineage_path`` every recorded decision goes into a fresh lineage file there.
+    """
     env = Envelope.from_blob(compiled.blob, compiled.digest)
     gov = Governor(env, DEMO_KEY)
     plant, planner = Plant(), Planner(random.Random(seed))
     operator = Operator(OperatorSigner(DEMO_KEY, env.device_id))
     result = DemoResult(seconds)
-    decision = gov.start(0)
+    lineage = None
+    if lineage_path is not None:
+        Path(lineage_path).unlink(missing_ok=True)
+        lineage = open_lineage(lineage_path, env, DEMO_KEY, group_commit=True)
+        decision = lineage.boot(gov, 0, boot_count=1, fw_version=__version__,
+                                envelope_blob=compiled.blob)
+    else:
+        decision = gov.start(0)
+    if lineage is not None:
+        observe = _recording(lineage, gov, observe)
     _note(result, env, None, 0, decision, observe)
     for now in range(0, seconds * 1000 + 1, CONTROL_PERIOD_MS):
         active = active_misbehaviours(now)
@@ -80,12 +95,30 @@ def run_scenario(compiled: CompiledEnvelope, seconds: int = 20, seed: int = 7, o
             _note(result, env, action, now, decision, observe)
         decision = gov.handle(TICK, now)
         _note(result, env, TICK, now, decision, observe)
+        if lineage is not None:
+            lineage.device.flush()  # group commit: one fdatasync per control period
         outputs = dict(zip(env.ch_names, decision.output))
         plant.step(outputs, CONTROL_PERIOD_MS)
         if decision.state != codes.ST_ARMED:
             planner.follow(outputs)
     result.final_state = names.state(gov.state)
+    if lineage is not None:
+        lineage.checkpoint(gov, seconds * 1000)
+        lineage.sync()
+        lineage.device.flush()
+        lineage.device.close()
+        result.lineage_records = lineage.appended
     return result
+
+
+def _recording(lineage, gov, observe):
+    def record(event, now_ms, d):
+        if event is not None:
+            lineage.record(event, now_ms, d, gov)
+        if observe is not None:
+            observe(event, now_ms, d)
+
+    return record
 
 
 _NOTABLE_EVENTS = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -14,8 +16,11 @@ from edgegov.demo import SCRIPT, default_envelope, run_scenario
 _ORDER = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
 
 
-def run_demo(seconds: int, seed: int, envelope_path: str | None) -> int:
+def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = ".") -> int:
     console = Console()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lineage_path = out / "edgegov-demo.lineage"
     try:
         compiled = compile_file(envelope_path) if envelope_path else default_envelope()
     except EnvelopeConfigError as err:
@@ -39,9 +44,29 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None) -> int:
                 text = " ".join(f"{k}={counts.get(k, 0)}" for k in _ORDER)
                 progress.update(task, completed=now_ms, v=f"{names.state(d.state)} {text}")
 
-        result = run_scenario(compiled, seconds, seed, observe)
+        result = run_scenario(compiled, seconds, seed, observe, lineage_path=lineage_path)
     _summary(console, result)
-    return 0
+    return _check_lineage(console, lineage_path, result)
+
+
+def _check_lineage(console: Console, path: Path, result) -> int:
+    """Verify and replay the lineage the run wrote, as a user would after an incident."""
+    from edgegov.core.replay import Replayer
+    from edgegov.core.verify import verify
+    from edgegov.demo import DEMO_KEY
+    from edgegov.host.lineage_store import read_dump
+
+    dump = read_dump(path)
+    rep = verify(dump.records, dump.problems, DEMO_KEY, dump.offsets, dump.genesis_seq)
+    replay = Replayer(dump.envelopes()).run(dump.records)
+    console.print(f"lineage: [bold]{path.resolve()}[/bold] ({result.lineage_records} records, "
+                  f"{path.stat().st_size // 1024} KiB ring)")
+    console.print(f"  verify: {'OK' if rep.ok else 'FAILED'} ({rep.checkpoints} keyed checkpoints)")
+    console.print(f"  replay: {'identical' if replay.identical else 'DIVERGENT'} "
+                  f"({replay.compared} records re-derived)")
+    console.print(f"  try: edgegov lineage decode {path} | head; "
+                  f"edgegov lineage replay {path} --envelope OTHER.toml")
+    return 0 if rep.ok and replay.identical else 1
 
 
 def _summary(console: Console, result) -> None:

@@ -10,6 +10,8 @@ import click
 
 from edgegov.config.problems import EnvelopeConfigError
 
+from .lineage_cmds import lineage
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgegov")
@@ -81,6 +83,10 @@ def envelope_compile(file: str, output: str | None, as_json: bool) -> None:
         click.echo(json.dumps(compiled_json(compiled), indent=2))
 
 
+# --------------------------------------------------------------------------- lineage
+
+main.add_command(lineage)
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -89,11 +95,13 @@ def envelope_compile(file: str, output: str | None, as_json: bool) -> None:
 @click.option("--seed", default=7, show_default=True, help="Planner randomness seed.")
 @click.option("--envelope", "envelope_path", type=click.Path(dir_okay=False),
               help="Envelope TOML (default: the spindle-cell example).")
-def demo(seconds: int, seed: int, envelope_path: str | None) -> None:
-    """Run the governor on the built-in scenario and show what it did."""
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for the lineage file (edgegov-demo.lineage).")
+def demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str) -> None:
+    """Run the governor on the built-in scenario, record its lineage, verify and replay it."""
     from .demo_view import run_demo
 
-    sys.exit(run_demo(seconds, seed, envelope_path))
+    sys.exit(run_demo(seconds, seed, envelope_path, out_dir))
 
 
 # --------------------------------------------------------------------------- bench

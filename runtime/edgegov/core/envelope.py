@@ -85,6 +85,8 @@ class Envelope:
         nm = len(self.modes)
         self.n = n
         self.ch_names = []
+        self.ch_res = []  # resolution as text (for people; decisions use scaled ints)
+        self.ch_units = []
         self.ch_index = {}
         self.ch_safe = [0] * n
         self.ch_stop = [0] * n
@@ -109,6 +111,8 @@ class Envelope:
             _need(isinstance(c[0], str), "channel name must be text")
             _need(i == 0 or c[0] > self.ch_names[-1], "channels must be sorted by name")
             self.ch_names.append(c[0])
+            self.ch_units.append(c[1])
+            self.ch_res.append(c[2])
             self.ch_index[c[0]] = i
             self.ch_safe[i] = _int(c[3], "safe")
             self.ch_stop[i] = _int(c[4], "stop", 0, 1)

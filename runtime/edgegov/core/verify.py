@@ -1,0 +1,141 @@
+"""Verify a lineage: every frame's CRC (the ring scan) and the hash chain of checkpoints.
+
+The chain: the writer starts from ``SHA-256(32 zero bytes)``, feeds it ``u32 seq || payload``
+for every record, and each CHECKPOINT closes the segment: it stores the previous head and
+``head = digest``, plus ``HMAC(device key, head)`` when keyed; the next segment starts from
+``SHA-256(head)`` and its first record is the checkpoint itself (so its state is covered). So a record changed (even with its CRC recomputed), removed or reordered
+breaks its segment's head; a segment removed breaks the link to the next checkpoint; with
+the key, a rewritten chain fails the MACs. Records after the last checkpoint are covered by
+their CRCs only and are reported as such.
+"""
+
+import hashlib
+
+from .lineage import ZERO_HEAD, chain_update, checkpoint_mac
+from .record import K_CHECKPOINT, RecordError, decode
+from .ring import HEADER_SIZE, P_TORN
+
+_FRAME_OVERHEAD = 10  # u16 length + u32 seq + u32 CRC around each payload
+
+
+class Finding:
+    """One problem: what, at which record sequence number and byte offset (-1 unknown)."""
+
+    def __init__(self, message, seq=-1, offset=-1, fatal=True):
+        self.message = message
+        self.seq = seq
+        self.offset = offset
+        self.fatal = fatal
+
+    def __str__(self):
+        where = []
+        if self.seq >= 0:
+            where.append("seq %d" % self.seq)
+        if self.offset >= 0:
+            where.append("offset %d" % self.offset)
+        return "%s (%s)" % (self.message, ", ".join(where)) if where else self.message
+
+
+class VerifyReport:
+    def __init__(self):
+        self.records = 0
+        self.checkpoints = 0
+        self.keyed_checkpoints = 0
+        self.uncovered_head = 0  # records before the first checkpoint the chain can't reach
+        self.uncovered_tail = 0  # records after the last checkpoint (CRC only)
+        self.findings = []
+
+    @property
+    def ok(self):
+        for f in self.findings:
+            if f.fatal:
+                return False
+        return True
+
+    @property
+    def first_bad(self):
+        for f in self.findings:
+            if f.fatal:
+                return f
+        return None
+
+
+def record_offsets(sectors, records, block_size):
+    """Byte offset of each record's frame in the image, by sequence number."""
+    offsets = {}
+    by_seq = {}
+    for seq, payload in records:
+        by_seq[seq] = len(payload)
+    for block, _eseq, first, end, _frozen in sectors:
+        off = HEADER_SIZE
+        seq = first
+        while seq != end and seq in by_seq:
+            offsets[seq] = block * block_size + off
+            off += by_seq[seq] + _FRAME_OVERHEAD
+            seq = (seq + 1) & 0xFFFFFFFF
+    return offsets
+
+
+def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0):
+    """Check ``records`` (``(seq, payload)`` in ring order) and the ring scan's problems.
+
+    ``genesis_seq`` is the sequence number of a ring's very first record: when it is still
+    present the chain is checked from the start, else from the first checkpoint.
+    """
+    rep = VerifyReport()
+    offsets = offsets or {}
+    for p in scan_problems:
+        torn = p.code == P_TORN
+        msg = "torn tail (an unfinished write, ignored)" if torn else str(p.args[0])
+        rep.findings.append(Finding(msg, p.seq, p.offset, fatal=not torn))
+    rep.records = len(records)
+    h = None
+    head = None
+    covered = 0
+    for seq, payload in records:
+        if h is None and seq == genesis_seq:
+            head = ZERO_HEAD
+            h = hashlib.sha256(ZERO_HEAD)
+        kind = payload[1] if len(payload) > 1 else -1
+        if kind == K_CHECKPOINT:
+            h, head = _checkpoint(rep, seq, payload, h, head, key, offsets)
+            covered = 0
+            if h is not None:  # the checkpoint itself (its state) opens the next segment
+                chain_update(h, seq, payload)
+            continue
+        if h is None:
+            rep.uncovered_head += 1
+            continue
+        chain_update(h, seq, payload)
+        covered += 1
+    rep.uncovered_tail = covered
+    return rep
+
+
+def _checkpoint(rep, seq, payload, h, head, key, offsets):
+    off = offsets.get(seq, -1)
+    try:
+        rec = decode(payload)
+    except RecordError as e:
+        rep.findings.append(Finding("checkpoint does not decode: %s" % e, seq, off))
+        return None, None
+    rep.checkpoints += 1
+    prev_head, this_head, mac = bytes(rec[2]), bytes(rec[3]), rec[4]
+    if h is not None:
+        if prev_head != head:
+            rep.findings.append(Finding("hash chain broken: checkpoint does not follow the "
+                                        "previous one (records or a segment removed)", seq, off))
+        elif h.digest() != this_head:
+            rep.findings.append(Finding("hash chain broken: records before this checkpoint "
+                                        "were changed, removed or reordered", seq, off))
+    if mac is not None:
+        rep.keyed_checkpoints += 1
+    if key is not None:
+        if mac is None:
+            rep.findings.append(Finding("checkpoint carries no MAC but a key was given", seq, off))
+        elif checkpoint_mac(key, this_head) != bytes(mac):
+            rep.findings.append(Finding("checkpoint MAC does not match the device key", seq, off))
+    return hashlib.sha256(this_head), this_head
+
+
+__all__ = ["verify", "VerifyReport", "Finding", "record_offsets"]

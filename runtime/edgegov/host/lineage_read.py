@@ -1,0 +1,162 @@
+"""Lineage records → plain dicts for people and tools (JSON lines, CSV, reports).
+
+Values are shown in engineering units (scaled value × the channel's resolution); rule,
+verdict, reason and event codes as words. Decoding follows the same context rules as
+replay (``edgegov.core.replay.Decoder``); records that cannot be placed (before the first
+surviving anchor, or after a hole until the next checkpoint) are shown with their raw
+fields.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from edgegov import names
+from edgegov.core.codes import EV_FAULT, EV_OPERATOR, EV_TELEMETRY, EV_TICK
+from edgegov.core.record import (
+    K_BOOT,
+    K_CHECKPOINT,
+    K_DECISION,
+    K_ENVELOPE,
+    K_EVENT,
+    K_GAP,
+    RecordError,
+)
+from edgegov.core.replay import Decoder, ReplayError
+
+KIND_NAMES = {K_BOOT: "boot", K_DECISION: "decision", K_EVENT: "event", K_GAP: "gap",
+              K_CHECKPOINT: "checkpoint", K_ENVELOPE: "envelope"}
+GAP_CAUSES = {1: "dropped", 2: "overwritten", 3: "host"}
+
+
+def _eng(env, i: int, scaled) -> object:
+    if type(scaled) is not int:
+        return _plain(scaled)
+    res = Decimal(env.ch_res[i])
+    value = scaled * res
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _plain(v):
+    if isinstance(v, float):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity") if abs(v) == float("inf") else v
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex()
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    return repr(v)
+
+
+def decode_dump(dump, envelopes: dict | None = None):
+    """Yield one dict per record of ``dump`` (a ``Dump``), in ring order."""
+    decoder = Decoder(envelopes if envelopes is not None else dump.envelopes())
+    for seq, payload in dump.records:
+        base = {"seq": seq, "offset": dump.offsets.get(seq, -1)}
+        try:
+            kind, rec, outcome = decoder.read(seq, payload)
+        except (RecordError, ReplayError) as err:
+            yield {**base, "kind": "error", "error": str(err), "bytes": payload.hex()}
+            decoder.anchored = False
+            continue
+        yield {**base, **_describe(decoder, kind, rec, outcome)}
+
+
+def _describe(decoder, kind, rec, outcome) -> dict:
+    env = decoder.env
+    out = {"kind": KIND_NAMES[kind]}
+    if kind == K_BOOT:
+        out.update(t_ms=rec[1], boot_count=rec[2], reset_reason=rec[3], firmware=rec[4],
+                   envelope=bytes(rec[5]).hex(), device=rec[6], op_counter=rec[7],
+                   outputs=_by_name(env, rec[8]), wall_ms=rec[9])
+    elif kind == K_ENVELOPE:
+        out.update(envelope=bytes(rec[1]).hex(), bytes=len(rec[2]))
+    elif kind == K_CHECKPOINT:
+        state = rec[6]
+        out.update(t_ms=rec[1], head=bytes(rec[3]).hex(), keyed=rec[4] is not None,
+                   state=names.state(state[1]), mode=_mode(env, state[5]),
+                   trip_causes=names.causes(state[2]), outputs=_by_name(env, state[8]))
+    elif kind == K_GAP:
+        out.update(t_ms=rec[1], first_lost=rec[2], count=rec[3],
+                   cause=GAP_CAUSES.get(rec[4], rec[4]))
+    elif outcome is None:
+        out.update(unplaced=True, raw=_plain(repr(rec)))
+    else:
+        out.update(_outcome(env, outcome))
+    return out
+
+
+def _outcome(env, o) -> dict:
+    out = {"t_ms": o.t}
+    ev = o.event
+    if o.kind == K_DECISION:
+        out["cmd_seq"] = _plain(ev.seq)
+        out["proposed"] = _values(env, ev.values)
+    else:
+        out["input"] = _input(env, ev)
+    out.update(
+        verdict=names.verdict(o.verdict), reason=names.reason(o.reason),
+        rule=env.rules[o.rule] if 0 <= o.rule < len(env.rules) else None, margin=o.margin,
+        output=_by_name(env, o.output),
+        events=[{"event": names.event(c), "arg": a} for c, a in o.events],
+    )
+    return out
+
+
+def _values(env, values) -> object:
+    if not isinstance(values, dict):
+        return _plain(values)
+    shown = {}
+    for k, v in values.items():
+        i = env.ch_index.get(k) if isinstance(k, str) else None
+        shown[str(k)] = _eng(env, i, v) if i is not None else _plain(v)
+    return shown
+
+
+def _input(env, ev) -> dict:
+    if ev.kind == EV_TICK:
+        return {"type": "tick"}
+    if ev.kind == EV_TELEMETRY:
+        values = ev.values if isinstance(ev.values, dict) else {}
+        return {"type": "telemetry", "values": {str(k): _plain(v) for k, v in values.items()}}
+    if ev.kind == EV_OPERATOR:
+        action = ev.action
+        return {"type": "operator",
+                "action": names.op(action) if type(action) is int else _plain(action),
+                "arg": _plain(ev.arg), "counter": _plain(ev.counter),
+                "authentic": getattr(ev, "recorded_auth", None)}
+    if ev.kind == EV_FAULT:
+        return {"type": "fault", "code": _plain(ev.code), "active": ev.active}
+    return {"type": "unknown"}
+
+
+def _by_name(env, values) -> dict:
+    if env is None:
+        return {str(i): v for i, v in enumerate(values)}
+    return {env.ch_names[i]: _eng(env, i, v) for i, v in enumerate(values)}
+
+
+def _mode(env, index: int):
+    return env.modes[index] if env is not None and 0 <= index < len(env.modes) else index
+
+
+CSV_FIXED = ("seq", "offset", "kind", "t_ms", "cmd_seq", "input", "verdict", "reason", "rule",
+             "margin", "events")
+
+
+def csv_rows(rows, channel_names: list[str]):
+    """Flatten decoded dicts to CSV rows (header first)."""
+    header = list(CSV_FIXED)
+    for ch in channel_names:
+        header += [f"proposed_{ch}", f"output_{ch}"]
+    yield header
+    for row in rows:
+        line = [row.get(k, "") for k in CSV_FIXED[:5]]
+        inp = row.get("input")
+        line.append(inp.get("type", "") if isinstance(inp, dict) else "")
+        line += [row.get(k, "") for k in CSV_FIXED[6:10]]
+        line.append(";".join(f"{e['event']}:{e['arg']}" for e in row.get("events", [])))
+        proposed = row.get("proposed") if isinstance(row.get("proposed"), dict) else {}
+        output = row.get("output") or row.get("outputs") or {}
+        for ch in channel_names:
+            line += [proposed.get(ch, ""), output.get(ch, "")]
+        yield line
