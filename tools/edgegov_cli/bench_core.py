@@ -45,7 +45,7 @@ def make_stream(env: Envelope, count: int, seed: int = 1) -> list[dict]:
         values = {}
         for i in range(n):
             lo, hi = env.mode_min[0][i], env.mode_max[0][i]
-            step = env.mode_rate[0][i] * PERIOD_MS // 1000 * 8 // 10  # 80 % of the rate
+            step = env.mode_rate[0][i] * PERIOD_MS // 1000 * 45 // 100  # 45 % of the rate
             if pos[i] == goal[i] or k % 400 == 0:
                 goal[i] = rng.randint(lo // 2, hi // 2)
             pos[i] += max(-step, min(step, goal[i] - pos[i]))
@@ -60,20 +60,29 @@ def make_stream(env: Envelope, count: int, seed: int = 1) -> list[dict]:
     return stream
 
 
-def _armed_governor(env: Envelope, first: dict) -> tuple[Governor, int]:
+def _armed_governor(env: Envelope, first: dict, lineage=None, blob=b""):
+    """Boot, reset, arm and engage the link; returns (governor, now_ms, last seq).
+    With a ``lineage`` every step is recorded from the BOOT record on."""
     gov = Governor(env, KEY)
     signer = OperatorSigner(KEY, env.device_id)
     now = 0
-    gov.start(now)
-    gov.handle(_telemetry(), now)
-    gov.handle(signer.sign(codes.OP_RESET), now)
-    gov.handle(signer.sign(codes.OP_ARM), now)
+    if lineage is None:
+        gov.start(now)
+    else:
+        lineage.boot(gov, now, envelope_blob=blob)
     seq = 0
-    while gov.link != codes.LINK_OK:
-        now += PERIOD_MS
-        seq += 1
-        gov.handle(Command(seq, dict.fromkeys(first, 0)), now)
-    return gov, now
+    events = [_telemetry(), signer.sign(codes.OP_RESET), signer.sign(codes.OP_ARM)]
+    while events or gov.link != codes.LINK_OK:
+        if events:
+            event = events.pop(0)
+        else:
+            now += PERIOD_MS
+            seq += 1
+            event = Command(seq, dict.fromkeys(first, 0))
+        d = gov.handle(event, now)
+        if lineage is not None:
+            lineage.record(event, now, d, gov)
+    return gov, now, seq
 
 
 def _telemetry() -> Telemetry:
@@ -186,8 +195,7 @@ def _pct(samples: list[int], q: float) -> float:
 def run(decisions: int = 20_000, echo=print) -> dict:
     env = Envelope.from_blob(compile_file(ENVELOPE).blob)
     stream = make_stream(env, decisions)
-    gov, now = _armed_governor(env, stream[0])
-    seq = 1_000
+    gov, now, seq = _armed_governor(env, stream[0])
     naive = NaiveCheck(env)
     naive_now = 0
     gov_samples, naive_samples = [], []

@@ -124,5 +124,17 @@ def bench_core(decisions: int, json_path: str | None) -> None:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
 
 
+@bench.command("lineage")
+@click.option("--decisions", default=20_000, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
+def bench_lineage(decisions: int, json_path: str | None) -> None:
+    """Record size, encode, durable append, recovery scan and replay speed vs peers."""
+    from .bench_lineage import run
+
+    figures = run(decisions)
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+
+
 if __name__ == "__main__":
     main()

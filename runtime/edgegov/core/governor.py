@@ -218,6 +218,8 @@ class Governor:
 
     def start(self, now_ms):
         """The boot decision: tripped, outputs safe, e-stop asserted. Called once."""
+        if self.started:
+            raise ValueError("governor already started")
         d = self.d
         d.clear(EV_TICK, now_ms)
         self.started = True
