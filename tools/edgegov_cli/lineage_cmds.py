@@ -98,8 +98,9 @@ def verify_cmd(path: str, key_path: str | None, block_size: int | None) -> None:
     dump = _read(path, block_size)
     rep = verify(dump.records, dump.problems, _key(key_path), dump.offsets, dump.genesis_seq)
     click.echo(f"{path}: {rep.records} records, {rep.checkpoints} checkpoints "
-               f"({rep.keyed_checkpoints} keyed); chain covers all but "
-               f"{rep.uncovered_head} leading and {rep.uncovered_tail} trailing records")
+               f"({rep.keyed_checkpoints} keyed); outside the hash chain: "
+               f"{rep.uncovered_head} before an anchor, {rep.uncovered_tail} after the last "
+               "checkpoint (CRC only)")
     for finding in rep.findings:
         label = "FAIL" if finding.fatal else "note"
         click.echo(f"  {label}: {finding}")

@@ -60,11 +60,19 @@ def _probe_slice_assign():
 _SLICE_ASSIGN = _probe_slice_assign()
 
 
+def erased_buffer(n):
+    """A bytearray of ``n`` bytes of 0xFF (MicroPython has no ``bytearray * int``)."""
+    buf = bytearray(n)
+    for i in range(n):
+        buf[i] = ERASED
+    return buf
+
+
 class BlockDeviceError(OSError):
     """A block could not be erased or programmed (bad or worn block)."""
 
     def __init__(self, msg, block=-1):
-        OSError.__init__(self, msg)
+        super().__init__(msg)
         self.msg = msg
         self.block = block
 
@@ -93,7 +101,7 @@ class RamBlockDevice:
         check_geometry(block_size, block_count)
         size = block_size * block_count
         if image is None:
-            image = bytearray(b"\xff") * size
+            image = erased_buffer(size)
         elif len(image) != size:
             raise ValueError("image is %d bytes, geometry needs %d" % (len(image), size))
         self.block_size = block_size
@@ -145,8 +153,11 @@ class MpBlockDevice:
 
     ``dev`` implements ``readblocks(n, buf, off)``, ``writeblocks(n, buf, off)`` (which with
     an offset programs without erasing) and ``ioctl(op, arg)`` (3 sync, 4 block count,
-    5 block size, 6 erase), as ``rp2.Flash``, ``esp32.Partition`` and ``pyb.Flash`` do. An
-    ioctl or writeblocks result other than 0/None is reported as ``BlockDeviceError``.
+    5 block size, 6 erase), as ``rp2.Flash``, ``esp32.Partition`` and ``pyb.Flash`` do. A
+    failed writeblocks or erase (non-zero result or ``OSError``) is a ``BlockDeviceError``.
+
+    The port assumes byte-granular programming: on a part that programs whole pages
+    (rp2040: 256 bytes) or ECC words (STM32L4/H7), put a page-buffering adapter in between.
     """
 
     def __init__(self, dev):
@@ -161,12 +172,20 @@ class MpBlockDevice:
 
     def prog(self, block, offset, data):
         """Program ``data`` at ``block``/``offset`` (the block must be erased there)."""
-        if self.dev.writeblocks(block, data, offset):
+        try:
+            failed = self.dev.writeblocks(block, data, offset)
+        except OSError:  # ports raise OSError(EIO) where others return -EIO
+            failed = True
+        if failed:
             raise BlockDeviceError("writeblocks failed", block)
 
     def erase(self, block):
         """Erase ``block`` through ioctl 6."""
-        if self.dev.ioctl(_IOCTL_BLOCK_ERASE, block):
+        try:
+            failed = self.dev.ioctl(_IOCTL_BLOCK_ERASE, block)
+        except OSError:
+            failed = True
+        if failed:
             raise BlockDeviceError("erase failed", block)
 
     def sync(self):
@@ -179,4 +198,5 @@ __all__ = [
     "MpBlockDevice",
     "RamBlockDevice",
     "check_geometry",
+    "erased_buffer",
 ]

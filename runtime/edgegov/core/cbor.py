@@ -18,7 +18,7 @@ class CBORError(ValueError):
     """Bytes that are not the accepted CBOR subset. ``offset`` is where decoding stopped."""
 
     def __init__(self, msg, offset=0):
-        ValueError.__init__(self, msg)
+        super().__init__(msg)
         self.msg = msg
         self.offset = offset
 

@@ -53,6 +53,9 @@ class Lineage:
         self.appended = 0
         self.lost = 0
         self._dropped_seen = ring.dropped
+        self._envelope = None  # (digest, blob) when the ring holds a copy of the envelope
+        self._envelope_seq = -1
+        self._envelope_due = False
 
     def boot(self, gov, now_ms, boot_count=0, reset_reason=0, fw_version="", wall_ms=None,
              envelope_blob=None, digest=b""):
@@ -61,11 +64,17 @@ class Lineage:
         self.enc.boot(now_ms, boot_count, reset_reason, fw_version, digest or self.env.digest,
                       gov.op_counter, d.output, wall_ms)
         self._append(now_ms)
-        if envelope_blob is not None:
-            self.enc.envelope(digest or self.env.digest, envelope_blob)
-            self._append(now_ms)
+        if envelope_blob is not None and len(envelope_blob) + 48 <= self.ring.max_payload:
+            # (a small device's ring may not hold it: replay then needs --envelope)
+            self._envelope = (digest or self.env.digest, envelope_blob)
+            self._append_envelope(now_ms)
         self.checkpoint(gov, now_ms)
         return d
+
+    def _append_envelope(self, now_ms):
+        self.enc.envelope(self._envelope[0], self._envelope[1])
+        self._envelope_seq = self._append(now_ms)
+        self._envelope_due = False
 
     def resume_chain(self, head, records_since):
         """Continue the hash chain after a reboot: ``head`` of the last checkpoint found in
@@ -104,6 +113,8 @@ class Lineage:
         self._h = hashlib.sha256(head)
         self._since = 0
         self.last_checkpoint_seq = self._append(now_ms)
+        if self._envelope_due:  # wrap-around took the last copy: a dump must carry one
+            self._append_envelope(now_ms)
 
     def sync(self):
         self.ring.sync()
@@ -124,6 +135,8 @@ class Lineage:
         lost = self.ring.pop_overwritten()
         if lost is not None:
             first, last = lost
+            if self._envelope is not None and _within(self._envelope_seq, first, last):
+                self._envelope_due = True
             self._gap(now_ms, first, ((last - first) & 0xFFFFFFFF) + 1, GAP_OVERWRITTEN)
         if self.ring.dropped != self._dropped_seen:
             count = self.ring.dropped - self._dropped_seen
@@ -145,6 +158,10 @@ class Lineage:
         self._freeze_from = start
         self._freeze_to = (trip_seq + self.freeze_after) & 0xFFFFFFFF
         self.ring.freeze(start, trip_seq)
+
+
+def _within(seq, first, last):
+    return ((seq - first) & 0xFFFFFFFF) <= ((last - first) & 0xFFFFFFFF)
 
 
 def _reached(seq, target):

@@ -12,8 +12,8 @@ their CRCs only and are reported as such.
 import hashlib
 
 from .lineage import ZERO_HEAD, chain_update, checkpoint_mac
-from .record import K_CHECKPOINT, RecordError, decode
-from .ring import HEADER_SIZE, P_TORN
+from .record import GAP_OVERWRITTEN, K_CHECKPOINT, K_GAP, RecordError, decode
+from .ring import HEADER_SIZE, P_GAP, P_TORN
 
 _FRAME_OVERHEAD = 10  # u16 length + u32 seq + u32 CRC around each payload
 
@@ -41,7 +41,7 @@ class VerifyReport:
         self.records = 0
         self.checkpoints = 0
         self.keyed_checkpoints = 0
-        self.uncovered_head = 0  # records before the first checkpoint the chain can't reach
+        self.uncovered_head = 0  # records the chain can't reach (before an anchor, after a hole)
         self.uncovered_tail = 0  # records after the last checkpoint (CRC only)
         self.findings = []
 
@@ -85,14 +85,23 @@ def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0):
     rep = VerifyReport()
     offsets = offsets or {}
     for p in scan_problems:
+        if p.code == P_GAP:
+            continue  # holes are judged below, against the device's own GAP records
         torn = p.code == P_TORN
         msg = "torn tail (an unfinished write, ignored)" if torn else str(p.args[0])
         rep.findings.append(Finding(msg, p.seq, p.offset, fatal=not torn))
     rep.records = len(records)
+    explained = _overwritten(records)
     h = None
     head = None
     covered = 0
+    prev = None
     for seq, payload in records:
+        if prev is not None and seq != (prev + 1) & 0xFFFFFFFF:
+            _hole(rep, prev, seq, explained, offsets)
+            h = None  # the chain resumes at the next checkpoint
+            head = None
+        prev = seq
         if h is None and seq == genesis_seq:
             head = ZERO_HEAD
             h = hashlib.sha256(ZERO_HEAD)
@@ -110,6 +119,56 @@ def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0):
         covered += 1
     rep.uncovered_tail = covered
     return rep
+
+
+def _overwritten(records):
+    """(first, count) of every range the device recorded as overwritten by wrap-around."""
+    ranges = []
+    for _, payload in records:
+        if len(payload) > 1 and payload[1] == K_GAP:
+            try:
+                rec = decode(payload)
+            except RecordError:
+                continue
+            if rec[4] == GAP_OVERWRITTEN and rec[2] >= 0:
+                ranges.append((rec[2], rec[3]))
+    return ranges
+
+
+def _hole(rep, prev, seq, explained, offsets):
+    """Records prev+1 .. seq-1 are missing: fine if the device said it overwrote them."""
+    first = (prev + 1) & 0xFFFFFFFF
+    last = (seq - 1) & 0xFFFFFFFF
+    if _covered(first, (seq - first) & 0xFFFFFFFF, explained):
+        rep.findings.append(Finding("records %d..%d overwritten by wrap-around (recorded by the "
+                                    "device); the chain resumes at the next checkpoint"
+                                    % (first, last), seq, offsets.get(seq, -1), fatal=False))
+    else:
+        # Wrap-around around frozen sectors leaves such holes, and in a small ring the GAP
+        # record that told of them may itself be overwritten: say so, without failing.
+        rep.findings.append(Finding("records %d..%d absent at a sector boundary: overwritten "
+                                    "by wrap-around (no surviving GAP record tells) or removed; "
+                                    "the chain resumes at the next checkpoint"
+                                    % (first, last), seq, offsets.get(seq, -1), fatal=False))
+
+
+def _covered(first, missing, ranges):
+    """Do the (start, count) ranges cover first .. first+missing-1 (32-bit serial)?"""
+    spans = []
+    for start, count in ranges:
+        rel = (start - first) & 0xFFFFFFFF
+        back = (first - start) & 0xFFFFFFFF
+        if rel < missing:
+            spans.append((rel, min(missing, rel + count)))
+        elif back < count:
+            spans.append((0, min(missing, count - back)))
+    spans.sort()
+    reach = 0
+    for lo, hi in spans:
+        if lo > reach:
+            return False
+        reach = max(reach, hi)
+    return reach >= missing
 
 
 def _checkpoint(rep, seq, payload, h, head, key, offsets):

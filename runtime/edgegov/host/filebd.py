@@ -1,0 +1,174 @@
+"""The block-device port over a preallocated file: the lineage store of a gateway.
+
+The file is exactly ``block_size * block_count`` bytes, created (when missing or empty)
+filled with 0xFF (erased) and fully written so no block is sparse (no ENOSPC later); any
+other size is refused with ``FileGeometryError``. ``prog`` is ``os.pwrite``,
+``erase`` writes 0xFF over the block, ``sync`` is ``os.fdatasync``.
+
+Group commit (``group_commit=True``): the ring calls ``sync()`` as often as it likes and
+``sync()`` only notes that data is dirty; the service loop calls ``flush()`` once per
+control period, which performs the ``fdatasync``. Declared loss window: on power loss (or a
+kernel crash) the records appended since the last ``flush()`` -- at most one control
+period -- may be lost; a crash of the process alone loses nothing (the page cache has the
+writes). Order is kept even so: ``erase()`` flushes first, and the ``sync()`` that follows
+an erase is performed at once, so a sector change is always durable in order (the ring's
+recovery relies on that; see ``edgegov.core.ring``).
+
+``durable=False`` skips ``fdatasync`` entirely (tests, tmpfs); ordering across a power
+cut is then not guaranteed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from edgegov.core.blockdev import check_geometry
+
+_CHUNK = 1 << 16
+
+
+class FileGeometryError(ValueError):
+    """The file exists but its size does not match the requested geometry."""
+
+
+class FileBlockDevice:
+    """Block device over ``path`` (created and filled with 0xFF if missing)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        block_size: int,
+        block_count: int,
+        durable: bool = True,
+        group_commit: bool = False,
+    ):
+        check_geometry(block_size, block_count)
+        self.path = os.fspath(path)
+        self.block_size = block_size
+        self.block_count = block_count
+        self.durable = durable
+        self.group_commit = group_commit
+        self._dirty = False
+        self._erase_pending = False
+        self.datasyncs = 0  # fdatasync calls performed: what group commit saves
+        self.fd = self._open()
+
+    # ------------------------------------------------------------ opening
+
+    def _open(self) -> int:
+        size = self.block_size * self.block_count
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return self._create(size)
+        if os.fstat(fd).st_size == 0:  # e.g. made by mktemp: nothing in it to lose
+            os.close(fd)
+            return self._create(size)
+        self._check_size(fd, size)
+        return fd
+
+    def _create(self, size: int) -> int:
+        # Filled under a temporary name and renamed into place, so a crash while creating
+        # never leaves a short file at ``path``.
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            self._fill(fd, size)
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        if self.durable:
+            self._fsync_dir()
+        return fd
+
+    def _check_size(self, fd: int, size: int) -> None:
+        actual = os.fstat(fd).st_size
+        if actual != size:
+            os.close(fd)
+            raise FileGeometryError(
+                f"{self.path}: {actual} bytes, but {self.block_count} blocks of "
+                f"{self.block_size} bytes need {size}; wrong geometry, or not a lineage file"
+            )
+
+    def _fill(self, fd: int, size: int) -> None:
+        chunk = b"\xff" * min(size, _CHUNK)
+        done = 0
+        while done < size:
+            done += os.pwrite(fd, chunk[: size - done], done)
+        if self.durable:
+            os.fsync(fd)
+
+    def _fsync_dir(self) -> None:
+        # The new file's directory entry must be durable too, or the file may vanish.
+        dfd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    # ------------------------------------------------------------ the port
+
+    def _offset(self, block: int, offset: int, n: int) -> int:
+        if not 0 <= block < self.block_count or offset < 0 or offset + n > self.block_size:
+            raise ValueError(f"block {block} offset {offset} length {n} out of range")
+        return block * self.block_size + offset
+
+    def read(self, block: int, offset: int, buf) -> None:
+        """Fill ``buf`` from ``block``/``offset``."""
+        n = len(buf)
+        data = os.pread(self.fd, n, self._offset(block, offset, n))
+        if len(data) != n:
+            raise OSError(f"{self.path}: short read at block {block}")
+        buf[:] = data
+
+    def prog(self, block: int, offset: int, data) -> None:
+        """Write ``data`` at ``block``/``offset``."""
+        self._write(self._offset(block, offset, len(data)), memoryview(data))
+
+    def erase(self, block: int) -> None:
+        """Write 0xFF over ``block``; in group-commit mode, flush earlier writes first
+        (a sector's records are durable before the block after it changes)."""
+        if self.group_commit:
+            self.flush()
+            self._erase_pending = True
+        self._write(self._offset(block, 0, self.block_size), b"\xff" * self.block_size)
+
+    def sync(self) -> None:
+        """``fdatasync`` (deferred to ``flush()`` in group-commit mode, except after an
+        erase)."""
+        if not self.group_commit or self._erase_pending:
+            self.flush()
+
+    def flush(self) -> None:
+        """Perform a pending ``fdatasync``: the group-commit point, once per period."""
+        if self._dirty and self.durable:
+            os.fdatasync(self.fd)
+            self.datasyncs += 1
+        self._dirty = False
+        self._erase_pending = False
+
+    def _write(self, pos: int, data) -> None:
+        self._dirty = True
+        done = 0
+        while done < len(data):
+            done += os.pwrite(self.fd, data[done:], pos + done)
+
+    # ------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self.fd >= 0:
+            self.flush()
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> FileBlockDevice:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["FileBlockDevice", "FileGeometryError"]
