@@ -391,10 +391,17 @@ class RingLog:
 
     # ------------------------------------------------------------------ recovery
 
-    def recover(self):
+    def recover(self, quick=False):
         """Scan every sector, rebuild the state and place the writer after the last
         committed record. Never writes; never fails on torn or corrupt data. Returns a
-        ``Recovery`` report."""
+        ``Recovery`` report.
+
+        ``quick`` (boot): walk only the head sector's frames, and the frames of a sector
+        whose successor starts too far on to be its continuation; every other sector is
+        taken to end where the next begins. The writer is placed exactly as by a full scan
+        (only the head is ever appended to), but damage inside older sectors is found by
+        reading (``records``) or a full scan (``scan_image``), not here, and ``count`` may
+        then include records that later fail their check."""
         self._reset_tables()
         rep = Recovery()
         damaged = bytearray(self._bcount)
@@ -405,15 +412,32 @@ class RingLog:
         # block the writer rolls into next: that is a torn write, not corruption.
         head = order[-1] if order else -1
         nxt = self._roll_target(head)
+        follow = self._successors(order) if quick else None
         for b in range(self._bcount):
             if self._flags[b] & _F_VALID:
-                self._walk(b, rep, head)
+                if follow is not None and b != head and follow[b] >= 0:
+                    self._end[b] = follow[b]
+                    self._tail[b] = self._bsize
+                else:
+                    self._walk(b, rep, head)
             elif damaged[b]:
                 rep.problems.append(self._header_problem(b, b == nxt))
         self._place_writer(order, rep)
         self._summarise(order, rep)
         self._ready = True
         return rep
+
+    def _successors(self, order):
+        """Per block: the base of the next sector in ring order when it can continue this
+        one (at most a sector's worth of records on), else -1 (walk it)."""
+        follow = [-1] * self._bcount
+        most = (self._bsize - HEADER_SIZE) // self._overhead
+        for i in range(len(order) - 1):
+            b = order[i]
+            span = (self._base[order[i + 1]] - self._base[b]) & U32_MAX
+            if span <= most:
+                follow[b] = self._base[order[i + 1]]
+        return follow
 
     def _load_header(self, b):
         """Load block b's header into the tables; return 1 if it is neither valid nor

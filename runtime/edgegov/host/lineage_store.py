@@ -38,7 +38,7 @@ def open_lineage(path, env: Envelope, key: bytes | None = None, *, block_size=DE
                          group_commit=group_commit)
     ring = RingLog(bd)
     if existed:
-        found = ring.recover()
+        found = ring.recover(quick=True)
         if found.count == 0:
             ring.format()
     else:
