@@ -99,8 +99,10 @@ def _arg(data, pos, info, end):
     """Read a head argument; return (value, new_pos). Rejects non-shortest forms."""
     if info < 24:
         return info, pos
+    if info == 31:
+        raise CBORError("indefinite lengths are not allowed", pos - 1)
     if info > 27:
-        raise CBORError("unsupported additional info %d" % info, pos - 1)
+        raise CBORError("reserved additional info %d" % info, pos - 1)
     size = 1 << (info - 24)
     if pos + size > end:
         raise CBORError("truncated", pos)
@@ -131,6 +133,8 @@ def decode_from(data, pos, end, depth=0):
         if info == 22:
             return None, pos
         raise CBORError("unsupported simple value or float", start)
+    if major == 6:
+        raise CBORError("tags are not allowed", start)
     n, pos = _arg(data, pos, info, end)
     if major == 0:
         return n, pos

@@ -11,7 +11,7 @@ else) record. Around them:
   so a pulled dump is tamper-evident;
 - GAP records when wrap-around overwrote records or the ring had to drop some;
 - on a trip, the records from the last checkpoint before it to ``freeze_after`` records
-  after it are frozen, so wrap-around cannot overwrite the incident.
+  after it are frozen, so wrap-around cannot overwrite the incident (``None``: never).
 """
 
 import hashlib
@@ -94,9 +94,10 @@ class Lineage:
         else:
             self.enc.event(event, now_ms, d, gov.last_auth)
         seq = self._append(now_ms)
-        for k in range(d.n_events):
-            if d.ev_code[k] == E_TRIP and seq >= 0:
-                self._freeze_incident(seq)
+        if self.freeze_after is not None:
+            for k in range(d.n_events):
+                if d.ev_code[k] == E_TRIP and seq >= 0:
+                    self._freeze_incident(seq)
         if self._freeze_to >= 0 and seq >= 0 and _reached(seq, self._freeze_to):
             self.ring.freeze(self._freeze_from, self._freeze_to)
             self._freeze_to = -1
