@@ -11,6 +11,7 @@ import click
 from edgegov.config.problems import EnvelopeConfigError
 
 from .lineage_cmds import lineage
+from .service_cmds import register as register_service_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,6 +136,8 @@ def bench_lineage(decisions: int, json_path: str | None) -> None:
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
 
+
+register_service_commands(main, lineage, bench)
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,12 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map every table header and key path in ``text`` to its 1-based line number."""
     lines: dict[tuple[str, ...], int] = {}
     table: tuple[str, ...] = ()
+    open_quote = None  # inside a multi-line string: nothing there is a key
     for number, line in enumerate(text.splitlines(), start=1):
+        was_open = open_quote
+        open_quote = _multiline_state(line, open_quote)
+        if was_open:
+            continue
         header = _HEADER.match(line)
         if header:
             table = _split_key(header.group(1))
@@ -29,6 +34,28 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
         if key:
             lines.setdefault(table + _split_key(key.group(1)), number)
     return lines
+
+
+def _multiline_state(line: str, open_quote: str | None) -> str | None:
+    """Which triple quote is still open after ``line`` (None: none)."""
+    i = 0
+    while i < len(line):
+        if open_quote is None:
+            if line[i] == "#":
+                break
+            for quote in ('"""', "'''"):
+                if line.startswith(quote, i):
+                    open_quote = quote
+                    i += 3
+                    break
+            else:
+                i += 1
+        elif line.startswith(open_quote, i):
+            open_quote = None
+            i += 3
+        else:
+            i += 1
+    return open_quote
 
 
 def line_of(lines: dict[tuple[str, ...], int], loc: tuple) -> int | None:

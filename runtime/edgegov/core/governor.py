@@ -270,7 +270,7 @@ class Governor:
             self._ensure_limits()
             self._dispatch(d, event, now_ms)
             self._supervise_safety(d, now_ms)
-            if kind != EV_COMMAND and kind != EV_OPERATOR:
+            if kind == EV_TICK:  # other events keep their own verdict and reason
                 self._regime(d)
             self._finish(d)
         except Exception:  # fail closed: any failure inside a decision latches a fault

@@ -19,7 +19,7 @@ import struct
 
 from . import auth
 from .codes import E_TRIP, EV_COMMAND
-from .record import GAP_DROPPED, GAP_OVERWRITTEN, Encoder
+from .record import GAP_DROPPED, GAP_HOST, GAP_OVERWRITTEN, Encoder
 
 ZERO_HEAD = bytes(32)
 CKPT_DOMAIN = b"edgegov-ckpt\x00"
@@ -122,6 +122,11 @@ class Lineage:
 
     def _append(self, now_ms):
         payload = self.enc.payload()
+        if len(payload) > self.ring.max_payload:
+            # Cannot be stored whole (a pathological input): say so with a GAP instead.
+            self.lost += 1
+            self._gap(now_ms, -1, 1, GAP_HOST)
+            return -1
         seq = self.ring.append(payload)
         if seq < 0:
             self.lost += 1

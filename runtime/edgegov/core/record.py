@@ -97,7 +97,14 @@ class Encoder:
         self.prev_out = list(env.ch_safe)
 
     # -- low level: CBOR heads and scalars written in place
+    def _room(self, k):
+        """Grow the buffer for an unusually large record (never in steady state)."""
+        if self.n + k > len(self.buf):
+            self.buf.extend(bytes(max(k, len(self.buf))))
+
     def _head(self, major, v):
+        if self.n + 9 > len(self.buf):
+            self._room(9)
         b = self.buf
         p = self.n
         mt = major << 5
@@ -136,6 +143,7 @@ class Encoder:
         self._head(4, n)
 
     def null(self):
+        self._room(1)
         self.buf[self.n] = 0xF6
         self.n += 1
 
@@ -146,6 +154,7 @@ class Encoder:
             self._head(4, 1)
             self._head(0, code)
         elif isinstance(v, bool) or v is None:
+            self._room(1)
             self.buf[self.n] = 0xF5 if v is True else 0xF4 if v is False else 0xF6
             self.n += 1
         elif isinstance(v, int):
@@ -154,6 +163,7 @@ class Encoder:
             self.raw(cbor.dumps(v))
 
     def raw(self, data):
+        self._room(len(data))
         p = self.n
         self.buf[p : p + len(data)] = data
         self.n = p + len(data)
@@ -230,6 +240,7 @@ class Encoder:
                 for i in range(n):
                     v = values[names[i]]
                     if type(v) is bool:
+                        self._room(1)
                         self.buf[self.n] = 0xF5 if v else 0xF4
                         self.n += 1
                     else:

@@ -1,0 +1,1 @@
+"""Adapters: thin translators between a wire (MQTT, Modbus, serial) and core events."""

@@ -1,0 +1,83 @@
+"""Client side of the topic contract: operator actions and lineage pulls over MQTT.
+
+Used by ``edgegov op``, ``edgegov lineage pull``, the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import time
+
+from ..adapters.mqtt import MqttSettings, make_client, request_properties
+from ..core import auth
+from .topics import Topics
+from .wire import encode_operator
+
+
+class PullError(Exception):
+    """A lineage pull that did not complete or did not match its checksum."""
+
+
+def default_counter() -> int:
+    """Operator counters must strictly increase: microseconds of wall time do, across
+    invocations of the CLI, without a state file."""
+    return time.time_ns() // 1000
+
+
+async def send_op(settings: MqttSettings, topics: Topics, key: bytes, action: int, arg: int = 0,
+                  counter: int | None = None, timeout_s: float = 5.0) -> dict | None:
+    """Sign and publish one operator action; return the service's acknowledgement (the
+    ``rejected``/decision message) when the broker speaks MQTT 5, else None."""
+    counter = default_counter() if counter is None else counter
+    mac = auth.sign_op(key, topics.device_id, action, arg, counter)
+    payload = encode_operator(action, arg, counter, mac)
+    return await request(settings, topics.op, payload, topics, timeout_s)
+
+
+async def request(settings: MqttSettings, topic: str, payload: bytes, topics: Topics,
+                  timeout_s: float = 5.0) -> dict | None:
+    """Publish ``payload``; with MQTT 5 wait for the reply on a private response topic."""
+    rid = os.urandom(8).hex()
+    async with make_client(settings, f"edgegov-cli-{rid}") as client:
+        if settings.protocol != 5:
+            await client.publish(topic, payload, qos=1)
+            return None
+        reply_topic = f"{topics.base}/reply/{rid}"
+        await client.subscribe(reply_topic, qos=1)
+        props = request_properties(reply_topic, rid.encode(), expiry_s=int(timeout_s) + 1)
+        await client.publish(topic, payload, qos=1, properties=props)
+        async with asyncio.timeout(timeout_s):
+            async for message in client.messages:
+                return json.loads(message.payload)
+    return None
+
+
+async def pull_lineage(settings: MqttSettings, topics: Topics, timeout_s: float = 20.0) -> bytes:
+    """Ask the service for its lineage image and reassemble it; checks size and SHA-256."""
+    rid = os.urandom(8).hex()
+    chunks: dict[int, bytes] = {}
+    meta: dict = {}
+    async with make_client(settings, f"edgegov-pull-{rid}") as client:
+        await client.subscribe(topics.lineage_data(rid), qos=1)
+        await client.publish(topics.lineage_pull, json.dumps({"id": rid}).encode(), qos=1)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for message in client.messages:
+                    doc = json.loads(message.payload)
+                    chunks[doc["index"]] = base64.b64decode(doc["data"])
+                    meta = doc
+                    if len(chunks) == doc["count"]:
+                        break
+        except TimeoutError:
+            raise PullError(f"lineage pull timed out ({len(chunks)} chunks received)") from None
+    image = b"".join(chunks[i] for i in range(meta["count"]))
+    if len(image) != meta["size"] or hashlib.sha256(image).hexdigest() != meta["sha256"]:
+        raise PullError("lineage pull: size or SHA-256 mismatch")
+    return image
+
+
+__all__ = ["send_op", "request", "pull_lineage", "PullError", "default_counter"]

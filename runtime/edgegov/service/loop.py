@@ -1,0 +1,269 @@
+"""The gateway's governing loop, without the network: events in, effects out, at ``now_ms``.
+
+``GovernorService`` owns one governor, its lineage and its effect backends. Everything it
+does takes ``now_ms`` from the caller (the asyncio runner reads the clock shim; tests script
+time), and everything it says goes through ``post(topic, payload, qos, retain)`` — the MQTT
+link queues it, tests collect it.
+
+- ``submit(inbound, now_ms)``: an inbound event is decided at once (proposal → decision
+  latency is one governor call), recorded in the lineage, its effects performed (outputs,
+  e-stop level) and its decision/events published.
+- ``cycle(now_ms)``: once per control period: e-stop readback faults, the TICK (link stages,
+  expiries, ramps), effects, one group commit of the lineage, and — only if every decision
+  since the last cycle allowed it, every effect was performed and every lineage append
+  succeeded — the watchdog kick.
+- ``stop(now_ms)``: final checkpoint, flush, retained ``offline``, magic close.
+
+Declared lineage loss window: a record is appended before its decision is published; the
+file is fdatasync'ed once per control period, so a power cut loses at most the records of
+the current period, and a crash of the process alone loses none.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+
+from .. import __version__
+from ..core import codes
+from ..core.events import TICK, Fault
+from ..host.estop import F_ESTOP_READBACK, F_LINEAGE, F_OUTPUT, NoEstopOutput
+from .messages import Vocabulary
+from .topics import Topics
+from .wire import Inbound, dumps
+
+log = logging.getLogger("edgegov.service")
+
+LINEAGE_CHUNK_BYTES = 48 * 1024
+# Reasons that mean "this input was invalid or unauthenticated" (published as ``rejected``).
+_INPUT_REFUSALS = frozenset((
+    codes.R_NAN, codes.R_INF, codes.R_WRONG_TYPE, codes.R_UNKNOWN_CHANNEL, codes.R_STALE_SEQ,
+    codes.R_AUTH_FAILED, codes.R_REPLAYED, codes.R_EMPTY, codes.R_UNKNOWN_INPUT,
+    codes.R_OUT_OF_RANGE))
+
+
+class GovernorService:
+    """One governed device: decide, record, perform, publish, feed the watchdog."""
+
+    def __init__(self, gov, topics: Topics, post, lineage=None, estop=None, watchdogs=(),
+                 envelope_hash: str = "", boot_count: int = 1, outputs=None) -> None:
+        self.gov = gov
+        self.topics = topics
+        self.post = post
+        self.lineage = lineage
+        self.estop = estop or NoEstopOutput()
+        self.watchdogs = list(watchdogs)
+        self.outputs = outputs  # optional extra sink: outputs(values_by_name, now_ms)
+        self.vocab = Vocabulary(gov.env)
+        self.envelope_hash = envelope_hash
+        self.boot_count = boot_count
+        self.healthy = True  # since the last cycle
+        self.ready = False
+        self.kicks = 0
+        self.cycles = 0
+        self.decisions = 0
+        self.lineage_errors = 0
+        self._pending_faults: list[Fault] = []
+        self._state_key = None
+        self._estop_level = True
+
+    # ------------------------------------------------------------ lifecycle
+
+    def boot(self, now_ms: int, envelope_blob: bytes | None = None) -> None:
+        """Start the governor (tripped, outputs safe), record BOOT, drive the safe outputs."""
+        if self.lineage is not None:
+            d = self.lineage.boot(self.gov, now_ms, boot_count=self.boot_count,
+                                  fw_version=__version__, envelope_blob=envelope_blob)
+        else:
+            d = self.gov.start(now_ms)
+        self._effects(d, now_ms, force=True)
+        self._flush()
+        self.publish_state(force=True)
+
+    def stop(self, now_ms: int) -> None:
+        """Orderly stop: checkpoint, flush, close; retained offline; disarm the watchdogs."""
+        if self.lineage is not None:
+            try:
+                self.lineage.checkpoint(self.gov, max(now_ms, self.gov.last_now))
+                self.lineage.sync()
+                self.lineage.device.close()
+            except Exception:  # noqa: BLE001 - stopping anyway; the loss window applies
+                log.exception("lineage close failed")
+        self.post(self.topics.state, dumps(self._state_doc("offline", reason="stopped")), 1, True)
+        for wd in self.watchdogs:
+            wd.stop(orderly=True)
+
+    # ------------------------------------------------------------ inputs
+
+    def submit(self, inbound: Inbound, now_ms: int, reply=None) -> dict | None:
+        """Decide one inbound event now. Returns the published decision (commands)."""
+        event = inbound.event
+        d = self.gov.handle(event, now_ms)
+        self._record(event, now_ms, d)
+        self._effects(d, now_ms)
+        msg = self._publish(event, d, inbound.note)
+        if reply is not None:
+            reply(msg or self.vocab.ack(d, event.kind, inbound.note))
+        self.publish_state()
+        return msg
+
+    def estop_readback(self, payload: bytes, now_ms: int) -> None:
+        self.estop.readback(payload, now_ms)
+
+    # ------------------------------------------------------------ the period
+
+    def cycle(self, now_ms: int) -> bool:
+        """One control period; returns True when the watchdog was kicked."""
+        change = self.estop.check(now_ms)
+        if change is not None:
+            self._pending_faults.append(Fault(F_ESTOP_READBACK, change))
+        while self._pending_faults:
+            self.submit(Inbound(self._pending_faults.pop(0)), now_ms)
+        d = self.gov.handle(TICK, now_ms)
+        self._record(TICK, now_ms, d)
+        self._effects(d, now_ms)
+        self._publish(TICK, d, None)
+        self.publish_state()
+        self._flush()
+        self.cycles += 1
+        kicked = self._feed()
+        self.healthy = True
+        return kicked
+
+    def _feed(self) -> bool:
+        if not self.healthy:
+            return False
+        try:
+            for wd in self.watchdogs:
+                if not self.ready:
+                    wd.ready()
+                wd.kick()
+        except OSError:
+            log.exception("watchdog kick failed")
+            return False
+        self.ready = True
+        self.kicks += 1
+        return True
+
+    # ------------------------------------------------------------ effects
+
+    def _record(self, event, now_ms: int, d) -> None:
+        if not d.kick:
+            self.healthy = False
+        if self.lineage is None or not d.record:
+            return
+        try:
+            self.lineage.record(event, now_ms, d, self.gov)
+        except Exception:  # noqa: BLE001 - cannot record: fail closed
+            self._lineage_failed("append")
+
+    def _flush(self) -> None:
+        if self.lineage is None:
+            return
+        try:
+            self.lineage.device.flush()
+        except OSError:
+            self._lineage_failed("flush")
+
+    def _lineage_failed(self, what: str) -> None:
+        self.healthy = False
+        self.lineage_errors += 1
+        log.exception("lineage %s failed", what)
+        if self.lineage_errors == 1:
+            self._pending_faults.append(Fault(F_LINEAGE, True))
+
+    def _effects(self, d, now_ms: int, force: bool = False) -> None:
+        try:
+            self.estop.drive(bool(d.estop), now_ms)
+            self._estop_level = bool(d.estop)
+            if d.changed or force:
+                values = self.vocab.outputs(d.output)
+                self.post(self.topics.output, dumps(
+                    {"t_ms": now_ms, "values": values, "estop": bool(d.estop)}), 0, True)
+                if self.outputs is not None:
+                    self.outputs(values, now_ms)
+        except Exception:  # noqa: BLE001 - an effect not performed is a fault
+            self.healthy = False
+            log.exception("effect failed")
+            self._pending_faults.append(Fault(F_OUTPUT, True))
+
+    # ------------------------------------------------------------ publishing
+
+    def _publish(self, event, d, note) -> dict | None:
+        kind = event.kind
+        msg = None
+        if kind == codes.EV_COMMAND:
+            self.decisions += 1
+            msg = self.vocab.decision(d, event.seq, note)
+            self.post(self.topics.decision, dumps(msg), 0, False)
+        if note or (d.verdict == codes.REJECT and d.reason in _INPUT_REFUSALS):
+            self.post(self.topics.event, dumps(self.vocab.refusal(d, kind, note)), 1, False)
+        for code, arg in d.events():
+            self.post(self.topics.event, dumps(self.vocab.event(d, kind, code, arg)), 1, False)
+        return msg
+
+    def _state_doc(self, status: str, **extra) -> dict:
+        return self.vocab.state(self.gov, status, {
+            "estop": self._estop_level, "envelope": self.envelope_hash,
+            "boot": self.boot_count, "device": self.topics.device_id, **extra})
+
+    def state_payload(self) -> bytes:
+        return dumps(self._state_doc("online"))
+
+    def publish_state(self, force: bool = False) -> None:
+        gov = self.gov
+        key = (gov.state, gov.mode, gov.link, self._estop_level, gov.causes)
+        if key != self._state_key or force:
+            self._state_key = key
+            self.post(self.topics.state, dumps(self._state_doc("online")), 1, True)
+
+    # ------------------------------------------------------------ lineage pull
+
+    def lineage_image(self) -> bytes:
+        """A consistent copy of the lineage file (flushed first)."""
+        if self.lineage is None:
+            return b""
+        self._flush()
+        dev = self.lineage.device
+        size = dev.block_size * dev.block_count
+        return os.pread(dev.fd, size, 0)
+
+    def pull(self, request: bytes) -> list[tuple[str, bytes]]:
+        """Answer a lineage pull: the chunks to publish, last one carrying the SHA-256."""
+        rid = _request_id(request)
+        if rid is None:
+            return []
+        image = self.lineage_image()
+        topic = self.topics.lineage_data(rid)
+        digest = hashlib.sha256(image).hexdigest()
+        count = max(1, -(-len(image) // LINEAGE_CHUNK_BYTES))
+        out = []
+        for i in range(count):
+            chunk = image[i * LINEAGE_CHUNK_BYTES:(i + 1) * LINEAGE_CHUNK_BYTES]
+            out.append((topic, dumps({
+                "id": rid, "index": i, "count": count, "offset": i * LINEAGE_CHUNK_BYTES,
+                "size": len(image), "sha256": digest, "block_size": self._block_size(),
+                "data": base64.b64encode(chunk).decode("ascii")})))
+        return out
+
+    def _block_size(self) -> int:
+        return self.lineage.device.block_size if self.lineage is not None else 0
+
+
+def _request_id(request: bytes) -> str | None:
+    try:
+        doc = json.loads(request)
+    except ValueError:
+        return None
+    rid = doc.get("id") if isinstance(doc, dict) else None
+    if not isinstance(rid, str) or not 0 < len(rid) <= 64:
+        return None
+    if any(c in rid for c in "+#/\x00"):
+        return None
+    return rid
+
+
+__all__ = ["GovernorService", "LINEAGE_CHUNK_BYTES"]

@@ -1,0 +1,258 @@
+"""``edgegov run``: the governor as an asyncio service on MQTT.
+
+Wires the pieces: envelope + key + lineage file → ``GovernorService``; the clock shim; the
+MQTT link (``adapters.mqtt`` under ``adapters.resilience``); watchdog and e-stop backends;
+an embedded broker when no URL is given. The ticker calls ``service.cycle`` once per
+control period on absolute deadlines; inbound messages are decided as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config.compile import compile_file
+from ..core import codes
+from ..core.envelope import Envelope
+from ..core.governor import Governor
+from ..core.record import K_BOOT, K_CHECKPOINT, K_EVENT, RecordError, decode
+from ..host.estop import MqttRelayEstop, NoEstopOutput
+from ..host.lineage_store import open_lineage, read_dump
+from ..host.watchdog import DeviceWatchdog, SystemdNotifier
+from ..operator import load_key
+from .clock import MonotonicClock, next_deadline_ms
+from .loop import GovernorService
+from .topics import Topics
+from .wire import Inbound, Scaler, decode_command, decode_operator, decode_telemetry, dumps
+
+log = logging.getLogger("edgegov.service")
+
+
+@dataclass
+class ServiceConfig:
+    """Everything ``edgegov run`` takes."""
+
+    envelope: str
+    key_file: str
+    lineage: str | None = None
+    mqtt_url: str | None = None  # None: embedded broker on loopback
+    broker_port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    client_key_file: str | None = None
+    protocol: int | None = None  # 5 (MQTT 5) or 4 (3.1.1); default 5, 4 on the embedded
+    period_ms: int = 10
+    prefix: str = "edgegov"
+    watchdog_device: str | None = None
+    watchdog_timeout_s: int | None = None
+    systemd: bool = True
+    estop_relay: bool = False
+    readback_ms: int = 500
+    durable: bool = True
+    lineage_blocks: int = 256
+    client_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def previous_run(path: str | Path) -> tuple[int, int]:
+    """(boot count, highest accepted operator counter) found in an existing lineage file,
+    so a restart keeps counting boots and still refuses replays of old operator actions."""
+    if not Path(path).exists() or Path(path).stat().st_size == 0:
+        return 0, 0
+    try:
+        dump = read_dump(path)
+    except Exception:  # noqa: BLE001 - an unreadable file is recovered by open_lineage
+        return 0, 0
+    boots, counter = 0, 0
+    for _, payload in dump.records:
+        try:
+            rec = decode(payload)
+        except RecordError:
+            continue
+        if rec[0] == K_BOOT:
+            boots += 1
+            counter = max(counter, _int(rec[7]))
+        elif rec[0] == K_CHECKPOINT and isinstance(rec[6], list) and len(rec[6]) > 7:
+            counter = max(counter, _int(rec[6][7]))
+        elif rec[0] == K_EVENT and isinstance(rec[2], list) and len(rec[2]) == 6 \
+                and rec[2][0] == codes.EV_OPERATOR and rec[2][5] is True:
+            counter = max(counter, _int(rec[2][3]))
+    return boots, counter
+
+
+def _int(v) -> int:
+    return v if type(v) is int else 0
+
+
+class Runner:
+    """One running service: build with a config, ``await serve(stop_event)``."""
+
+    def __init__(self, cfg: ServiceConfig, clock=None) -> None:
+        self.cfg = cfg
+        self.clock = clock or MonotonicClock()
+        self.compiled = compile_file(cfg.envelope)
+        self.env = Envelope.from_blob(self.compiled.blob, self.compiled.digest)
+        self.key = load_key(cfg.key_file)
+        self.scaler = Scaler(self.compiled)
+        self.topics = Topics(self.env.device_id, cfg.prefix)
+        self.lineage_path = cfg.lineage or f"edgegov-{self.env.device_id}.lineage"
+        self.link = None
+        self.service: GovernorService | None = None
+        self.broker = None
+        self.errors = 0
+
+    # ------------------------------------------------------------ construction
+
+    def _build(self) -> None:
+        from ..adapters.resilience import ResilientLink
+
+        boots, counter = previous_run(self.lineage_path)
+        lineage = open_lineage(self.lineage_path, self.env, self.key, group_commit=True,
+                               durable=self.cfg.durable, block_count=self.cfg.lineage_blocks)
+        gov = Governor(self.env, self.key, counter)
+        self.link = ResilientLink(self._connect, self._on_connected, self._on_message,
+                                  errors=(Exception,))
+        estop = (MqttRelayEstop(self.link.post, self.topics.estop_set, self.cfg.readback_ms)
+                 if self.cfg.estop_relay else NoEstopOutput())
+        self.service = GovernorService(gov, self.topics, self.link.post, lineage, estop,
+                                       self._watchdogs(), self.compiled.hash, boots + 1)
+
+    def _watchdogs(self) -> list:
+        dogs = []
+        if self.cfg.watchdog_device:
+            dogs.append(DeviceWatchdog(self.cfg.watchdog_device, self.cfg.watchdog_timeout_s))
+        if self.cfg.systemd:
+            dogs.append(SystemdNotifier.from_env())
+        return dogs
+
+    # ------------------------------------------------------------ MQTT
+
+    def _settings(self):
+        from ..adapters.mqtt import parse_url
+
+        cfg = self.cfg
+        url = cfg.mqtt_url or f"mqtt://127.0.0.1:{cfg.broker_port}"
+        protocol = cfg.protocol or (5 if cfg.mqtt_url else 4)  # amqtt speaks 3.1.1 only
+        return parse_url(url, username=cfg.username, password=cfg.password,
+                         ca_file=cfg.ca_file, cert_file=cfg.cert_file,
+                         key_file=cfg.client_key_file, protocol=protocol,
+                         tls=True if cfg.ca_file else None)
+
+    def _connect(self):
+        from ..adapters.mqtt import make_client
+
+        offline = dumps({"status": "offline", "reason": "connection lost",
+                         "device": self.topics.device_id})
+        client_id = self.cfg.client_id or f"edgegov-{self.topics.device_id}"
+        return make_client(self.settings, client_id, will=(self.topics.state, offline))
+
+    async def _on_connected(self, client) -> None:
+        # The current state first, before any backlog: retained, so it is what newcomers see.
+        await client.publish(self.topics.state, self.service.state_payload(), qos=1, retain=True)
+        for topic in self.topics.inbound():
+            await client.subscribe(topic, qos=1)
+        if isinstance(self.service.estop, MqttRelayEstop):
+            self.service.estop.republish()
+
+    def _on_message(self, message) -> None:
+        from ..adapters.mqtt import payload_of, reply_address, topic_of
+
+        try:
+            self._dispatch(topic_of(message), payload_of(message), reply_address(message))
+        except Exception:  # noqa: BLE001 - one bad message must not stop the service
+            self.errors += 1
+            self.service.healthy = False
+            log.exception("inbound message failed")
+
+    def _dispatch(self, topic: str, payload: bytes, reply_to) -> None:
+        t = self.topics
+        now = self.clock.now_ms()
+        svc = self.service
+        reply = self._replier(reply_to) if reply_to else None
+        if topic == t.cmd:
+            svc.submit(decode_command(payload, self.scaler), now, reply)
+        elif topic == t.telemetry:
+            svc.submit(decode_telemetry(payload, self.scaler), now, reply)
+        elif topic == t.op:
+            svc.submit(decode_operator(payload), now, reply)
+        elif topic == t.lineage_pull:
+            for chunk_topic, data in svc.pull(payload):
+                self.link.post(chunk_topic, data, 1, False)
+        elif topic == t.estop_state:
+            svc.estop_readback(payload, now)
+
+    def _replier(self, reply_to):
+        from ..adapters.mqtt import reply_properties
+
+        topic, correlation = reply_to
+
+        def reply(msg: dict) -> None:
+            self.link.post(topic, dumps(msg), 1, False, reply_properties(correlation))
+
+        return reply
+
+    # ------------------------------------------------------------ running
+
+    async def serve(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> int:
+        if self.cfg.mqtt_url is None:
+            from .broker import start_embedded_broker
+
+            self.broker = await start_embedded_broker(self.cfg.broker_port)
+        self.settings = self._settings()
+        self._build()
+        svc = self.service
+        svc.boot(self.clock.now_ms(), self.compiled.blob)
+        link_task = asyncio.create_task(self.link.run())
+        tick_task = asyncio.create_task(self._tick(stop))
+        if started is not None:
+            started.set()
+        try:
+            await stop.wait()
+        finally:
+            tick_task.cancel()
+            await asyncio.gather(tick_task, return_exceptions=True)
+            await self._shutdown(link_task)
+        return 0
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        period = self.cfg.period_ms
+        deadline = self.clock.now_ms()
+        while not stop.is_set():
+            await self.clock.sleep_until(deadline)
+            now = self.clock.now_ms()
+            try:
+                self.service.cycle(now)
+            except Exception:  # noqa: BLE001 - a failed cycle is not kicked; go on governing
+                self.errors += 1
+                log.exception("control cycle failed")
+            deadline = next_deadline_ms(deadline, self.clock.now_ms(), period)
+
+    async def _shutdown(self, link_task) -> None:
+        self.service.stop(self.clock.now_ms())  # posts the retained offline state
+        self.link.stopping = True
+        await self.link.drain(2.0)
+        link_task.cancel()
+        await asyncio.gather(link_task, return_exceptions=True)
+        if self.broker is not None:
+            await self.broker.shutdown()
+
+
+def run(cfg: ServiceConfig) -> int:
+    """Run until SIGINT/SIGTERM; orderly stop (offline state, magic close)."""
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await Runner(cfg).serve(stop)
+
+    return asyncio.run(main())
+
+
+__all__ = ["ServiceConfig", "Runner", "run", "previous_run", "Inbound"]

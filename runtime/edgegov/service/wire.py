@@ -1,0 +1,215 @@
+"""JSON payloads on the wire ⇄ core events, in engineering units ⇄ scaled integers.
+
+Decoding never raises and never judges: whatever arrives is handed to the governor as the
+event it claims to be, with the raw values it carried, so the governor refuses bad input
+with its own reason codes and the lineage records it (a NaN stays a float NaN, a ``values``
+that is not an object stays what it is, an unknown channel stays unknown). The wire layer
+only does what the core cannot:
+
+- numbers are converted from engineering units to the channel's (or input's) scaled
+  integer, rounding half to even on the resolution (``CompiledEnvelope.to_scaled``);
+  numbers whose magnitude no channel can hold become a stand-in of the same sign that the
+  governor refuses as out of range exactly like the original;
+- a payload that is not JSON, not an object, larger than ``MAX_PAYLOAD_BYTES``, or whose
+  values would not fit one lineage record, becomes a command/event with no usable fields
+  (``seq``/``values`` None), which the governor refuses as a wrong type; the host's reason
+  (``note``) travels with it onto the ``event`` topic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, DecimalException, localcontext
+
+from .. import names
+from ..core import codes
+from ..core.events import Command, Operator, Telemetry
+
+MAX_PAYLOAD_BYTES = 4096  # refused before parsing
+MAX_ENTRIES = 64  # keys in one ``values`` object
+VALUES_BUDGET = 512  # bytes one record may spend on values (the record buffer is 1 KiB)
+_FAR = 1 << 62  # stand-in for magnitudes beyond any channel: refused as out of range
+_MAX_DIGITS = 15  # |value| >= 1e15 in engineering units is out of any range
+
+NOTE_MALFORMED = "malformed_json"
+NOTE_NOT_OBJECT = "not_an_object"
+NOTE_OVERSIZED = "oversized"
+
+
+@dataclass
+class Inbound:
+    """One decoded message: the core event and the host's note about it (or None)."""
+
+    event: object
+    note: str | None = None
+
+
+class Scaler:
+    """Resolutions of an envelope's channels and numeric inputs, for the wire."""
+
+    def __init__(self, compiled) -> None:
+        adm = compiled.admitted
+        self.channels = {n: Decimal(c.resolution) for n, c in adm.channels.items()}
+        self.inputs = {
+            n: Decimal(i.resolution or 1) for n, i in adm.inputs.items() if i.type == "number"
+        }
+
+    def to_eng(self, resolution: Decimal, scaled) -> int | float | None:
+        if type(scaled) is not int:
+            return None
+        value = scaled * resolution
+        return int(value) if value == value.to_integral_value() else float(value)
+
+
+def to_scaled(value, resolution: Decimal):
+    """A JSON value for a numeric channel/input → scaled int, or the raw value to refuse."""
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        return value  # NaN/Infinity floats, strings, null, arrays, objects: as they came
+    dec = Decimal(value) if isinstance(value, int) else value
+    if not dec.is_finite():
+        return float(dec)
+    if dec and dec.adjusted() >= _MAX_DIGITS:
+        return _FAR if dec > 0 else -_FAR
+    try:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            return int((dec / resolution).to_integral_value(rounding=ROUND_HALF_EVEN))
+    except DecimalException:
+        return _FAR if dec > 0 else -_FAR
+
+
+def _parse(payload: bytes) -> tuple[object, str | None]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None, NOTE_OVERSIZED
+    try:
+        doc = json.loads(payload, parse_float=Decimal)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None, NOTE_MALFORMED
+    if not isinstance(doc, dict):
+        return None, NOTE_NOT_OBJECT
+    return doc, None
+
+
+def _cost(v) -> int:
+    """Upper bound on the bytes a value takes in a lineage record."""
+    if isinstance(v, str):
+        return len(v.encode("utf-8", "surrogatepass")) + 5
+    return 10
+
+
+def _fits(values) -> bool:
+    if not isinstance(values, dict):
+        return True
+    if len(values) > MAX_ENTRIES:
+        return False
+    return sum(_cost(k) + _cost(v) for k, v in values.items()) <= VALUES_BUDGET
+
+
+def _scale_all(values, resolutions: dict):
+    if not isinstance(values, dict):
+        return values
+    out = {}
+    for k, v in values.items():
+        res = resolutions.get(k)
+        out[k] = to_scaled(v, res) if res is not None else _plain(v)
+    return out
+
+
+def _plain(v):
+    """Values the governor will judge without scaling (bool inputs, unknown keys)."""
+    return float(v) if isinstance(v, Decimal) else v
+
+
+def decode_command(payload: bytes, scaler: Scaler) -> Inbound:
+    """``{"seq": int, "values": {channel: number}}`` → ``Command``."""
+    doc, note = _parse(payload)
+    if doc is None:
+        return Inbound(Command(None, None), note)
+    values = doc.get("values")
+    seq = _plain(doc.get("seq"))
+    if not _fits(values) or _cost(seq) > 64:
+        return Inbound(Command(None, None), NOTE_OVERSIZED)
+    return Inbound(Command(seq, _scale_all(values, scaler.channels)))
+
+
+def decode_telemetry(payload: bytes, scaler: Scaler) -> Inbound:
+    """``{"values": {input: bool | number}}`` → ``Telemetry``."""
+    doc, note = _parse(payload)
+    if doc is None:
+        return Inbound(Telemetry(None), note)
+    values = doc.get("values")
+    if not _fits(values):
+        return Inbound(Telemetry(None), NOTE_OVERSIZED)
+    return Inbound(Telemetry(_scale_all(values, scaler.inputs)))
+
+
+def decode_operator(payload: bytes) -> Inbound:
+    """``{"action": name | code, "arg": int, "counter": int, "mac": hex}`` → ``Operator``."""
+    doc, note = _parse(payload)
+    if doc is None:
+        return Inbound(Operator(None, None, None, None), note)
+    action, arg, counter = (_plain(doc.get(k)) for k in ("action", "arg", "counter"))
+    if any(_cost(v) > 64 for v in (action, arg, counter)):
+        return Inbound(Operator(None, None, None, None), NOTE_OVERSIZED)
+    if isinstance(action, str):
+        try:
+            action = names.op_code(action)
+        except KeyError:
+            pass  # an unknown action name stays text: the governor refuses it
+    return Inbound(Operator(action, 0 if arg is None else arg, counter, _mac(doc.get("mac"))))
+
+
+def _mac(text) -> bytes | None:
+    if not isinstance(text, str) or len(text) != 64:
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+def encode_operator(action: int, arg: int, counter: int, mac: bytes) -> bytes:
+    """The JSON an operator client publishes on ``op``."""
+    return dumps({"action": names.op(action), "arg": arg, "counter": counter, "mac": mac.hex()})
+
+
+def encode_command(seq: int, values: dict) -> bytes:
+    return dumps({"seq": seq, "values": values})
+
+
+def dumps(doc) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=_jsonable).encode()
+
+
+def _jsonable(v):
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex()
+    return repr(v)
+
+
+INPUT_KINDS = {
+    codes.EV_COMMAND: "command",
+    codes.EV_TELEMETRY: "telemetry",
+    codes.EV_TICK: "tick",
+    codes.EV_OPERATOR: "operator",
+    codes.EV_FAULT: "fault",
+}
+
+__all__ = [
+    "Inbound",
+    "Scaler",
+    "to_scaled",
+    "decode_command",
+    "decode_telemetry",
+    "decode_operator",
+    "encode_operator",
+    "encode_command",
+    "dumps",
+    "MAX_PAYLOAD_BYTES",
+    "NOTE_MALFORMED",
+    "NOTE_NOT_OBJECT",
+    "NOTE_OVERSIZED",
+]

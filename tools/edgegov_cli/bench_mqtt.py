@@ -1,0 +1,222 @@
+"""``edgegov bench mqtt``: proposal → decision latency through Mosquitto, against a bare MQTT
+echo service on the same broker in the same run, plus an optional 1 kHz soak.
+
+Both the governor (``edgegov run``) and the echo run as their own processes with their own
+asyncio loops; one client sends a proposal and an echo request alternately at ``rate`` Hz
+each and times the answers. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ECHO_IN, ECHO_OUT = "bench/echo/in", "bench/echo/out"
+ENVELOPE = Path(__file__).resolve().parents[2] / "boards" / "envelopes" / "spindle-cell.toml"
+KEY = bytes(range(32))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int) -> None:
+    for _ in range(250):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"broker on {port} did not start")
+
+
+async def echo(port: int) -> None:
+    """The bare MQTT echo service: what an MQTT round trip costs without the governor."""
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-echo") as client:
+        await client.subscribe(ECHO_IN)
+        async for m in client.messages:
+            await client.publish(ECHO_OUT, m.payload)
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 3)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Bench:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sent: dict[int, float] = {}
+        self.echo_sent: dict[int, float] = {}
+        self.lat: list[float] = []
+        self.echo_lat: list[float] = []
+        self.state = ""
+
+    async def listen(self, client) -> None:
+        async for m in client.messages:
+            t = time.perf_counter()
+            topic = str(m.topic)
+            doc = json.loads(m.payload)
+            if topic.endswith("/decision"):
+                t0 = self.sent.pop(doc["seq"], None)
+                if t0 is not None:
+                    self.lat.append((t - t0) * 1000)
+            elif topic == ECHO_OUT:
+                t0 = self.echo_sent.pop(doc["seq"], None)
+                if t0 is not None:
+                    self.echo_lat.append((t - t0) * 1000)
+            elif topic.endswith("/state"):
+                self.state = doc.get("state", "")
+
+    async def arm(self, client, base: str) -> None:
+        from edgegov.core import codes
+        from edgegov.core.auth import sign_op
+
+        counter = time.time_ns() // 1000
+        for action in (codes.OP_RESET, codes.OP_ARM):
+            counter += 1
+            mac = sign_op(KEY, "cell-7", action, 0, counter)
+            await client.publish(f"{base}/op", json.dumps(
+                {"action": action, "arg": 0, "counter": counter, "mac": mac.hex()}), qos=1)
+            await asyncio.sleep(0.3)
+
+    async def plant(self, client, base: str) -> None:
+        values = {"door_closed": True, "estop_button": False, "hydraulic_pressure": 200}
+        while True:
+            await client.publish(f"{base}/telemetry", json.dumps({"values": values}))
+            await asyncio.sleep(0.05)
+
+    async def stream(self, client, base: str, rate: int, seconds: float, seq0: int,
+                     with_echo: bool) -> tuple[int, float]:
+        period = 1.0 / rate
+        n = int(seconds * rate)
+        start = time.perf_counter()
+        for i in range(n):
+            seq = seq0 + i
+            self.sent[seq] = time.perf_counter()
+            await client.publish(f"{base}/cmd", b'{"seq":%d,"values":{"spindle":0,"coolant":0}}'
+                                 % seq)
+            if with_echo:
+                self.echo_sent[seq] = time.perf_counter()
+                await client.publish(ECHO_IN, b'{"seq":%d}' % seq)
+            delay = start + (i + 1) * period - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        elapsed = time.perf_counter() - start
+        await asyncio.sleep(0.5)
+        return n, elapsed
+
+
+async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rate: int,
+                   service_pid: int) -> dict:
+    import aiomqtt
+
+    base = "edgegov/cell-7"
+    b = Bench(port)
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-client",
+                              max_queued_incoming_messages=0) as client:
+        for t in (f"{base}/decision", f"{base}/state", ECHO_OUT):
+            await client.subscribe(t)
+        listener = asyncio.create_task(b.listen(client))
+        plant = asyncio.create_task(b.plant(client, base))
+        await asyncio.sleep(0.3)
+        await b.stream(client, base, 100, 0.3, 1, False)  # engage the link
+        await b.arm(client, base)
+        b.lat.clear()
+        b.sent.clear()
+        n, elapsed = await b.stream(client, base, rate, seconds, 10_000, True)
+        dropped = len(b.sent) + len(b.echo_sent)
+        e2e_p50, e2e_p99 = _pct(b.lat, 50), _pct(b.lat, 99)
+        figures = {
+            "rate_hz": rate, "proposals": n, "state": b.state,
+            "e2e_p50_ms": e2e_p50, "e2e_p99_ms": e2e_p99,
+            "echo_p50_ms": _pct(b.echo_lat, 50), "echo_p99_ms": _pct(b.echo_lat, 99),
+            "ratio_p99": round(e2e_p99 / _pct(b.echo_lat, 99), 3),
+            "sustained_hz": round(len(b.lat) / elapsed, 1), "dropped": dropped,
+        }
+        if soak_s:
+            b.lat.clear()
+            b.sent.clear()
+            rss0 = _rss_kib(service_pid)
+            n, elapsed = await b.stream(client, base, soak_rate, soak_s, 10_000_000, False)
+            rss1 = _rss_kib(service_pid)
+            figures.update({
+                "soak_seconds": soak_s, "soak_rate_hz": soak_rate, "soak_proposals": n,
+                "soak_sustained_hz": round(len(b.lat) / elapsed, 1),
+                "soak_dropped": len(b.sent), "soak_p99_ms": _pct(b.lat, 99),
+                "soak_rss_start_kib": rss0, "soak_rss_end_kib": rss1,
+                "soak_rss_growth_kib": rss1 - rss0, "soak_state": b.state,
+            })
+        plant.cancel()
+        listener.cancel()
+    return figures
+
+
+def run(seconds: float, rate: int, soak_s: float, soak_rate: int, mqtt_url: str | None) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="edgegov-bench-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        if mqtt_url:
+            port = int(mqtt_url.rsplit(":", 1)[1])
+        else:
+            port = _free_port()
+            conf = work / "mosquitto.conf"
+            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                            "persistence false\nuser root\nmax_queued_messages 100000\n")
+            mosq = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+            procs.append(subprocess.Popen([mosq, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            _wait_port(port)
+        key = work / "bench.key"
+        key.write_text(KEY.hex())
+        key.chmod(0o600)
+        no_fsync = ["--no-fsync"] if os.environ.get("EDGEGOV_BENCH_NOFSYNC") else []
+        svc = subprocess.Popen([sys.executable, "-m", "edgegov_cli.main", "run", "--config",
+                                str(ENVELOPE), "--key", str(key), "--mqtt",
+                                f"mqtt://127.0.0.1:{port}", "--lineage",
+                                str(work / "bench.lineage"), *no_fsync],
+                               stderr=subprocess.DEVNULL)
+        procs.append(svc)
+        procs.append(subprocess.Popen([sys.executable, "-m", "edgegov_cli.bench_mqtt", "echo",
+                                       str(port)]))
+        time.sleep(1.5)
+        figures = asyncio.run(_measure(port, rate, seconds, soak_s, soak_rate, svc.pid))
+        figures["lineage_bytes"] = os.path.getsize(work / "bench.lineage")
+        return figures
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["echo"]:
+    try:
+        asyncio.run(echo(int(sys.argv[2])))
+    except KeyboardInterrupt:
+        pass
