@@ -29,7 +29,7 @@ def edgegov(*args, check=None):
 @pytest.fixture(scope="module")
 def demo_lineage(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    proc = edgegov("demo", "--seconds", 12, "--out", out, check=0)
+    proc = edgegov("demo", "--simulated-time", "--seconds", 12, "--out", out, check=0)
     path = out / "edgegov-demo.lineage"
     assert str(path.resolve()) in proc.stdout.replace("\n", "")
     assert "verify: OK" in proc.stdout and "replay: identical" in proc.stdout

@@ -92,17 +92,29 @@ main.add_command(lineage)
 
 
 @main.command()
-@click.option("--seconds", default=20, show_default=True, help="Scenario time to run.")
+@click.option("--seconds", default=20, show_default=True, type=float,
+              help="How long to run (wall time; scenario time with --simulated-time).")
 @click.option("--seed", default=7, show_default=True, help="Planner randomness seed.")
-@click.option("--envelope", "envelope_path", type=click.Path(dir_okay=False),
-              help="Envelope TOML (default: the spindle-cell example).")
 @click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for the lineage file (edgegov-demo.lineage).")
-def demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str) -> None:
-    """Run the governor on the built-in scenario, record its lineage, verify and replay it."""
-    from .demo_view import run_demo
+              help="Directory for the lineage (edgegov-demo.lineage) and the demo key.")
+@click.option("--simulated-time", is_flag=True,
+              help="Run the governor in-process on scripted time instead of the MQTT service "
+                   "(deterministic, a second or two for the whole scenario).")
+@click.option("--envelope", "envelope_path", type=click.Path(dir_okay=False),
+              help="Envelope TOML for --simulated-time (default: the spindle-cell example).")
+def demo(seconds: float, seed: int, out_dir: str, simulated_time: bool,
+         envelope_path: str | None) -> None:
+    """The main job: the service on an embedded broker, a simulated cell and a misbehaving
+    planner; ends by verifying and replaying the lineage it wrote."""
+    if simulated_time:
+        from .demo_view import run_demo
 
-    sys.exit(run_demo(seconds, seed, envelope_path, out_dir))
+        sys.exit(run_demo(int(seconds), seed, envelope_path, out_dir))
+    if envelope_path:
+        raise click.UsageError("--envelope applies to --simulated-time")
+    from edgegov.service.demo import run_service_demo
+
+    sys.exit(run_service_demo(seconds, out_dir, seed))
 
 
 # --------------------------------------------------------------------------- bench

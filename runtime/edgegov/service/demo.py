@@ -21,13 +21,12 @@ from pathlib import Path
 
 from .. import names
 from ..core import codes
+from ..demo import DEMO_KEY, EXAMPLE
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
 from .broker import free_port
 from .runner import Runner, ServiceConfig
 
-DEMO_KEY = bytes(range(32))
-EXAMPLE = Path(__file__).resolve().parents[3] / "boards" / "envelopes" / "spindle-cell.toml"
 _VERDICTS = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
 
 
