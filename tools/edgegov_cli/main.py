@@ -11,6 +11,7 @@ import click
 from edgegov.config.problems import EnvelopeConfigError
 
 from .lineage_cmds import lineage
+from .modbus_cmds import register as register_modbus_commands
 from .service_cmds import register as register_service_commands
 
 
@@ -150,6 +151,7 @@ def bench_lineage(decisions: int, json_path: str | None) -> None:
 
 
 register_service_commands(main, lineage, bench)
+register_modbus_commands(main, bench)
 
 if __name__ == "__main__":
     main()

@@ -84,10 +84,18 @@ def _key(path: str) -> bytes:
               help="Drive an MQTT relay on estop/set and read it back on estop/state.")
 @click.option("--readback-ms", default=500, show_default=True)
 @click.option("--no-fsync", is_flag=True, help="Skip fdatasync (tests on tmpfs).")
+@click.option("--modbus-server", help="PLC-facing Modbus server: HOST:PORT (TCP) or a serial "
+              "device / pyserial URL (RTU). Map: edgegov modbus map.")
+@click.option("--modbus-target", help="Downstream drive: HOST:PORT or serial (outputs from "
+              "register 0, e-stop coil 0).")
+@click.option("--modbus-operator", is_flag=True, help="Allow operator actions over Modbus "
+              "(UNAUTHENTICATED; each one is logged).")
+@click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
 @click.option("-v", "--verbose", is_flag=True)
 def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, username,
             password_file, ca_file, cert_file, cert_key_file, protocol, period_ms, prefix,
-            watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync, verbose):
+            watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync,
+            modbus_server, modbus_target, modbus_operator, modbus_baud, verbose):
     """Run the governor as a gateway service on MQTT (stop with SIGINT/SIGTERM)."""
     from edgegov.config.problems import EnvelopeConfigError
     from edgegov.operator import KeyFileError
@@ -103,6 +111,11 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
         watchdog_device=watchdog_device, watchdog_timeout_s=watchdog_timeout,
         estop_relay=estop_relay, readback_ms=readback_ms, durable=not no_fsync,
         lineage_blocks=lineage_blocks)
+    if modbus_server or modbus_target:
+        from edgegov.service.modbus_gateway import ModbusOptions
+
+        cfg.modbus = ModbusOptions(server=modbus_server, target=modbus_target,
+                                   operator=modbus_operator, baudrate=modbus_baud)
     try:
         sys.exit(run(cfg))
     except EnvelopeConfigError as err:

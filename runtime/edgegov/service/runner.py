@@ -56,6 +56,7 @@ class ServiceConfig:
     durable: bool = True
     lineage_blocks: int = 256
     client_id: str | None = None
+    modbus: object | None = None  # service.modbus_gateway.ModbusOptions (--modbus-*)
     extra: dict = field(default_factory=dict)
 
 
@@ -104,6 +105,7 @@ class Runner:
         self.link = None
         self.service: GovernorService | None = None
         self.broker = None
+        self.modbus = None
         self.errors = 0
 
     # ------------------------------------------------------------ construction
@@ -206,7 +208,14 @@ class Runner:
         self.settings = self._settings()
         self._build()
         svc = self.service
+        if self.cfg.modbus is not None:
+            from .modbus_gateway import ModbusGateway
+
+            self.modbus = ModbusGateway(svc, self.clock, self.key, self.cfg.modbus)
+            self.modbus.attach()
         svc.boot(self.clock.now_ms(), self.compiled.blob)
+        if self.modbus is not None:
+            await self.modbus.start()
         link_task = asyncio.create_task(self.link.run())
         tick_task = asyncio.create_task(self._tick(stop))
         if started is not None:
@@ -226,6 +235,8 @@ class Runner:
             await self.clock.sleep_until(deadline)
             now = self.clock.now_ms()
             try:
+                if self.modbus is not None:
+                    self.modbus.poll(now)
                 self.service.cycle(now)
             except Exception:  # noqa: BLE001 - a failed cycle is not kicked; go on governing
                 self.errors += 1
@@ -233,6 +244,8 @@ class Runner:
             deadline = next_deadline_ms(deadline, self.clock.now_ms(), period)
 
     async def _shutdown(self, link_task) -> None:
+        if self.modbus is not None:
+            await self.modbus.stop()
         self.service.stop(self.clock.now_ms())  # posts the retained offline state
         self.link.stopping = True
         await self.link.drain(2.0)

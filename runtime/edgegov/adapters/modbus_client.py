@@ -1,0 +1,211 @@
+"""The downstream Modbus client: governed outputs and the e-stop coil to a drive / remote I/O.
+
+The governing loop never waits for the drive. It hands the latest outputs and e-stop level
+to ``DriveClient`` (``set_outputs``/``set_estop``, plain assignments) and the client's own
+asyncio task writes them, reads the e-stop coil back, and polls the coil every ``poll_ms``
+so a drive that dies while nothing changes is still noticed. Every request is bounded by
+``timeout_ms`` (``asyncio.wait_for`` around a pymodbus client with ``retries=0``), so a
+silent peer costs one timeout, never more.
+
+What the client saw is reported as fault flags (``faults()``), which the service turns into
+``Fault`` events (a trip; a reset needs the fault gone):
+
+- ``F_DRIVE_LINK`` (4): no answer within the timeout, connection refused or lost;
+- ``F_DRIVE_EXCEPTION`` (5): the drive answered with a Modbus exception;
+- the coil readback itself goes to ``host.estop_modbus.ModbusCoilEstop`` (fault 1).
+
+Drive layout: the outputs are written with one FC16 at ``output_base`` in the register
+map's output layout (channel order, int16 or int32 high word first); the e-stop coil is
+``coil`` (FC5 write, FC1 readback; 1 = stop asserted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from . import modbus_map as mm
+from .modbus_server import parse_endpoint
+
+log = logging.getLogger("edgegov.modbus.drive")
+
+F_DRIVE_LINK = 4
+F_DRIVE_EXCEPTION = 5
+DRIVE_FAULT_WORDS = {F_DRIVE_LINK: "drive_link", F_DRIVE_EXCEPTION: "drive_exception"}
+
+
+class DriveError(Exception):
+    """One failed drive request; ``code`` is the fault it means."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class DriveClient:
+    """Writes outputs and the e-stop coil to one Modbus peer; reads the coil back."""
+
+    def __init__(self, spec: str, regmap: mm.RegisterMap, unit: int = 1, output_base: int = 0,
+                 coil: int = 0, timeout_ms: int = 50, poll_ms: int = 100,
+                 baudrate: int = 19200) -> None:
+        self.kind, self.where = parse_endpoint(spec)
+        self.map = regmap
+        self.unit = unit
+        self.output_base = output_base
+        self.coil = coil
+        self.timeout_s = timeout_ms / 1000
+        self.poll_s = poll_ms / 1000
+        self.baudrate = baudrate
+        self.outputs: list[int] | None = None  # desired (scaled, per channel)
+        self.estop: bool | None = None  # desired coil level
+        self._written_outputs: list[int] | None = None
+        self._written_estop: bool | None = None
+        self.readback: bool | None = None  # the coil as last read from the drive
+        self.readback_for: bool | None = None  # the level commanded when it was read
+        self._read_at = float("-inf")
+        self._faults = {F_DRIVE_LINK: False, F_DRIVE_EXCEPTION: False}
+        self.last_error = ""
+        self.requests = 0
+        self.client = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.on_write = None  # test/bench hook: called after each successful output write
+
+    # ------------------------------------------------------------ the loop's side
+
+    def set_outputs(self, scaled: list[int]) -> None:
+        self.outputs = list(scaled)
+        self._wake.set()
+
+    def set_estop(self, level: bool) -> None:
+        if level != self.estop:
+            self.estop = level
+            self._wake.set()
+
+    def faults(self) -> dict[int, bool]:
+        return dict(self._faults)
+
+    # ------------------------------------------------------------ the client task
+
+    def _make_client(self):
+        from pymodbus import FramerType
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+        if self.kind == "tcp":
+            host, port = self.where
+            return AsyncModbusTcpClient(host, port=port, timeout=self.timeout_s, retries=0,
+                                        reconnect_delay=0)
+        return AsyncModbusSerialClient(self.where, framer=FramerType.RTU, baudrate=self.baudrate,
+                                       timeout=self.timeout_s, retries=0, reconnect_delay=0)
+
+    async def run(self) -> None:
+        """Until cancelled: write what changed, read the coil back, poll while idle."""
+        self.client = self._make_client()
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+                await self.exchange()
+        finally:
+            self.client.close()
+
+    async def flush(self) -> None:
+        """Write changed outputs now, from the caller's task (the PLC request that caused
+        them), saving a task switch; when the client is busy or the drive is faulted, the
+        client task does it instead. Bounded by ``timeout_ms``; never raises."""
+        if self.client is None or self._lock.locked() or self._faults[F_DRIVE_LINK] \
+                or not self.client.connected:
+            return
+        async with self._lock:
+            try:
+                await self._write_outputs()
+            except DriveError as err:
+                self._fail(err.code, str(err))
+                self._wake.set()
+
+    async def exchange(self) -> None:
+        """One round: connect if needed, outputs, coil, readback. Never raises."""
+        async with self._lock:
+            await self._exchange()
+
+    async def _exchange(self) -> None:
+        try:
+            await self._connect()
+            await self._write_outputs()
+            await self._estop_round()
+        except DriveError as err:
+            self._fail(err.code, str(err))
+            return
+        self._faults[F_DRIVE_LINK] = False
+        self._faults[F_DRIVE_EXCEPTION] = False
+
+    def _fail(self, code: int, detail: str) -> None:
+        if not self._faults[code]:
+            log.warning("drive %s: %s", DRIVE_FAULT_WORDS[code], detail)
+        self._faults[code] = True
+        self.last_error = detail
+        if code == F_DRIVE_LINK:
+            self._written_outputs = None  # unknown what the drive holds: write again
+            self._written_estop = None
+
+    async def _connect(self) -> None:
+        if self.client.connected:
+            return
+        ok = await self._bounded(self.client.connect())
+        if not ok:
+            raise DriveError(F_DRIVE_LINK, "cannot connect")
+
+    async def _write_outputs(self) -> None:
+        if self.outputs is None or self.outputs == self._written_outputs:
+            return
+        outputs = self.outputs
+        words = []
+        for s in self.map.channels:
+            words += mm.encode(outputs[s.index], s.words)
+        await self._request(self.client.write_registers(self.output_base, words,
+                                                        device_id=self.unit))
+        self._written_outputs = outputs
+        if self.on_write is not None:
+            self.on_write(outputs)
+
+    async def _estop_round(self) -> None:
+        level = self.estop
+        if level is None:
+            return
+        now = time.monotonic()
+        if level != self._written_estop:
+            await self._request(self.client.write_coil(self.coil, level, device_id=self.unit))
+            self._written_estop = level
+        elif now - self._read_at < self.poll_s:
+            return  # read back on a change, else once per poll period
+        self._read_at = now
+        rr = await self._request(self.client.read_coils(self.coil, count=1, device_id=self.unit))
+        self.readback = bool(rr.bits[0]) if rr.bits else None
+        self.readback_for = level
+
+    async def _request(self, coro):
+        self.requests += 1
+        rr = await self._bounded(coro)
+        if rr is None:
+            raise DriveError(F_DRIVE_LINK, "no response")
+        if rr.isError():
+            code = getattr(rr, "exception_code", 0)
+            raise DriveError(F_DRIVE_EXCEPTION, f"exception {code}")
+        return rr
+
+    async def _bounded(self, coro):
+        from pymodbus.exceptions import ModbusException
+
+        try:
+            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
+                return await coro
+        except (TimeoutError, ModbusException, OSError) as err:
+            if self.client is not None and self.kind == "tcp":
+                self.client.close()  # a fresh connection next round
+            raise DriveError(F_DRIVE_LINK, f"{type(err).__name__}: {err}") from None
+
+__all__ = ["DriveClient", "DriveError", "F_DRIVE_LINK", "F_DRIVE_EXCEPTION", "DRIVE_FAULT_WORDS"]

@@ -1,0 +1,210 @@
+"""The Modbus register map of one device, derived from its envelope: pure and deterministic.
+
+The same envelope always gives the same map (channels in the envelope's order, which is
+sorted by name); nothing here touches a socket. ``docs/modbus.md`` documents the layout;
+``edgegov modbus map FILE [--json]`` prints it for a device.
+
+Layout (addresses are 0-based protocol addresses; unit id 1 by default):
+
+Holding registers (FC3 read, FC6/FC16 write), written by the PLC:
+
+    H0            operator action code (0 none, 1 arm … 8 deny; refused unless enabled)
+    H1            operator argument (int16)
+    H2            heartbeat: the PLC must keep changing it (the Modbus link-liveness source)
+    H3 …          one proposal per channel, scaled integer, 1 word (int16) or 2 words (int32)
+
+Input registers (FC4), read by the PLC:
+
+    I0 state · I1 mode · I2 link · I3 e-stop output · I4 trip causes · I5 faults
+    I6 last verdict · I7 last reason · I8 last rule index (0xFFFF none) · I9 last margin
+    I10 last exception code sent · I11 last heartbeat counted
+    I12-13 writes decided (uint32) · I14-15 writes refused (uint32) · I16-17 t_ms (uint32)
+    I18 …         the governed output per channel, same widths and order as the proposals
+
+Coils (FC1 read, FC5/FC15 write): C0 e-stop request (write 1 = stop).
+Discrete inputs (FC2): D0 e-stop output asserted · D1 tripped · D2 armed · D3 link ok.
+
+Values: a channel whose widest range (every mode, approved ranges included, and its safe
+value) fits in a signed 16-bit word takes one register (two's complement); otherwise two
+registers holding a signed 32-bit value, **high word first** (big-endian word order, "ABCD").
+uint32 counters use the same word order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+H_OP_ACTION = 0
+H_OP_ARG = 1
+H_HEARTBEAT = 2
+H_PROPOSALS = 3
+
+I_STATE = 0
+I_MODE = 1
+I_LINK = 2
+I_ESTOP = 3
+I_CAUSES = 4
+I_FAULTS = 5
+I_VERDICT = 6
+I_REASON = 7
+I_RULE = 8
+I_MARGIN = 9
+I_EXCEPTION = 10
+I_HEARTBEAT = 11
+I_DECIDED = 12
+I_REFUSED = 14
+I_TIME = 16
+I_OUTPUTS = 18
+
+C_ESTOP_REQUEST = 0
+
+D_ESTOP = 0
+D_TRIPPED = 1
+D_ARMED = 2
+D_LINK_OK = 3
+N_DISCRETE = 4
+
+NO_RULE = 0xFFFF
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+STATUS_FIELDS = (
+    ("state", I_STATE, 1), ("mode", I_MODE, 1), ("link", I_LINK, 1), ("estop", I_ESTOP, 1),
+    ("trip_causes", I_CAUSES, 1), ("faults", I_FAULTS, 1), ("verdict", I_VERDICT, 1),
+    ("reason", I_REASON, 1), ("rule", I_RULE, 1), ("margin", I_MARGIN, 1),
+    ("exception", I_EXCEPTION, 1), ("heartbeat", I_HEARTBEAT, 1), ("decided", I_DECIDED, 2),
+    ("refused", I_REFUSED, 2), ("t_ms", I_TIME, 2),
+)
+
+
+@dataclass(frozen=True)
+class ChannelSlot:
+    """Where one channel lives in the map and how its value is encoded."""
+
+    name: str
+    index: int  # the channel's index in the envelope
+    unit: str
+    resolution: str
+    words: int  # 1: int16, 2: int32 high word first
+    proposal: int  # holding register address
+    output: int  # input register address
+    lo: int  # widest scaled range over every mode (approved ranges included)
+    hi: int
+
+    @property
+    def kind(self) -> str:
+        return "int16" if self.words == 1 else "int32"
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """The register map of one envelope (see the module docstring for the layout)."""
+
+    device_id: str
+    channels: tuple[ChannelSlot, ...]
+    rules: tuple[str, ...]
+    modes: tuple[str, ...]
+    holding_count: int
+    input_count: int
+
+    def slot(self, name: str) -> ChannelSlot:
+        for s in self.channels:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """A JSON-able description (what ``edgegov modbus map --json`` prints)."""
+        return {
+            "device": self.device_id,
+            "word_order": "high word first (ABCD)",
+            "holding": {"op_action": H_OP_ACTION, "op_arg": H_OP_ARG,
+                        "heartbeat": H_HEARTBEAT, "count": self.holding_count},
+            "input": {**{name: addr for name, addr, _ in STATUS_FIELDS},
+                      "count": self.input_count},
+            "coils": {"estop_request": C_ESTOP_REQUEST},
+            "discrete_inputs": {"estop": D_ESTOP, "tripped": D_TRIPPED, "armed": D_ARMED,
+                                "link_ok": D_LINK_OK},
+            "channels": [asdict(s) | {"kind": s.kind} for s in self.channels],
+            "modes": list(self.modes),
+            "rules": list(self.rules),
+        }
+
+
+def _width(lo: int, hi: int) -> int:
+    return 1 if INT16_MIN <= lo and hi <= INT16_MAX else 2
+
+
+def build_map(env) -> RegisterMap:
+    """The register map of a core ``Envelope`` (channels in envelope order)."""
+    slots = []
+    h, i = H_PROPOSALS, I_OUTPUTS
+    modes = range(len(env.modes))
+    for c, name in enumerate(env.ch_names):
+        lo = min([env.mode_amin[m][c] for m in modes] + [env.ch_safe[c]])
+        hi = max([env.mode_amax[m][c] for m in modes] + [env.ch_safe[c]])
+        words = _width(lo, hi)
+        slots.append(ChannelSlot(name, c, env.ch_units[c] or "", str(env.ch_res[c]), words,
+                                 h, i, lo, hi))
+        h += words
+        i += words
+    return RegisterMap(env.device_id, tuple(slots), tuple(env.rules), tuple(env.modes), h, i)
+
+
+# ----------------------------------------------------------------- word codecs
+
+
+def encode(value: int, words: int) -> list[int]:
+    """A signed value → 1 or 2 unsigned 16-bit words (high word first); saturates."""
+    if words == 1:
+        v = max(INT16_MIN, min(INT16_MAX, value))
+        return [v & 0xFFFF]
+    v = max(INT32_MIN, min(INT32_MAX, value)) & 0xFFFFFFFF
+    return [v >> 16, v & 0xFFFF]
+
+
+def decode(regs, words: int) -> int:
+    """1 or 2 unsigned 16-bit words (high word first) → the signed value."""
+    if words == 1:
+        v = regs[0] & 0xFFFF
+        return v - 0x10000 if v & 0x8000 else v
+    v = ((regs[0] & 0xFFFF) << 16) | (regs[1] & 0xFFFF)
+    return v - 0x100000000 if v & 0x80000000 else v
+
+
+def u32(value: int) -> list[int]:
+    v = value & 0xFFFFFFFF
+    return [v >> 16, v & 0xFFFF]
+
+
+def render_text(m: RegisterMap) -> str:
+    """The map as a table for people."""
+    lines = [f"device {m.device_id}: Modbus register map (0-based addresses; 32-bit values "
+             "high word first)", "", "holding registers (PLC writes):",
+             f"  H{H_OP_ACTION:<5} op_action      operator action code (refused unless "
+             "operator actions are enabled)",
+             f"  H{H_OP_ARG:<5} op_arg         operator argument (int16)",
+             f"  H{H_HEARTBEAT:<5} heartbeat      change it with every proposal (link liveness)"]
+    for s in m.channels:
+        span = f"H{s.proposal}" + (f"-{s.proposal + 1}" if s.words == 2 else "")
+        lines.append(f"  {span:<6} {s.name:<14} proposal, {s.kind}, x{s.resolution} "
+                     f"{s.unit}, scaled {s.lo}..{s.hi}")
+    lines += ["", "input registers (PLC reads):"]
+    for name, addr, words in STATUS_FIELDS:
+        span = f"I{addr}" + (f"-{addr + 1}" if words == 2 else "")
+        lines.append(f"  {span:<6} {name}" + (" (uint32)" if words == 2 else ""))
+    for s in m.channels:
+        span = f"I{s.output}" + (f"-{s.output + 1}" if s.words == 2 else "")
+        lines.append(f"  {span:<6} {s.name:<14} governed output, {s.kind}, x{s.resolution} "
+                     f"{s.unit}")
+    lines += ["", f"coils: C{C_ESTOP_REQUEST} estop_request (write 1: operator e-stop)",
+              f"discrete inputs: D{D_ESTOP} estop · D{D_TRIPPED} tripped · D{D_ARMED} armed · "
+              f"D{D_LINK_OK} link_ok", "", "modes: " + ", ".join(
+                  f"{i}={n}" for i, n in enumerate(m.modes)), "rules (I8 index):"]
+    lines += [f"  {i:<4} {r}" for i, r in enumerate(m.rules)]
+    return "\n".join(lines)
+
+
+__all__ = ["RegisterMap", "ChannelSlot", "build_map", "encode", "decode", "u32", "render_text",
+           "H_OP_ACTION", "H_OP_ARG", "H_HEARTBEAT", "H_PROPOSALS", "I_OUTPUTS",
+           "C_ESTOP_REQUEST", "NO_RULE", "STATUS_FIELDS"]
