@@ -266,7 +266,9 @@ class Governor:
                 raise ValueError("time went backwards")
             self.last_now = now_ms
             self._supervise_time(d, now_ms)
-            self._update_interlocks()
+            # An input that went stale in this call trips before the event is decided, so
+            # a command in the same call never starts motion the trip must then undo.
+            self._trip_checks(d)
             self._ensure_limits()
             self._dispatch(d, event, now_ms)
             self._supervise_safety(d, now_ms)
@@ -495,6 +497,9 @@ class Governor:
 
     def _refuse(self, d, reason, channel):
         """An invalid command: REJECT with the reason, nothing applied, no liveness."""
+        if channel < 0 and reason != R_UNKNOWN_CHANNEL:
+            for i in range(self.env.n):  # refused before its values were read
+                d.proposed[i] = None
         d.verdict = ALLOW
         d.rule = -1
         d.set_verdict(REJECT, self.env.r_command, reason, 0, channel)
@@ -512,6 +517,8 @@ class Governor:
             found += 1
             bad = _bad_number(v)
             if bad != R_OK:
+                for j in range(i, env.n):
+                    prop[j] = None
                 return bad, i
             prop[i] = v
         if found != len(values):
@@ -991,6 +998,11 @@ class Governor:
         return False
 
     def _supervise_safety(self, d, now):
+        self._trip_checks(d)
+        self._ramp(now)
+
+    def _trip_checks(self, d):
+        """E-stop input and trip-action interlocks, on the inputs as they are now."""
         env = self.env
         if self._estop_pressed() and not self.causes & C_ESTOP_INPUT:
             self._trip(d, C_ESTOP_INPUT, env.r_estop, R_ESTOP_INPUT, 0)
@@ -1001,7 +1013,6 @@ class Governor:
                     self.trip_interlocks |= 1 << k
                     self._dirty = True
                 self._trip(d, C_INTERLOCK, env.il_rule[k], R_INTERLOCK, 0)
-        self._ramp(now)
 
     def _update_interlocks(self):
         env = self.env
