@@ -1,0 +1,38 @@
+# main.py of a full-core board (written by edgegov deploy): boot safe, then run the loop.
+import gc
+
+import egboard
+from edgegov.core.blockdev import RamBlockDevice
+from edgegov.core.envelope import Envelope
+from edgegov.core.lineage import Lineage
+from edgegov.core.ring import RingLog
+from edgegov_fw.hal_machine import MachineHal
+from edgegov_fw.loop import BoardLoop
+
+
+def _ring():
+    if egboard.LINEAGE == "flash":
+        from edgegov.core.blockdev import MpBlockDevice
+        import rp2  # noqa: F401 - rp2.Flash; other ports: esp32.Partition / pyb.Flash
+
+        return RingLog(MpBlockDevice(rp2.Flash()))
+    return RingLog(RamBlockDevice(egboard.RING_BLOCK, egboard.RING_BLOCKS))
+
+
+def main():
+    hal = MachineHal(egboard)
+    hal.set_estop(True)  # before anything else can fail
+    blob = open("envelope.cbor", "rb").read()
+    key = open("device.key", "rb").read()
+    ring = _ring()
+    found = ring.recover()
+    if found.count == 0:
+        ring.format()
+    env = Envelope.from_blob(blob, __import__("hashlib").sha256(blob).digest())
+    loop = BoardLoop(hal, env, Lineage(ring, env, key), key, blob)
+    loop.boot()
+    gc.collect()
+    loop.run()
+
+
+main()

@@ -1,0 +1,189 @@
+# The board loop for full-core MicroPython boards: the core from runtime/ runs as-is.
+#
+# One control period (cycle):
+#   1. link: bytes -> frames (CRC-checked) -> governor events, each decided and recorded;
+#   2. e-stop input pin: a change is an external fault (code ESTOP_FAULT) so it trips at
+#      once and a reset needs it released;
+#   3. TICK at now_ms (link stages, ramps);
+#   4. effects: outputs, e-stop output (fail-safe polarity in the HAL), lineage sync;
+#   5. watchdog kick, only after a complete, healthy cycle and when the decision allows.
+# The HAL (hal_machine.MachineHal on boards; a fake in tests) is the only board-specific
+# part. An idle period (no bytes) allocates nothing under MicroPython.
+from edgegov.core.codes import EV_COMMAND
+from edgegov.core.events import TICK, Command, Fault, Operator
+
+from .clock import Clock
+from .link import FrameReader, frame, parse_ints
+
+ESTOP_FAULT = 1  # fault code the e-stop input pin is reported as
+FW_VERSION = "edgegov-fw 0.1"
+
+
+class BoardLoop:
+    def __init__(self, hal, env, lineage, key=b"", blob=None):
+        self.hal = hal
+        self.env = env
+        from edgegov.core.governor import Governor
+
+        self.gov = Governor(env, key)
+        self.lineage = lineage
+        self.blob = blob
+        self.clock = Clock(hal.ticks_ms, hal.ticks_diff)
+        self.reader = FrameReader()
+        self.rx = bytearray(64)
+        self.ints = [0] * (env.n + 1)
+        values = {}
+        for name in env.ch_names:
+            values[name] = 0
+        self.cmd = Command(0, values)
+        self.fault_on = Fault(ESTOP_FAULT, True)
+        self.fault_off = Fault(ESTOP_FAULT, False)
+        self.pressed = False
+        self.unsynced = False
+        self.running = True
+        self.errors = 0
+
+    def boot(self, boot_count=0):
+        now = self.clock.now_ms()
+        self.hal.set_estop(True)
+        d = self.lineage.boot(self.gov, now, boot_count, self.hal.reset_cause(), FW_VERSION,
+                              envelope_blob=self.blob)
+        self.lineage.sync()
+        self.hal.write_outputs(d.output)
+        self.hal.set_estop(d.estop)
+        return d
+
+    # ------------------------------------------------------------------ one period
+    def cycle(self):
+        hal = self.hal
+        for _ in range(8):  # up to 512 bytes a period; the rest waits in the UART buffer
+            n = hal.read(self.rx)
+            if not n:
+                break
+            self.reader.feed(self.rx, n, self._on_frame)
+        now = self.clock.now_ms()
+        self._estop_input(now)
+        d = self.gov.handle(TICK, now)
+        self._effects(TICK, d, now)
+        if self.unsynced:
+            self.lineage.sync()
+            self.unsynced = False
+        if d.kick:
+            hal.kick()
+
+    def _effects(self, event, d, now):
+        if d.record:
+            self.lineage.record(event, now, d, self.gov)
+            self.unsynced = True
+        if d.changed:
+            self.hal.write_outputs(d.output)
+        self.hal.set_estop(d.estop)
+
+    def _decide(self, event):
+        now = self.clock.now_ms()
+        d = self.gov.handle(event, now)
+        self._effects(event, d, now)
+        return d
+
+    def _estop_input(self, now):
+        p = self.hal.estop_pressed()
+        if p is None or p == self.pressed:
+            return
+        self.pressed = p
+        ev = self.fault_on if p else self.fault_off
+        d = self.gov.handle(ev, now)
+        self._effects(ev, d, now)
+
+    # ------------------------------------------------------------------ the link
+    def _on_frame(self, mv, k):
+        op = mv[0]
+        try:
+            if op == 67:  # C seq v1 .. vn
+                self._command(mv, k)
+            elif op == 65:  # A action arg counter mac
+                self._operator(mv, k)
+            elif op == 83:  # S
+                self._status()
+            elif op == 76:  # L [offset]
+                self._lineage(mv, k)
+            elif op == 81:  # Q
+                self.hal.set_estop(True)
+                self.running = False
+                self.hal.write(frame("Q"))
+            else:
+                self.hal.write(frame("E 4"))
+        except Exception:  # a malformed request never stops the loop
+            self.errors += 1
+            self.hal.write(frame("E 1"))
+
+    def _command(self, mv, k):
+        ints = self.ints
+        if parse_ints(mv, 1, k, ints) != len(ints):
+            self.hal.write(frame("E 2"))
+            return
+        cmd = self.cmd
+        cmd.seq = ints[0]
+        names = self.env.ch_names
+        for i in range(len(names)):
+            cmd.values[names[i]] = ints[i + 1]
+        d = self._decide(cmd)
+        self._reply("D %d" % ints[0], d)
+
+    def _operator(self, mv, k):
+        text = bytes(mv[1:k]).decode().split()
+        if len(text) != 4:
+            self.hal.write(frame("E 3"))
+            return
+        action, arg, counter = int(text[0]), int(text[1]), int(text[2])
+        d = self._decide(Operator(action, arg, counter, bytes.fromhex(text[3])))
+        self._reply("K %d" % action, d)
+
+    def _reply(self, head, d):
+        outs = " ".join([str(v) for v in d.output])
+        self.hal.write(frame("%s %d %d %d %s %d" % (head, d.verdict, d.reason, d.state, outs,
+                                                     1 if d.estop else 0)))
+
+    def _status(self):
+        g = self.gov
+        ring = self.lineage.ring
+        self.hal.write(frame("S %d %d %d %d %d %d %d %d %d %s" % (
+            g.state, g.link, 1 if g._estop_out else 0, g.causes, self.clock.now, self.reader.bad,
+            self.lineage.lost, ring.next_seq, self.hal.mem_free(),
+            " ".join([str(v) for v in g.out]))))
+
+    def _lineage(self, mv, k):
+        ring = self.lineage.ring
+        size = ring._bsize * ring._bcount
+        args = [0]
+        if parse_ints(mv, 1, k, args) != 1:
+            self.hal.write(frame("L %d %d %d" % (size, ring._bsize, ring._bcount)))
+            return
+        off = args[0]
+        end = min(off + 40, size)
+        chunk = bytearray(end - off)
+        b = off // ring._bsize
+        if end > (b + 1) * ring._bsize:
+            chunk = bytearray((b + 1) * ring._bsize - off)
+        ring._bd.read(b, off - b * ring._bsize, chunk)
+        self.hal.write(frame("H %d %s" % (off, "".join(["%02x" % x for x in chunk]))))
+
+    def run(self):
+        """Pace cycles at the HAL's period until a Q frame stops the loop."""
+        hal = self.hal
+        nxt = hal.ticks_ms()
+        while self.running:
+            try:
+                self.cycle()
+            except Exception:  # fail closed: the e-stop goes out, the kick is withheld
+                self.errors += 1
+                hal.set_estop(True)
+                continue
+            nxt = hal.ticks_add(nxt, hal.period_ms)
+            wait = hal.ticks_diff(nxt, hal.ticks_ms())
+            if wait > 0:
+                hal.sleep_ms(wait)
+            else:
+                nxt = hal.ticks_ms()
+
+
+__all__ = ["BoardLoop", "ESTOP_FAULT", "FW_VERSION", "EV_COMMAND"]

@@ -1,0 +1,2 @@
+import egmain
+egmain.main()

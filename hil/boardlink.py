@@ -1,0 +1,151 @@
+"""The host end of the firmware's serial command link (firmware/PROTOCOL.md).
+
+Frames, both ways: ``@`` body ``#`` CRC-32 of the body as 8 hex digits, then ``\\n``. The
+board ignores anything that is not a well-formed frame with a matching CRC. ``GovLink``
+sends requests and waits for the matching reply frame; it works over any stream with
+``write``/``read_until`` (``qemu_microbit.Uart`` over TCP, or ``SerialStream`` over a real
+port through pyserial).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+
+FRAME = re.compile(rb"@([^@#\r\n]{1,200})#([0-9a-f]{8})\n")
+
+
+def frame(body: str) -> bytes:
+    raw = body.encode()
+    return b"@" + raw + b"#%08x\n" % zlib.crc32(raw)
+
+
+def frames_in(data: bytes) -> list[str]:
+    """Every valid frame body in ``data`` (CRC checked), in order."""
+    out = []
+    for m in FRAME.finditer(data):
+        if int(m.group(2), 16) == zlib.crc32(m.group(1)):
+            out.append(m.group(1).decode())
+    return out
+
+
+class LinkError(RuntimeError):
+    pass
+
+
+class GovLink:
+    """Request/reply over the governor's link on top of a byte stream."""
+
+    def __init__(self, stream):
+        self.s = stream
+        self.seen: list[str] = []  # every reply body received (for transcripts)
+        self._pending = b""
+
+    def _read_frame(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = FRAME.search(self._pending)
+            while found:
+                body, crc = found.group(1), int(found.group(2), 16)
+                self._pending = self._pending[found.end():]
+                if crc == zlib.crc32(body):
+                    text = body.decode()
+                    self.seen.append(text)
+                    return text
+                found = FRAME.search(self._pending)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                self._pending += self.s.read_until(b"\n", min(left, 0.5))
+            except Exception:  # noqa: BLE001 - a timeout on this read: try until deadline
+                continue
+            self._pending = self._pending[-4096:]
+
+    def wait(self, prefix: str, timeout: float = 5.0) -> list[str]:
+        """The next reply starting with ``prefix``, split into fields."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self._read_frame(max(deadline - time.monotonic(), 0))
+            if text is None:
+                raise LinkError(f"no {prefix!r} reply within {timeout}s")
+            if text.split()[0] == prefix:
+                return text.split()
+
+    def request(self, body: str, prefix: str, timeout: float = 5.0, tries: int = 3) -> list[str]:
+        for _ in range(tries):
+            self.s.write(frame(body))
+            try:
+                return self.wait(prefix, timeout)
+            except LinkError:
+                continue
+        raise LinkError(f"no {prefix!r} reply to {body!r}")
+
+    # -- the governor's commands
+    def command(self, seq: int, values) -> dict:
+        f = self.request("C %d %s" % (seq, " ".join(str(v) for v in values)), "D")
+        return _decision(f[2:])
+
+    def operator(self, action: int, arg: int, counter: int) -> dict:
+        f = self.request("A %d %d %d" % (action, arg, counter), "K")
+        return _decision(f[2:])
+
+    def status(self) -> dict:
+        f = self.request("S", "S")
+        keys = ("state", "link", "estop", "causes", "now_ms", "bad_frames", "lost", "next_seq",
+                "heap_free")
+        out = {k: int(v) for k, v in zip(keys, f[1:10], strict=True)}
+        out["outputs"] = [int(x) for x in f[10:]]
+        return out
+
+    def pull_lineage(self) -> bytes:
+        """The board's whole lineage ring image, chunk by chunk (each chunk CRC-framed)."""
+        f = self.request("L", "L")
+        size = int(f[1])
+        image = bytearray()
+        while len(image) < size:
+            chunk = self.request("L %d" % len(image), "H")
+            if int(chunk[1]) != len(image) or len(chunk) < 3:
+                raise LinkError("lineage chunk out of order")
+            image += bytes.fromhex(chunk[2])
+        return bytes(image)
+
+    def quit(self) -> None:
+        """Stop the board loop (e-stop asserted first) and return to its REPL."""
+        self.request("Q", "Q")
+
+
+def _decision(fields: list[str]) -> dict:
+    # verdict reason state out... estop
+    return {"verdict": int(fields[0]), "reason": int(fields[1]), "state": int(fields[2]),
+            "outputs": [int(x) for x in fields[3:-1]], "estop": int(fields[-1])}
+
+
+class SerialStream:
+    """pyserial port (or URL: ``socket://host:port``, ``rfc2217://``) with the stream API
+    the REPL and link helpers use."""
+
+    def __init__(self, port: str, baudrate: int = 115200):
+        import serial
+
+        self.port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.1)
+
+    def sendall(self, data: bytes) -> None:
+        self.port.write(data)
+        self.port.flush()
+
+    def recv(self, n: int) -> bytes:
+        data = self.port.read(max(1, self.port.in_waiting or 1))
+        if data:
+            return data
+        raise TimeoutError
+
+    def settimeout(self, timeout: float) -> None:
+        self.port.timeout = timeout
+
+    def close(self) -> None:
+        self.port.close()
+
+
+__all__ = ["GovLink", "LinkError", "SerialStream", "frame", "frames_in"]
