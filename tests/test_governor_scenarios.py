@@ -852,10 +852,14 @@ def test_two_faults_both_need_clearing(live):
 
 
 @pytest.mark.parametrize("code", [True, -1, 30, "3", None])
-def test_malformed_fault_code_is_rejected_not_applied(live, code):
+def test_malformed_fault_report_fails_closed_as_an_unknown_fault(live, code):
     d = live.handle(Fault(code))
-    assert d["verdict"] == C.REJECT
-    assert d["reason"] == C.R_WRONG_TYPE
+    assert d["verdict"] == C.TRIP and d["reason"] == C.R_FAULT
+    unknown = 1 << 29
+    assert live.gov.faults == unknown
+    d = live.handle(Fault(code, active=False))  # a malformed clear does not lift it
+    assert live.gov.faults == unknown
+    live.handle(Fault(29, active=False))
     assert live.gov.faults == 0
 
 

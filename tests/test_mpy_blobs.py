@@ -26,7 +26,7 @@ BLOBS = maker.build()
 def test_blob_sources_exist():
     for src in maker.SOURCES.values():
         assert src.exists(), src
-    assert set(BLOBS) == {"spindle-cell.cbor", "bench8.cbor"}
+    assert set(BLOBS) == {"spindle-cell.cbor", "bench8.cbor", "microbit-v1.cbor"}
 
 
 @pytest.mark.parametrize("name", sorted(BLOBS))

@@ -18,6 +18,7 @@ DATA = HERE / "data"
 SOURCES = {
     "spindle-cell.cbor": REPO / "boards" / "envelopes" / "spindle-cell.toml",
     "bench8.cbor": REPO / "tests" / "data" / "bench8.toml",
+    "microbit-v1.cbor": REPO / "boards" / "microbit-v1" / "envelope.toml",
 }
 
 

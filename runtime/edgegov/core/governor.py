@@ -128,6 +128,7 @@ _FAR = const(1 << 30)  # "no bound" for interlock limits and margins
 _DT_CAP_MS = const(1000)  # longest interval one rate budget may cover
 _FAR_MS = 1 << 62  # "never" for deadlines (a big int: no const() on 32-bit ports)
 _SEQ_LIMIT = 1 << 53  # command sequence numbers: 0 <= seq < 2**53
+_FAULT_UNKNOWN = const(29)  # the fault code a malformed fault report counts as
 
 
 def _bad_number(v):
@@ -243,6 +244,7 @@ class Governor:
             if (
                 kind == EV_COMMAND
                 and self._quiet
+                and type(now_ms) is int
                 and self.last_now <= now_ms < self._quiet_until
                 and now_ms - self.last_valid_ms <= self._hold_ms
             ):
@@ -262,8 +264,8 @@ class Governor:
             d.clear(kind, now_ms)
             self._dirty = kind != EV_TICK
             self._moved = False
-            if now_ms < self.last_now:
-                raise ValueError("time went backwards")
+            if type(now_ms) is not int or now_ms < self.last_now:
+                raise ValueError("now_ms must be a non-decreasing integer")
             self.last_now = now_ms
             self._supervise_time(d, now_ms)
             # An input that went stale in this call trips before the event is decided, so
@@ -391,6 +393,9 @@ class Governor:
             self.vel[i] = 0
             self.carry[i] = 0
             self.permit_until[i] = -1
+        d.event(E_FAULT, -1)
+        if not self._estop_out:
+            d.event(E_ESTOP_OUT, 1)
         self._estop_out = True
         d.verdict = TRIP
         d.rule = env.r_fault
@@ -400,7 +405,6 @@ class Governor:
         d.kick = False
         d.record = True
         d.state = ST_TRIPPED
-        d.event(E_FAULT, -1)
 
     # ----------------------------------------------------------------- time
 
@@ -953,10 +957,13 @@ class Governor:
     def _fault(self, d, ev):
         env = self.env
         code = ev.code
-        if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code < 30:
-            d.set_verdict(REJECT, env.r_fault, R_WRONG_TYPE, 0, -1)
-            return
-        if ev.active:
+        malformed = (not isinstance(code, int) or isinstance(code, bool)
+                     or not 0 <= code <= _FAULT_UNKNOWN)
+        if malformed:
+            # A fault report we cannot read is still a fault: fail closed. Only an explicit
+            # clear of the "unknown" code lifts it; a malformed report never clears anything.
+            code = _FAULT_UNKNOWN
+        if malformed or ev.active is not False:
             self.faults |= 1 << code
             d.event(E_FAULT, code)
             self._trip(d, C_FAULT, env.r_fault, R_FAULT, 0)
