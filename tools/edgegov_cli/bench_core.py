@@ -7,8 +7,9 @@ telemetry every fifth period. Three monitors see the same proposals:
 
 * the governor (``Governor.handle``, full semantics);
 * a naive pure-Python range + rate check, written the way one first would;
-* RTAMT's discrete-time online monitor on the equivalent STL specification (ranges, rates
-  via ``prev``, both interlocks, e-stop, link liveness via ``once``).
+* RTAMT's discrete-time online monitor on the equivalent STL specification, derived from
+  the same compiled envelope (``rtamt_spec``: per-mode ranges and rates via ``prev``, both
+  interlocks with input staleness, both link stages via ``once``).
 
 Governor and naive runs alternate in blocks so machine noise hits both alike; the garbage
 collector is paused inside each timed block for all three.
@@ -150,24 +151,48 @@ def time_naive(naive: NaiveCheck, stream: list[dict], now: int):
     return samples, now
 
 
+_OPS = ("==", "!=", "<", "<=", ">", ">=")
+
+
 def rtamt_spec(env: Envelope):
+    """The envelope as one past-time STL formula, derived from the compiled tables: per mode
+    each channel's range and step (rate per period), every interlock (a stale input counts
+    as its condition holding), and both link stages as ``once`` windows over valid
+    commands."""
     import rtamt
 
     spec = rtamt.StlDiscreteTimeSpecification()
     parts = []
-    for i in range(env.n):
-        name = env.ch_names[i]
-        spec.declare_var(name, "float")
-        lo, hi, rate = env.mode_min[0][i], env.mode_max[0][i], env.mode_rate[0][i]
-        step = rate * PERIOD_MS // 1000
-        parts.append(f"({name} >= {lo}) and ({name} <= {hi}) and (abs({name} - prev {name}) <= {step})")
-    for var in ("curtain_clear", "payload_kg", "estop", "valid", "out"):
+    for var in ("mode", "valid", "out"):
         spec.declare_var(var, "float")
-    parts.append("((curtain_clear <= 0.5) -> ((rail >= 0) and (rail <= 0)))")
-    parts.append("((payload_kg > 200) -> ((j5 >= -6000) and (j5 <= 6000) and (j6 >= -18000) and (j6 <= 18000)))")
-    parts.append("(estop <= 0.5)")
-    hold_ticks = env.hold_after_ms // PERIOD_MS
-    parts.append(f"(once[0:{hold_ticks}] (valid >= 0.5))")
+    for i, name in enumerate(env.ch_names):
+        spec.declare_var(name, "float")
+        for m in range(len(env.modes)):
+            lo, hi = env.mode_min[m][i], env.mode_max[m][i]
+            step = env.mode_rate[m][i] * PERIOD_MS // 1000
+            parts.append(f"((mode == {m}) -> (({name} >= {lo}) and ({name} <= {hi}) and "
+                         f"(abs({name} - prev {name}) <= {step})))")
+    for k, name in enumerate(env.in_names):
+        spec.declare_var(name, "float")
+        spec.declare_var(f"{name}_seen", "float")
+    for k in range(env.n_interlocks):
+        conds = []
+        for inp, op, value in env.il_conds[k]:
+            name = env.in_names[inp]
+            stale_ticks = env.in_stale[inp] // PERIOD_MS
+            conds.append(f"(({name} {_OPS[op]} {value}) or not (once[0:{stale_ticks}] "
+                         f"({name}_seen >= 0.5)))")
+        bounds = []
+        for ch, lo, hi in env.il_limits[k]:
+            name = env.ch_names[ch]
+            if lo is not None:
+                bounds.append(f"({name} >= {lo})")
+            if hi is not None:
+                bounds.append(f"({name} <= {hi})")
+        parts.append(f"(({' and '.join(conds)}) -> ({' and '.join(bounds)}))")
+    hold, trip = env.hold_after_ms // PERIOD_MS, env.trip_after_ms // PERIOD_MS
+    parts.append(f"(once[0:{hold}] (valid >= 0.5))")
+    parts.append(f"(once[0:{trip}] (valid >= 0.5))")
     spec.spec = "out = " + " and ".join(parts)
     spec.parse()
     spec.pastify()
@@ -176,7 +201,10 @@ def rtamt_spec(env: Envelope):
 
 def time_rtamt(env: Envelope, stream: list[dict]) -> list[int]:
     spec = rtamt_spec(env)
-    extra = [("curtain_clear", 1.0), ("payload_kg", 100.0), ("estop", 0.0), ("valid", 1.0)]
+    tel = _telemetry().values
+    extra = [("mode", 0.0), ("valid", 1.0)]
+    for name in env.in_names:
+        extra += [(name, float(tel[name])), (f"{name}_seen", 1.0)]
     clock = time.perf_counter_ns
     samples = []
     for k, values in enumerate(stream):
