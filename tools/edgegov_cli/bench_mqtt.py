@@ -65,12 +65,16 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+SOAK_SEQ0 = 10_000_000  # soak proposals are numbered from here
+
+
 class Bench:
     def __init__(self, port: int) -> None:
         self.port = port
         self.sent: dict[int, float] = {}
         self.echo_sent: dict[int, float] = {}
         self.lat: list[float] = []
+        self.soak_lat: list[float] = []
         self.echo_lat: list[float] = []
         self.state = ""
 
@@ -82,7 +86,8 @@ class Bench:
             if topic.endswith("/decision"):
                 t0 = self.sent.pop(doc["seq"], None)
                 if t0 is not None:
-                    self.lat.append((t - t0) * 1000)
+                    lat = self.soak_lat if doc["seq"] >= SOAK_SEQ0 else self.lat
+                    lat.append((t - t0) * 1000)
             elif topic == ECHO_OUT:
                 t0 = self.echo_sent.pop(doc["seq"], None)
                 if t0 is not None:
@@ -109,7 +114,7 @@ class Bench:
             await asyncio.sleep(0.05)
 
     async def stream(self, client, base: str, rate: int, seconds: float, seq0: int,
-                     with_echo: bool) -> tuple[int, float]:
+                     with_echo: bool, settle: float = 0.5) -> tuple[int, float]:
         period = 1.0 / rate
         n = int(seconds * rate)
         start = time.perf_counter()
@@ -125,7 +130,7 @@ class Bench:
             if delay > 0:
                 await asyncio.sleep(delay)
         elapsed = time.perf_counter() - start
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(settle)
         return n, elapsed
 
 
@@ -146,8 +151,16 @@ async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rat
         await b.arm(client, base)
         b.lat.clear()
         b.sent.clear()
-        n, elapsed = await b.stream(client, base, rate, seconds, 10_000, True)
-        dropped = len(b.sent) + len(b.echo_sent)
+        # With a soak to follow, it starts at once: a pause longer than the envelope's
+        # link budget would (rightly) trip the governor and spoil the soak.
+        n, elapsed = await b.stream(client, base, rate, seconds, 10_000, True,
+                                    settle=0.0 if soak_s else 0.5)
+        soak = None
+        if soak_s:
+            rss0 = _rss_kib(service_pid)
+            soak = await b.stream(client, base, soak_rate, soak_s, SOAK_SEQ0, False)
+            rss1 = _rss_kib(service_pid)
+        dropped = len([s for s in b.sent if s < SOAK_SEQ0]) + len(b.echo_sent)
         e2e_p50, e2e_p99 = _pct(b.lat, 50), _pct(b.lat, 99)
         figures = {
             "rate_hz": rate, "proposals": n, "state": b.state,
@@ -156,16 +169,13 @@ async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rat
             "ratio_p99": round(e2e_p99 / _pct(b.echo_lat, 99), 3),
             "sustained_hz": round(len(b.lat) / elapsed, 1), "dropped": dropped,
         }
-        if soak_s:
-            b.lat.clear()
-            b.sent.clear()
-            rss0 = _rss_kib(service_pid)
-            n, elapsed = await b.stream(client, base, soak_rate, soak_s, 10_000_000, False)
-            rss1 = _rss_kib(service_pid)
+        if soak is not None:
+            n, elapsed = soak
             figures.update({
                 "soak_seconds": soak_s, "soak_rate_hz": soak_rate, "soak_proposals": n,
-                "soak_sustained_hz": round(len(b.lat) / elapsed, 1),
-                "soak_dropped": len(b.sent), "soak_p99_ms": _pct(b.lat, 99),
+                "soak_sustained_hz": round(len(b.soak_lat) / elapsed, 1),
+                "soak_dropped": len([s for s in b.sent if s >= SOAK_SEQ0]),
+                "soak_p99_ms": _pct(b.soak_lat, 99),
                 "soak_rss_start_kib": rss0, "soak_rss_end_kib": rss1,
                 "soak_rss_growth_kib": rss1 - rss0, "soak_state": b.state,
             })
