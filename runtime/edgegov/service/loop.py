@@ -102,8 +102,10 @@ class GovernorService:
         """Decide one inbound event now. Returns the published decision (commands)."""
         event = inbound.event
         d = self.gov.handle(event, now_ms)
-        self._record(event, now_ms, d)
+        # Effects first (outputs and e-stop reach the actuators with the least delay), then
+        # the lineage record, then what is published about the decision.
         self._effects(d, now_ms)
+        self._record(event, now_ms, d)
         msg = self._publish(event, d, inbound.note)
         if reply is not None:
             reply(msg or self.vocab.ack(d, event.kind, inbound.note))
@@ -181,10 +183,10 @@ class GovernorService:
             self._estop_level = bool(d.estop)
             if d.changed or force:
                 values = self.vocab.outputs(d.output)
-                self.post(self.topics.output, dumps(
-                    {"t_ms": now_ms, "values": values, "estop": bool(d.estop)}), 0, True)
                 if self.outputs is not None:
                     self.outputs(values, now_ms)
+                self.post(self.topics.output, dumps(
+                    {"t_ms": now_ms, "values": values, "estop": bool(d.estop)}), 0, True)
         except Exception:  # noqa: BLE001 - an effect not performed is a fault
             self.healthy = False
             log.exception("effect failed")
