@@ -230,8 +230,10 @@ def test_broker_down_mid_run_enforcement_goes_on(broker, tmp_path):
     last_cmd = max(r["t_ms"] for r in rows if r["kind"] == "decision" and r["t_ms"] < _t(
         rows, "link_lost"))
     stale, lost = _t(rows, "link_stale"), _t(rows, "link_lost")
-    assert 150 <= stale - last_cmd <= 150 + 30  # hold_after_ms, within the period (+ jitter)
-    assert 600 <= lost - last_cmd <= 600 + 30  # trip_after_ms
+    # Never early; late only by the tick that noticed it (generous: the loop runs on a
+    # shared machine's wall clock -- exact boundaries are pinned by the core's tests).
+    assert 150 <= stale - last_cmd <= 150 + 100  # hold_after_ms
+    assert 600 <= lost - last_cmd <= 600 + 100  # trip_after_ms
 
 
 def _t(rows, event):
@@ -249,7 +251,7 @@ def test_silent_planner_hold_then_trip(broker, service):
             await cancel([planner])
             stale = await peer.wait_for("event", lambda m: m["event"] == "link_stale")
             lost = await peer.wait_for("event", lambda m: m["event"] == "link_lost")
-            assert 150 <= stale["arg"] <= 180 and 600 <= lost["arg"] <= 630
+            assert 150 <= stale["arg"] <= 250 and 600 <= lost["arg"] <= 700
             trip = await peer.wait_for("state", lambda m: m.get("state") == "TRIPPED"
                                        and "link_lost" in m["trip_causes"])
             assert trip["estop"]
