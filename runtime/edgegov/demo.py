@@ -167,4 +167,32 @@ def _event_text(code: int, arg: int) -> str:
     return names.event(code)
 
 
-__all__ = ["run_scenario", "default_envelope", "DemoResult", "SCRIPT", "DEMO_KEY"]
+def check_lineage(console, path: Path, key: bytes = DEMO_KEY) -> int:
+    """What a user does after a run (or an incident): verify the lineage, replay it, write
+    the incident report; print where everything is. 0 when it verifies and replays."""
+    from .core.replay import Replayer
+    from .core.verify import verify
+    from .host.lineage_store import read_dump
+    from .report import ReportError, write_report
+
+    dump = read_dump(path)
+    rep = verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq)
+    replay = Replayer(dump.envelopes()).run(dump.records)
+    console.print(f"lineage: [bold]{path.resolve()}[/bold] ({len(dump.records)} records, "
+                  f"{path.stat().st_size // 1024} KiB ring)")
+    console.print(f"  verify: {'OK' if rep.ok else 'FAILED'} ({rep.checkpoints} keyed checkpoints)")
+    console.print(f"  replay: {'identical' if replay.identical else 'DIVERGENT'} "
+                  f"({replay.compared} records re-derived)")
+    html = path.with_name(path.stem + "-report.html")
+    try:
+        write_report(path, html, key=key)
+        console.print(f"  report: [bold]{html.resolve()}[/bold] (open it in a browser)")
+    except ReportError as err:
+        console.print(f"  report: not written: {err}")
+    console.print(f"  try: edgegov lineage decode {path} | head; "
+                  f"edgegov lineage replay {path} --envelope OTHER.toml")
+    return 0 if rep.ok and replay.identical else 1
+
+
+__all__ = ["run_scenario", "default_envelope", "check_lineage", "DemoResult", "SCRIPT",
+           "DEMO_KEY"]

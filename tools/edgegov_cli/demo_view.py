@@ -11,7 +11,7 @@ from rich.table import Table
 from edgegov import names
 from edgegov.config.compile import compile_file
 from edgegov.config.problems import EnvelopeConfigError
-from edgegov.demo import SCRIPT, default_envelope, run_scenario
+from edgegov.demo import SCRIPT, check_lineage, default_envelope, run_scenario
 
 _ORDER = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
 
@@ -46,27 +46,7 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = 
 
         result = run_scenario(compiled, seconds, seed, observe, lineage_path=lineage_path)
     _summary(console, result)
-    return _check_lineage(console, lineage_path, result)
-
-
-def _check_lineage(console: Console, path: Path, result) -> int:
-    """Verify and replay the lineage the run wrote, as a user would after an incident."""
-    from edgegov.core.replay import Replayer
-    from edgegov.core.verify import verify
-    from edgegov.demo import DEMO_KEY
-    from edgegov.host.lineage_store import read_dump
-
-    dump = read_dump(path)
-    rep = verify(dump.records, dump.problems, DEMO_KEY, dump.offsets, dump.genesis_seq)
-    replay = Replayer(dump.envelopes()).run(dump.records)
-    console.print(f"lineage: [bold]{path.resolve()}[/bold] ({result.lineage_records} records, "
-                  f"{path.stat().st_size // 1024} KiB ring)")
-    console.print(f"  verify: {'OK' if rep.ok else 'FAILED'} ({rep.checkpoints} keyed checkpoints)")
-    console.print(f"  replay: {'identical' if replay.identical else 'DIVERGENT'} "
-                  f"({replay.compared} records re-derived)")
-    console.print(f"  try: edgegov lineage decode {path} | head; "
-                  f"edgegov lineage replay {path} --envelope OTHER.toml")
-    return 0 if rep.ok and replay.identical else 1
+    return check_lineage(console, lineage_path)
 
 
 def _summary(console: Console, result) -> None:

@@ -149,3 +149,7 @@ def load_envelope_file(path: str):
         return Envelope.from_blob(blob, digest), blob, digest
     except EnvelopeError as err:
         raise click.ClickException(f"{path}: {err}") from None
+
+from .report_cmd import report_cmd  # noqa: E402 - the report command lives in its own module
+
+lineage.add_command(report_cmd)

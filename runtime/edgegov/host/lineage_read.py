@@ -50,7 +50,11 @@ def _plain(v):
 def decode_dump(dump, envelopes: dict | None = None):
     """Yield one dict per record of ``dump`` (a ``Dump``), in ring order."""
     decoder = Decoder(envelopes if envelopes is not None else dump.envelopes())
+    prev = None
     for seq, payload in dump.records:
+        if prev is not None and seq != (prev + 1) & 0xFFFFFFFF:
+            decoder.anchored = False  # times and outputs are relative: wait for an anchor
+        prev = seq
         base = {"seq": seq, "offset": dump.offsets.get(seq, -1)}
         try:
             kind, rec, outcome = decoder.read(seq, payload)

@@ -59,7 +59,8 @@ def _resume(lineage: Lineage, ring: RingLog) -> None:
     if last is None:
         return  # no checkpoint survives: the next one starts a fresh chain
     head = decode(records[last][1])[3]
-    lineage.resume_chain(head, records[last + 1 :])
+    # The checkpoint itself opens the segment after it (see core.verify), so it is chained.
+    lineage.resume_chain(head, records[last:])
     lineage.last_checkpoint_seq = records[last][0]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import names
 from ..core import codes
-from ..demo import DEMO_KEY, EXAMPLE
+from ..demo import DEMO_KEY, EXAMPLE, check_lineage
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
 from .broker import free_port
@@ -219,10 +219,6 @@ def run_service_demo(seconds: float = 20, out_dir: str | Path = ".", seed: int =
 def _report(console, runner, peers: CellPeers, lineage: Path) -> int:
     from rich.table import Table
 
-    from ..core.replay import Replayer
-    from ..core.verify import verify
-    from ..host.lineage_store import read_dump
-
     table = Table(title="Proposals by verdict")
     table.add_column("verdict")
     table.add_column("commands", justify="right")
@@ -235,17 +231,8 @@ def _report(console, runner, peers: CellPeers, lineage: Path) -> int:
     for t, text in peers.timeline[:80]:
         timeline.add_row(f"{t:.2f}", text)
     console.print(timeline)
-    dump = read_dump(lineage)
-    rep = verify(dump.records, dump.problems, DEMO_KEY, dump.offsets, dump.genesis_seq)
-    replay = Replayer(dump.envelopes()).run(dump.records)
-    console.print(f"lineage: [bold]{lineage.resolve()}[/bold] ({len(dump.records)} records)")
-    console.print(f"  verify: {'OK' if rep.ok else 'FAILED'} ({rep.checkpoints} checkpoints)")
-    console.print(f"  replay: {'identical' if replay.identical else 'DIVERGENT'} "
-                  f"({replay.compared} records re-derived)")
-    console.print(f"  device key: {Path(runner.cfg.key_file).resolve()} (demo key, mode 600)")
-    console.print(f"  try: edgegov lineage decode {lineage} | head; "
-                  f"edgegov lineage replay {lineage} --envelope OTHER.toml")
-    return 0 if rep.ok and replay.identical else 1
+    console.print(f"device key: {Path(runner.cfg.key_file).resolve()} (demo key, mode 600)")
+    return check_lineage(console, lineage)
 
 
 __all__ = ["run_service_demo", "DEMO_KEY"]

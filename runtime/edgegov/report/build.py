@@ -1,0 +1,113 @@
+"""Lineage dump → incident report: read, verify, replay (limits in force, what-if), decode,
+render. Each stage that meets damage says so in the report instead of stopping it; only
+input that cannot be a lineage at all raises ``ReportError``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import __version__
+from ..core.verify import verify
+from ..host.lineage_read import decode_dump
+from . import model
+from .collect import Collector, channels_of, rule_channels
+from .page import Facts, render
+from .reading import Loaded, ReportError, load
+from .shadow import replay_track
+
+PROGRESS_EVERY = 8192  # records between progress calls
+
+
+def _quiet(stage: str, done: int, total: int | None) -> None:
+    pass
+
+
+def write_report(dump_path, html_path, envelope_path=None, *, key: bytes | None = None,
+                 block_size: int | None = None, progress=None) -> Path:
+    """Write the incident report of the lineage dump ``dump_path`` to ``html_path`` and
+    return its path. ``envelope_path`` (TOML or compiled blob): another envelope for a
+    what-if overlay, or the recorded one when the dump lost it. ``key``: the device key, to
+    check checkpoint MACs and operator signatures. ``progress(stage, done, total)`` is
+    called as the stages go (``total`` None where unknown). Raises ``ReportError`` when the
+    dump cannot be read at all or the output cannot be written."""
+    html = build_report(dump_path, envelope_path, key=key, block_size=block_size,
+                        progress=progress)
+    out = Path(html_path)
+    tell = progress or _quiet
+    tell("writing", 0, None)
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as err:
+        raise ReportError(f"{out}: cannot write: {err.strerror}") from None
+    return out
+
+
+def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
+                 block_size: int | None = None, progress=None) -> str:
+    """The report's HTML as a string (see ``write_report``)."""
+    tell = progress or _quiet
+    tell("reading", 0, None)
+    loaded = load(dump_path, envelope_path, block_size)
+    dump = loaded.dump
+    facts = _facts(loaded, key)
+    total = len(dump.records)
+    facts.replay = replay_track(dump.records, loaded.envelopes, key,
+                                progress=lambda i: tell("replaying", i, total))
+    if loaded.what_if is not None:
+        facts.what_if = replay_track(dump.records, loaded.envelopes, key, loaded.what_if,
+                                     progress=lambda i: tell("what-if", i, total))
+    channels = channels_of(loaded.envelopes)
+    collector = _decode(loaded, channels, facts, tell)
+    col = collector.finish()
+    modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []
+    data = model.build(col, channels, facts.replay, facts.what_if, collector.xs, modes,
+                       loaded.what_if)
+    tell("rendering", 0, None)
+    return render(facts, col, data, _plotly_js())
+
+
+def _facts(loaded: Loaded, key) -> Facts:
+    dump = loaded.dump
+    envs = [(d.hex(), env, "recorded") for d, env in loaded.envelopes.items()]
+    if loaded.what_if is not None:
+        envs.append((loaded.what_if.digest.hex(), loaded.what_if,
+                     f"what-if: {loaded.what_if_source}"))
+    facts = Facts(dump.path, loaded.file_size, dump.block_size,
+                  loaded.file_size // dump.block_size if dump.block_size else 0,
+                  len(dump.records), dump.torn_tail, __version__, envs,
+                  list(loaded.findings), keyed=key is not None,
+                  what_if_source=loaded.what_if_source)
+    try:
+        facts.verify = verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq)
+    except Exception as err:  # noqa: BLE001 - a damaged dump must still give a report
+        facts.verify_error = f"verify failed: {type(err).__name__}: {err}"
+    return facts
+
+
+def _decode(loaded: Loaded, channels, facts: Facts, tell) -> Collector:
+    dump = loaded.dump
+    names_ = [c[0] for c in channels]
+    seqs = {d.seq for d in facts.what_if.diffs} if facts.what_if is not None else ()
+    collector = Collector(len(dump.records), names_, rule_channels(loaded.envelopes, names_),
+                          seqs)
+    total = len(dump.records)
+    index = -1
+    try:
+        for index, row in enumerate(decode_dump(dump, loaded.envelopes)):
+            collector.feed(index, row)
+            if index % PROGRESS_EVERY == 0:
+                tell("decoding", index, total)
+    except Exception as err:  # noqa: BLE001 - report what was decoded and why it stopped
+        facts.findings.append(f"decoding stopped after record {index + 1} of {total}: "
+                              f"{type(err).__name__}: {err}")
+    tell("decoding", total, total)
+    return collector
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+__all__ = ["write_report", "build_report", "ReportError"]

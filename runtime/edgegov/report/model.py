@@ -1,0 +1,256 @@
+"""The data the page's script plots: columns of the kept records and what to mark on them.
+
+Everything here is plain JSON-able lists, column-wise (one list per field, indexed by the
+plotted row), because a page holding 10⁵–10⁶ points must not carry a dict per point.
+Strings that repeat (rule ids, reasons, labels) are interned into ``strings``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import names
+from .collect import (
+    CHANNEL_EVENT_CATEGORIES,
+    EVENT_CATEGORY,
+    VERDICT_MARKERS,
+    VERDICTS,
+    Collected,
+)
+
+INCIDENT_LEAD_S = 2.0  # seconds shown as lead-up before each trip
+WHAT_IF_MAX = 100_000  # what-if differences plotted (evenly thinned beyond)
+
+
+class Strings:
+    def __init__(self):
+        self.table: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, s) -> int:
+        if s is None:
+            return -1
+        s = str(s)
+        i = self._index.get(s)
+        if i is None:
+            i = self._index[s] = len(self.table)
+            self.table.append(s)
+        return i
+
+
+def event_label(name: str, arg, modes: list[str]) -> str:
+    """A person's words for one event, with its argument decoded."""
+    if name == "trip":
+        return f"trip ({names.reason(arg)})" if type(arg) is int else "trip"
+    if name in ("reset_refused", "arm_refused", "boot"):
+        causes = names.causes(arg) if type(arg) is int else []
+        return f"{name.replace('_', ' ')} ({', '.join(causes) or 'no cause'})"
+    if name in ("link_stale", "link_lost", "link_engaged"):
+        return f"{name} after {arg} ms"
+    if name.startswith("approval_"):
+        return f"{name.replace('_', ' ')} (request {arg})"
+    if name in ("mode", "arm", "resume"):
+        mode = modes[arg] if type(arg) is int and 0 <= arg < len(modes) else arg
+        return f"mode → {mode}" if name == "mode" else f"{name} (mode {mode})"
+    if name == "mode_refused":
+        return f"mode refused ({names.reason(arg)})" if type(arg) is int else name
+    if name == "estop_out":
+        return "e-stop output " + ("asserted" if arg else "released")
+    return f"{name} {arg}" if arg not in (None, 0) else name
+
+
+def _nan_to_none(x: float):
+    return None if math.isnan(x) else x
+
+
+def build(col: Collected, channels: list, limits, what_if, xs, modes: list[str],
+          what_if_env=None) -> dict:
+    """Assemble the page's data from the decode pass and the replay tracks."""
+    s = Strings()
+    names_ = [c[0] for c in channels]
+    data = {
+        "channels": [{"name": n, "unit": u, "res": r} for n, u, r in channels],
+        "verdicts": list(VERDICTS),
+        "rows": _rows(col, s, len(names_)),
+        "markers": _markers(col, len(names_)),
+        "timeline": _timeline(col, s, modes),
+        "incidents": _incidents(col),
+        "lines": _vlines(col, s, modes),
+        "bounds": _bounds(limits, xs, names_, col.t_last) if limits else None,
+        "whatif": _what_if(what_if, xs, names_, col, col.t_last, what_if_env)
+        if what_if else None,
+        "decimated": {"records": col.offered, "plotted": col.kept, "bucket": col.bucket},
+    }
+    data["strings"] = s.table
+    return data
+
+
+def _rows(col: Collected, s: Strings, n: int) -> dict:
+    rows = col.rows
+    return {
+        "x": [it.x for it in rows],
+        "seq": [it.seq for it in rows],
+        "v": [it.verdict for it in rows],
+        "rule": [s(it.rule) for it in rows],
+        "reason": [s(it.reason) for it in rows],
+        "margin": [it.margin if type(it.margin) is int else None for it in rows],
+        "out": [[it.outs[c] for it in rows] for c in range(n)],
+        "prop": [[it.props[c] for it in rows] for c in range(n)],
+        "breaks": [i for i, it in enumerate(rows) if it.after_break],
+    }
+
+
+def _markers(col: Collected, n: int) -> list[dict]:
+    """Per channel, category → row indices and y (the refused proposal, or the output)."""
+    per: list[dict] = [{} for _ in range(n)]
+
+    def add(c, cat, i, y):
+        m = per[c].setdefault(cat, {"i": [], "y": []})
+        m["i"].append(i)
+        m["y"].append(y)
+
+    for i, it in enumerate(col.rows):
+        cat = VERDICT_MARKERS.get(VERDICTS[it.verdict]) if it.verdict > 0 else None
+        if cat:
+            for c in it.involved:
+                add(c, cat, i, it.props[c] if it.props[c] is not None else it.outs[c])
+        cats = {EVENT_CATEGORY.get(e, "") for e, _ in it.events}
+        if it.kind == "boot":
+            cats.add("boot")
+        for cat in CHANNEL_EVENT_CATEGORIES:
+            if cat in cats:
+                for c in range(n):
+                    if it.outs[c] is not None:
+                        add(c, cat, i, it.outs[c])
+    return per
+
+
+def _timeline(col: Collected, s: Strings, modes: list[str]) -> dict:
+    """Rows of the timeline plot and table: every event, boot and gap, and the first
+    record of every run of identically refused records."""
+    out = {"i": [], "cat": [], "label": []}
+
+    def add(i, cat, label):
+        out["i"].append(i)
+        out["cat"].append(s(cat))
+        out["label"].append(s(label))
+
+    for i, it in enumerate(col.rows):
+        if it.kind == "boot":
+            add(i, "boot", "boot")
+        elif it.kind == "gap":
+            add(i, "gap", "gap: records lost")
+        if it.streak_start:
+            verdict = VERDICTS[it.verdict]
+            more = f" ×{it.streak_len}" if it.streak_len > 1 else ""
+            add(i, f"verdict {verdict}", f"{verdict} {it.reason}{more}")
+        for name, arg in it.events:
+            add(i, EVENT_CATEGORY.get(name, name), event_label(name, arg, modes))
+    return out
+
+
+def _incidents(col: Collected) -> list[dict]:
+    """Each trip: lead-up, the trip, and the tripped span until an accepted reset."""
+    found, open_ = [], None
+    for i, it in enumerate(col.rows):
+        evs = [e for e, _ in it.events]
+        if open_ is not None and ("reset" in evs or it.kind == "boot"):
+            open_["x1"] = it.x
+            open_ = None
+        for name, arg in it.events:
+            if name == "trip" and open_ is None:
+                cause = names.reason(arg) if type(arg) is int else "?"
+                first = col.t_first if col.t_first is not None else it.x
+                open_ = {"i": i, "xt": it.x, "x0": max(first, it.x - INCIDENT_LEAD_S),
+                         "x1": None, "cause": cause, "rule": it.rule, "margin": it.margin}
+                found.append(open_)
+    for inc in found:
+        if inc["x1"] is None:
+            inc["x1"] = col.t_last
+    return found
+
+
+def _vlines(col: Collected, s: Strings, modes: list[str]) -> list[dict]:
+    """Vertical lines across every plot: boots, mode changes, lost records."""
+    lines = []
+    for it in col.rows:
+        if it.kind == "boot":
+            lines.append({"x": it.x, "cat": "boot", "label": "boot"})
+        for name, arg in it.events:  # (trips are shown by their bands and markers)
+            if name == "mode":
+                lines.append({"x": it.x, "cat": name, "label": event_label(name, arg, modes)})
+    for x, row in col.gaps:
+        lines.append({"x": x, "cat": "gap", "label": f"gap: {row.get('count')} records "
+                                                     f"{row.get('cause')}"})
+    for prev, nxt, x in col.holes:
+        if x is not None:
+            lines.append({"x": x, "cat": "hole", "label": f"hole: seq {prev} → {nxt}"})
+    return lines
+
+
+def _bounds(track, xs, channels: list[str], t_last) -> list[dict]:
+    """Step lines of the limits in force. Where the replay lost its anchor inside a stretch
+    that cannot be placed in time, the line ends at the last placed record before it."""
+    per = [{"x": [], "lo": [], "hi": []} for _ in channels]
+    last = None
+    for ch in track.changes:
+        x = xs[ch.index] if ch.index < len(xs) else float("nan")
+        if math.isnan(x):
+            if ch.limits is None and last is not None:
+                x = _placed_before(xs, ch.index)
+                if x is not None:
+                    _bound_point(per, channels, x, last)
+                    _bound_point(per, channels, x, None)
+                    last = None
+            continue
+        last = ch.limits
+        _bound_point(per, channels, x, ch.limits)
+    if t_last is not None and per and per[0]["x"] and per[0]["x"][-1] < t_last:
+        _bound_point(per, channels, t_last, last)
+    return per
+
+
+def _placed_before(xs, index: int):
+    for i in range(min(index, len(xs)) - 1, -1, -1):
+        if not math.isnan(xs[i]):
+            return xs[i]
+    return None
+
+
+def _bound_point(per, channels, x, limits) -> None:
+    for c, name in enumerate(channels):
+        lo, hi = limits.get(name, (None, None)) if limits else (None, None)
+        per[c]["x"].append(x)
+        per[c]["lo"].append(lo)
+        per[c]["hi"].append(hi)
+
+
+def _what_if(track, xs, channels: list[str], col: Collected, t_last, env) -> dict:
+    kept = {it.seq: i for i, it in enumerate(col.rows)}
+    diffs = track.diffs
+    step = max(1, -(-len(diffs) // WHAT_IF_MAX))
+    shown = diffs[::step]
+    out = {
+        "envelope": env.digest.hex() if env is not None else "",
+        "total": len(diffs), "shown": len(shown),
+        "x": [], "seq": [], "row": [], "out": [[] for _ in channels], "diff": [],
+        "bounds": _bounds(track, xs, channels, t_last),
+    }
+    for d in shown:
+        x = xs[d.index] if d.index < len(xs) else float("nan")
+        if math.isnan(x):
+            continue
+        out["x"].append(x)
+        out["seq"].append(d.seq)
+        out["row"].append(kept.get(d.seq, -1))
+        side = (d.what_if or {}).get("output", {})
+        recorded = (d.recorded or {}).get("output", {})
+        for c, name in enumerate(channels):  # a channel shows where its own output differs
+            mine = side.get(name)
+            out["out"][c].append(mine if mine != recorded.get(name) else None)
+        out["diff"].append({"seq": d.seq, "t_ms": d.t_ms, "summary": d.summary,
+                            "recorded": d.recorded, "what_if": d.what_if})
+    return out
+
+
+__all__ = ["build", "event_label", "INCIDENT_LEAD_S"]

@@ -1,0 +1,330 @@
+"""The HTML page: a header a person reads first (rendered here, readable without script),
+then the plots and timeline the script draws from the packed data.
+
+One file, no fetches: plotly.js is inlined from the plotly package, the data travels as
+gzip+base64 inside ``<script type="application/octet-stream">`` tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+
+from .assets import CSS, JS
+from .collect import VERDICTS, Collected
+
+
+@dataclass
+class Facts:
+    """Everything the header says, gathered by ``build``."""
+
+    dump_path: str
+    file_size: int
+    block_size: int
+    sectors: int
+    records: int
+    torn_tail: bool
+    version: str
+    envelopes: list = field(default_factory=list)  # (hex digest, Envelope, origin)
+    findings: list = field(default_factory=list)  # reading problems (text)
+    verify: object = None  # VerifyReport or None
+    verify_error: str = ""
+    keyed: bool = False
+    replay: object = None  # shadow.Track of the recorded envelope
+    what_if: object = None  # shadow.Track with another envelope
+    what_if_source: str = ""
+
+
+def pack(obj_json: str) -> str:
+    return base64.b64encode(gzip.compress(obj_json.encode(), compresslevel=6, mtime=0)).decode()
+
+
+def render(facts: Facts, col: Collected, data: dict, plotly_js: str) -> str:
+    records_json = "[" + ",".join(it.text for it in col.rows) + "]"
+    title = f"edgegov incident report: {_device(facts, col)}"
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        "<div id='error'></div>",
+        _top(facts, col),
+        "<div class='layout'><main>",
+        _sections(facts, col, data),
+        "</main>",
+        "<aside><h2 id='record-title'>Record</h2><pre id='record'>Click a marker in a plot "
+        "or a row of the timeline to see the record here, as `edgegov lineage decode` "
+        "prints it.</pre></aside></div>",
+        _payload("report-data", json.dumps(data, separators=(",", ":"), allow_nan=False)),
+        _payload("report-records", records_json),
+        f"<script>{plotly_js}</script><script>{JS}</script></body></html>",
+    ]
+    return "".join(parts)
+
+
+def _payload(ident: str, text: str) -> str:
+    return f"<script type='application/octet-stream' id='{ident}'>{pack(text)}</script>"
+
+
+def _device(facts: Facts, col: Collected) -> str:
+    devices = sorted({str(b.get("device")) for b in col.boots if b.get("device") is not None})
+    if not devices:
+        devices = sorted({str(env.device_id) for _, env, _ in facts.envelopes})
+    return ", ".join(devices) or "unknown device"
+
+
+# --------------------------------------------------------------------------- header
+
+
+def _top(facts: Facts, col: Collected) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    size = _size(facts.file_size)
+    return (
+        "<header class='top'>"
+        f"<h1>Incident report: device {escape(_device(facts, col))}</h1>"
+        f"<p class='sub'>{escape(facts.dump_path)} · {size}, {facts.block_size}-byte sectors "
+        f"× {facts.sectors} · generated {now} by edgegov {escape(facts.version)}</p>"
+        f"<div class='badges'>{''.join(_badges(facts, col))}</div></header>"
+    )
+
+
+def _badges(facts: Facts, col: Collected):
+    v = facts.verify
+    if v is None:
+        yield "<span class='badge bad' id='badge-verify'>verify: not possible</span>"
+    elif v.ok:
+        yield "<span class='badge ok' id='badge-verify'>verify: OK</span>"
+    else:
+        yield "<span class='badge bad' id='badge-verify'>verify: FAILED</span>"
+    r = facts.replay
+    if r is not None and r.identical:
+        yield "<span class='badge ok'>replay: identical</span>"
+    elif r is not None and r.divergences:
+        yield "<span class='badge bad'>replay: diverges</span>"
+    else:
+        yield "<span class='badge warn'>replay: nothing re-derived</span>"
+    trips = sum(1 for it in col.rows for e, _ in it.events if e == "trip")
+    yield f"<span class='badge {'bad' if trips else 'ok'}' id='badge-trips'>{trips} trip(s)</span>"
+    if facts.torn_tail:
+        yield "<span class='badge warn'>torn tail</span>"
+    lost = len(col.gaps) + len(col.holes)
+    if lost:
+        yield f"<span class='badge warn'>{lost} gap(s)</span>"
+    if facts.findings or col.errors or col.unplaced:
+        yield "<span class='badge warn'>damaged or incomplete: see Integrity</span>"
+
+
+def _sections(facts: Facts, col: Collected, data: dict) -> str:
+    return "".join([
+        "<h2>Dump</h2>", _dump_table(facts, col),
+        "<h2>Records</h2>", _counts_table(col),
+        "<h2>Integrity</h2>", _integrity(facts, col),
+        "<h2>Incidents</h2>", _incidents(data),
+        _what_if_section(facts, data),
+        "<h2 id='channels'>Channels</h2>", _channels(data),
+        "<h2>Timeline</h2>",
+        "<div id='plot-timeline' class='plot timeline'></div>",
+        "<p class='legend-note' id='events-count'></p><div id='events-table'></div>",
+    ])
+
+
+def _dump_table(facts: Facts, col: Collected) -> str:
+    rows = [("Device", escape(_device(facts, col)))]
+    fw = sorted({str(b.get("firmware")) for b in col.boots})
+    rows.append(("Firmware", escape(", ".join(fw)) or "unknown (no BOOT record survives)"))
+    for hexd, env, origin in facts.envelopes:
+        chans = ", ".join(f"{n} ({u})" for n, u in zip(env.ch_names, env.ch_units, strict=False))
+        rows.append((f"Envelope ({origin})",
+                     f"<code>{hexd}</code><br>channels {escape(chans)}; modes "
+                     f"{escape(', '.join(env.modes))}"))
+    rows.append(("Boots", _boots(col)))
+    rows.append(("Time span", _span(col)))
+    return _facts_table(rows)
+
+
+def _boots(col: Collected) -> str:
+    if not col.boots:
+        return "no BOOT record survives (the ring wrapped past it, or it is damaged)"
+    head = ("<table class='grid'><tr><th class='n'>seq</th><th class='n'>boot count</th>"
+            "<th class='n'>reset reason</th><th>firmware</th><th>envelope</th>"
+            "<th>wall clock</th></tr>")
+    body = []
+    for b in col.boots:
+        wall = b.get("wall_ms")
+        wall_s = (datetime.fromtimestamp(wall / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%fZ")
+                  if type(wall) is int else "not set")
+        body.append(f"<tr><td class='n'>{b['seq']}</td><td class='n'>{b.get('boot_count')}"
+                    f"</td><td class='n'>{b.get('reset_reason')}</td>"
+                    f"<td>{escape(str(b.get('firmware')))}</td>"
+                    f"<td><code>{escape(str(b.get('envelope', ''))[:16])}…</code></td>"
+                    f"<td>{wall_s}</td></tr>")
+    return head + "".join(body) + "</table>"
+
+
+def _span(col: Collected) -> str:
+    if col.t_first is None:
+        return "no record could be placed in time"
+    boots = max(1, len(col.boots))
+    return (f"{col.t_first:.3f} s – {col.t_last:.3f} s ({col.t_last - col.t_first:.3f} s of "
+            f"device time; {boots} boot(s) laid end to end: each boot's clock starts again)")
+
+
+def _counts_table(col: Collected) -> str:
+    c = col.counts
+    head = ("<table class='grid' id='verdict-counts'><tr><th>verdict</th>"
+            "<th class='n'>decisions</th><th class='n'>events</th><th class='n'>total</th></tr>")
+    body = []
+    for v in VERDICTS:
+        d, e = c.get(("decision", v), 0), c.get(("event", v), 0)
+        body.append(f"<tr><td>{v}</td><td class='n' data-count='decision:{v}'>{d}</td>"
+                    f"<td class='n' data-count='event:{v}'>{e}</td>"
+                    f"<td class='n' data-count='total:{v}'>{d + e}</td></tr>")
+    kinds = {}
+    for (kind, _), n in c.items():
+        kinds[kind] = kinds.get(kind, 0) + n
+    total = sum(kinds.values())
+    kind_cells = " · ".join(f"{k} <b data-count='kind:{k}'>{n}</b>"
+                            for k, n in sorted(kinds.items()))
+    shown = (f"{col.kept} of {col.offered} placed records are plotted"
+             + (f" (ALLOW records thinned per bucket of {col.bucket}; every other record kept)"
+                if col.bucket > 1 else " (all of them)"))
+    return (head + "".join(body) + "</table>"
+            f"<p><span data-count='records'>{total}</span> records: {kind_cells}.<br>"
+            f"{escape(shown)}.</p>")
+
+
+def _integrity(facts: Facts, col: Collected) -> str:
+    rows = [("Verify (CRC, hash chain)", _verify(facts)),
+            ("Torn tail", "yes: the newest sector ends in a record that never committed "
+                          "(absent, as on the device)" if facts.torn_tail else "none"),
+            ("Gaps", _gaps(facts, col)),
+            ("Replay", _replay(facts.replay)),
+            ("Not placed", _unplaced(col))]
+    findings = facts.findings + ([facts.verify_error] if facts.verify_error else [])
+    if findings:
+        rows.insert(0, ("Reading", _list(findings, "fail")))
+    if col.errors:
+        rows.append(("Undecodable", _list([f"seq {r['seq']} at offset {r['offset']}: "
+                                           f"{r.get('error')}" for r in col.errors], "fail")))
+    return _facts_table(rows, "integrity")
+
+
+def _verify(facts: Facts) -> str:
+    v = facts.verify
+    if v is None:
+        return "<span class='fail'>not possible</span>"
+    status = "<span class='okt'>OK</span>" if v.ok else "<span class='fail'>FAILED</span>"
+    text = (f"{status}: {v.records} records, {v.checkpoints} checkpoints "
+            f"({v.keyed_checkpoints} keyed{', MACs checked' if facts.keyed else ''}); the hash "
+            f"chain covers all but {v.uncovered_head} leading and {v.uncovered_tail} trailing "
+            f"records (those: CRC only)")
+    items = [("FAIL: " if f.fatal else "note: ") + str(f) for f in v.findings]
+    return text + (_list(items, "fail") if items else "")
+
+
+def _gaps(facts: Facts, col: Collected) -> str:
+    items = [f"GAP record at {x:.3f} s: {row.get('count')} records {row.get('cause')}"
+             + (f" from seq {row.get('first_lost')}" if row.get("first_lost", -1) >= 0 else "")
+             for x, row in col.gaps]
+    items += [f"hole in the sequence: seq {prev} is followed by seq {nxt}"
+              + (f" (at {x:.3f} s)" if x is not None else "") for prev, nxt, x in col.holes]
+    return _list(items, "note") if items else "none"
+
+
+def _replay(track) -> str:
+    if track is None:
+        return "not run"
+    if track.error:
+        return f"<span class='fail'>{escape(track.error)}</span>"
+    anchors = ", ".join(f"{k} at seq {s}" for s, k in track.anchors[:8])
+    if track.identical:
+        text = (f"<span class='okt'>identical</span>: {track.compared} records re-derived "
+                f"exactly ({track.skipped} before the first anchor; anchored at {anchors})")
+    elif track.compared == 0:
+        text = "<span class='fail'>nothing re-derived: no BOOT or CHECKPOINT record anchors</span>"
+    else:
+        seq, note = track.first_divergence
+        text = (f"<span class='fail'>DIVERGES</span> at {track.divergences} of "
+                f"{track.compared} records (first at seq {seq}: {escape(note)})")
+    return text + (_list(track.notes[:20], "note") if track.notes else "")
+
+
+def _unplaced(col: Collected) -> str:
+    if not col.unplaced and not col.after_hole:
+        return "none: every record is placed in time"
+    parts = []
+    if col.unplaced:
+        parts.append(f"{col.unplaced} records before the first surviving anchor or after an "
+                     f"undecodable record (shown raw by `lineage decode`)")
+    if col.after_hole:
+        parts.append(f"{col.after_hole} records after a hole, until the next checkpoint: "
+                     f"their times and outputs were relative to lost records")
+    return "; ".join(parts)
+
+
+def _incidents(data: dict) -> str:
+    incs = data["incidents"]
+    if not incs:
+        return "<p id='incidents'>No trip in this dump.</p>"
+    head = ("<div class='scroll'><table class='grid' id='incidents'><tr><th>#</th>"
+            "<th class='n'>trip at (s)</th><th>cause</th><th>rule</th>"
+            "<th class='n'>tripped until (s)</th><th></th></tr>")
+    body = []
+    for n, inc in enumerate(incs, 1):
+        body.append(f"<tr><td>{n}</td><td class='n'>{inc['xt']:.3f}</td>"
+                    f"<td>{escape(inc['cause'])}</td><td>{escape(str(inc['rule'] or '-'))}</td>"
+                    f"<td class='n'>{inc['x1']:.3f}</td><td><button data-x0='{inc['x0']}' "
+                    f"data-x1='{inc['x1'] + 1}'>zoom</button></td></tr>")
+    return (head + "".join(body) + "</table></div><p class='legend-note'>Shaded in the plots: "
+            "orange = the lead-up to a trip, red = tripped until an accepted reset.</p>")
+
+
+def _what_if_section(facts: Facts, data: dict) -> str:
+    track, w = facts.what_if, data.get("whatif")
+    if track is None or w is None:
+        return ""
+    head = (f"<h2>What-if</h2><p id='what-if-summary'>With <code>"
+            f"{escape(facts.what_if_source)}</code> (envelope <code>{w['envelope'][:16]}…"
+            f"</code>), <b>{w['total']}</b> of {track.compared} recorded decisions would "
+            f"differ. Purple diamonds in the plots: the output that envelope would have given; "
+            f"dotted purple: its limits.</p>")
+    rows = [f"<tr><td class='n'>{d['seq']}</td><td class='n'>{d['t_ms']}</td>"
+            f"<td>{escape(d['summary'])}</td></tr>" for d in w["diff"][:20]]
+    table = ("<table class='grid'><tr><th class='n'>seq</th><th class='n'>t_ms</th>"
+             "<th>difference</th></tr>" + "".join(rows) + "</table>") if rows else ""
+    more = f"<p class='legend-note'>first 20 of {w['total']}</p>" if w["total"] > 20 else ""
+    return head + table + more + _list(track.notes[:10], "note")
+
+
+def _channels(data: dict) -> str:
+    plots = "".join(f"<div id='plot-{c}' class='plot channel' data-channel='{escape(ch['name'])}'>"
+                    f"</div>" for c, ch in enumerate(data["channels"]))
+    return ("<div class='controls'><button id='zoom-reset'>show all</button><span "
+            "class='legend-note'>drag to zoom, scroll to zoom, double-click to reset; the time "
+            "axes move together; click a point or marker to see its record</span></div>"
+            + (plots or "<p>No channel: no envelope places the records.</p>"))
+
+
+def _facts_table(rows, ident: str = "") -> str:
+    id_attr = f" id='{ident}'" if ident else ""
+    return (f"<table class='facts'{id_attr}>"
+            + "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
+            + "</table>")
+
+
+def _list(items, cls: str) -> str:
+    return f"<ul class='findings {cls}'>" + "".join(
+        f"<li>{escape(str(i))}</li>" for i in items) + "</ul>"
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+__all__ = ["render", "Facts", "pack"]
