@@ -6,7 +6,6 @@ compared byte for byte, so a lineage from a board replays bit-exactly on a gatew
 
 import subprocess
 import sys
-from pathlib import Path
 
 from edgegov.config.compile import compile_file
 from edgegov.core.replay import Replayer

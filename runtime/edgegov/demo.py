@@ -167,6 +167,27 @@ def _event_text(code: int, arg: int) -> str:
     return names.event(code)
 
 
+VERDICT_ORDER = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
+
+
+def print_summary(console, verdicts, timeline) -> None:
+    """The demo's closing tables: proposals by verdict, then (seconds, text) events."""
+    from rich.table import Table
+
+    table = Table(title="Proposals by verdict")
+    table.add_column("verdict")
+    table.add_column("commands", justify="right")
+    for verdict in VERDICT_ORDER:
+        table.add_row(verdict, str(verdicts.get(verdict, 0)))
+    console.print(table)
+    happened = Table(title="What happened")
+    happened.add_column("t (s)", justify="right")
+    happened.add_column("")
+    for t_s, text in timeline:
+        happened.add_row(f"{t_s:.2f}", text)
+    console.print(happened)
+
+
 def check_lineage(console, path: Path, key: bytes = DEMO_KEY) -> int:
     """What a user does after a run (or an incident): verify the lineage, replay it, write
     the incident report; print where everything is. 0 when it verifies and replays."""
@@ -194,5 +215,5 @@ def check_lineage(console, path: Path, key: bytes = DEMO_KEY) -> int:
     return 0 if rep.ok and replay.identical else 1
 
 
-__all__ = ["run_scenario", "default_envelope", "check_lineage", "DemoResult", "SCRIPT",
-           "DEMO_KEY"]
+__all__ = ["run_scenario", "default_envelope", "check_lineage", "print_summary",
+           "DemoResult", "SCRIPT", "DEMO_KEY"]

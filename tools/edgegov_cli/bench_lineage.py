@@ -27,7 +27,6 @@ import cbor2
 
 from edgegov.config.compile import compile_file
 from edgegov.core.blockdev import RamBlockDevice
-from edgegov.core.codes import EV_COMMAND
 from edgegov.core.envelope import Envelope
 from edgegov.core.events import Command
 from edgegov.core.lineage import Lineage

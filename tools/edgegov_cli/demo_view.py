@@ -6,14 +6,19 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from edgegov import names
 from edgegov.config.compile import compile_file
 from edgegov.config.problems import EnvelopeConfigError
-from edgegov.demo import SCRIPT, check_lineage, default_envelope, run_scenario
+from edgegov.demo import (
+    SCRIPT,
+    VERDICT_ORDER,
+    check_lineage,
+    default_envelope,
+    print_summary,
+    run_scenario,
+)
 
-_ORDER = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
 
 
 def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = ".") -> int:
@@ -41,7 +46,7 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = 
             if event is not None and event.kind == 1:
                 counts[names.verdict(d.verdict)] = counts.get(names.verdict(d.verdict), 0) + 1
             if now_ms % 100 == 0:
-                text = " ".join(f"{k}={counts.get(k, 0)}" for k in _ORDER)
+                text = " ".join(f"{k}={counts.get(k, 0)}" for k in VERDICT_ORDER)
                 progress.update(task, completed=now_ms, v=f"{names.state(d.state)} {text}")
 
         result = run_scenario(compiled, seconds, seed, observe, lineage_path=lineage_path)
@@ -50,16 +55,6 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = 
 
 
 def _summary(console: Console, result) -> None:
-    table = Table(title="Proposals by verdict")
-    table.add_column("verdict")
-    table.add_column("commands", justify="right")
-    for verdict in _ORDER:
-        table.add_row(verdict, str(result.command_verdicts.get(verdict, 0)))
-    console.print(table)
-    timeline = Table(title="What happened")
-    timeline.add_column("t (s)", justify="right")
-    timeline.add_column("")
-    for note in result.notable:
-        timeline.add_row(f"{note.now_ms / 1000:.2f}", note.text)
-    console.print(timeline)
+    print_summary(console, result.command_verdicts,
+                  [(note.now_ms / 1000, note.text) for note in result.notable])
     console.print(f"{result.calls} governor calls; final state {result.final_state}")

@@ -24,6 +24,24 @@ class Decision:
         self.clear(0, 0)
 
     def clear(self, kind, now_ms):
+        self._reset(kind, now_ms)
+        self.record = False
+        self.state = 0
+        self.mode = 0
+        self.link = 0
+        for i in range(self.n):
+            self.proposed[i] = None
+
+    def begin_command(self, now_ms, state, mode, link):
+        """The light reset of the steady-state path: the command pass writes every
+        ``proposed`` entry itself and nothing but the command can happen."""
+        self._reset(EV_COMMAND, now_ms)
+        self.record = True
+        self.state = state
+        self.mode = mode
+        self.link = link
+
+    def _reset(self, kind, now_ms):
         self.kind = kind
         self.now_ms = now_ms
         self.seq = -1
@@ -35,33 +53,6 @@ class Decision:
         self.changed = False
         self.estop = False
         self.kick = True
-        self.record = False
-        self.state = 0
-        self.mode = 0
-        self.link = 0
-        self.n_events = 0
-        self.lost_events = 0
-        for i in range(self.n):
-            self.proposed[i] = None
-
-    def begin_command(self, now_ms, state, mode, link):
-        """The light reset of the steady-state path: the command pass writes every
-        ``proposed`` entry itself and nothing but the command can happen."""
-        self.kind = EV_COMMAND
-        self.now_ms = now_ms
-        self.seq = -1
-        self.verdict = ALLOW
-        self.rule = -1
-        self.reason = 0
-        self.margin = 0
-        self.channel = -1
-        self.changed = False
-        self.estop = False
-        self.kick = True
-        self.record = True
-        self.state = state
-        self.mode = mode
-        self.link = link
         self.n_events = 0
         self.lost_events = 0
 

@@ -19,7 +19,6 @@ Any exception inside a call latches an internal FAULT that behaves as a TRIP (fa
 
 from . import auth
 from .codes import (
-    ACT_CLAMP,
     ACT_ESCALATE,
     ACT_REJECT,
     ACT_TRIP,
@@ -86,9 +85,7 @@ from .codes import (
     R_ESTOP_INPUT,
     R_ESTOP_OPERATOR,
     R_FAULT,
-    R_HOLD,
     R_INF,
-    R_INPUT_STALE,
     R_INTERLOCK,
     R_INTERNAL_FAULT,
     R_LINK_LOST,

@@ -13,7 +13,6 @@ commands, ticks and telemetry); ``decode`` turns payload bytes back into plain v
 from . import cbor
 from .codes import (
     CLAMP,
-    EV_COMMAND,
     EV_FAULT,
     EV_OPERATOR,
     EV_TELEMETRY,

@@ -21,13 +21,13 @@ from pathlib import Path
 
 from .. import names
 from ..core import codes
-from ..demo import DEMO_KEY, EXAMPLE, check_lineage
+from ..demo import DEMO_KEY, EXAMPLE, VERDICT_ORDER, check_lineage, print_summary
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
 from .broker import free_port
 from .runner import Runner, ServiceConfig
 
-_VERDICTS = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
+_VERDICTS = VERDICT_ORDER
 
 
 class CellPeers:
@@ -217,20 +217,7 @@ def run_service_demo(seconds: float = 20, out_dir: str | Path = ".", seed: int =
 
 
 def _report(console, runner, peers: CellPeers, lineage: Path) -> int:
-    from rich.table import Table
-
-    table = Table(title="Proposals by verdict")
-    table.add_column("verdict")
-    table.add_column("commands", justify="right")
-    for v in _VERDICTS:
-        table.add_row(v, str(peers.verdicts.get(v, 0)))
-    console.print(table)
-    timeline = Table(title="What happened")
-    timeline.add_column("t (s)", justify="right")
-    timeline.add_column("")
-    for t, text in peers.timeline[:80]:
-        timeline.add_row(f"{t:.2f}", text)
-    console.print(timeline)
+    print_summary(console, peers.verdicts, peers.timeline[:80])
     console.print(f"device key: {Path(runner.cfg.key_file).resolve()} (demo key, mode 600)")
     return check_lineage(console, lineage)
 
