@@ -117,12 +117,35 @@ class Uart:
                 continue
         raise EmulationError("no REPL prompt; last bytes: %r" % bytes(self.log[-300:]))
 
+    def echo_exec(self, line: str, timeout: float = 30.0, piece: int = 16,
+                  tries: int = 8) -> str:
+        """Run one line in the friendly REPL with echo flow control: at most ``piece``
+        bytes in flight, each piece must come back as echo before the next is sent. The
+        emulated UART has no baud timing, so a burst can overrun 1.9.2's RX ring while the
+        REPL is in a GC pause; a lost byte shows as a missing echo, the line is cancelled
+        (Ctrl-C) before it runs and sent again. Returns the line's output."""
+        data = line.encode()
+        if b"\r" in data or b"\n" in data or len(data) > 200:
+            raise ValueError("echo_exec takes one line of at most 200 bytes")
+        for _ in range(tries):
+            try:
+                for i in range(0, len(data), piece):
+                    self.write(data[i : i + piece])
+                    self.read_until(data[i : i + piece], min(timeout, 5.0))
+            except EmulationError:
+                self.interrupt()  # Ctrl-C drops the partial line: nothing ran
+                continue
+            self.write(b"\r")
+            out = self.read_until(b">>> ", timeout)[:-4]
+            return out.decode(errors="replace").removeprefix("\r\n").strip()
+        raise EmulationError("line did not get through after %d tries: %r" % (tries, line[:60]))
+
     def raw_enter(self) -> None:
         self.interrupt()
         self.write(b"\x01")
         self.read_until(b"raw REPL; CTRL-B to exit\r\n>", 5.0)
 
-    def raw_exec(self, code: str | bytes, timeout: float = 30.0, pace: int = 64) -> str:
+    def raw_exec(self, code: str | bytes, timeout: float = 30.0, pace: int = 16) -> str:
         """Run ``code`` in the raw REPL (entered already); its stdout, or raises on error."""
         if isinstance(code, str):
             code = code.encode()
@@ -162,7 +185,8 @@ class MicrobitQemu:
             raise EmulationError(f"firmware hex {self.hex_path} not found "
                                  "(apt-get install firmware-microbit-micropython)")
         self.port = free_port()
-        serial = (f"tcp:127.0.0.1:{self.port},server=on,wait=off" if self.serial == "tcp"
+        serial = (f"tcp:127.0.0.1:{self.port},server=on,wait=off,nodelay=on"
+                  if self.serial == "tcp"
                   else "pty")
         cmd = [qemu_binary(), "-M", "microbit", "-nographic", "-monitor", "none",
                "-device", f"loader,file={self.hex_path}", "-serial", serial,
@@ -207,7 +231,9 @@ class MicrobitQemu:
         while True:
             self._check_alive()
             try:
-                self.uart = Uart(socket.create_connection(("127.0.0.1", self.port), 1.0))
+                sock = socket.create_connection(("127.0.0.1", self.port), 1.0)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # echo round trips
+                self.uart = Uart(sock)
                 return
             except OSError:
                 if time.monotonic() > deadline:

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "emulation"))
 sys.path.insert(0, str(HERE.parent / "hil"))
 
-CHUNK = 192  # bytes per f.write(): the 1.9.2 raw REPL compiles each exec in ~9 KB of heap
+CHUNK = 48  # bytes per f.write() line: its repr (escapes) must fit one 200-byte REPL line
 
 
 @dataclass
@@ -39,10 +39,15 @@ def _stop_loop(uart) -> None:
 
 
 def raw_write(uart, name: str, data: bytes) -> None:
-    uart.raw_exec("f=open(%r,'wb')" % name)
+    """Write ``name`` from the friendly REPL, one echo-checked line per chunk
+    (``Uart.echo_exec``: no byte lost on the way in). The file is still read back and
+    hashed afterwards."""
+    uart.echo_exec("f=open(%r,'wb')" % name)
     for i in range(0, len(data), CHUNK):
-        uart.raw_exec("f.write(%r)" % data[i : i + CHUNK])
-    uart.raw_exec("f.close()")
+        out = uart.echo_exec("f.write(%r)" % data[i : i + CHUNK])
+        if out != str(len(data[i : i + CHUNK])):
+            raise OSError("writing %s at %d: %s" % (name, i, out))
+    uart.echo_exec("f.close()")
 
 
 READBACK = """f=open(%r,'rb')
@@ -59,25 +64,40 @@ def raw_read(uart, name: str) -> bytes:
 
 
 def deploy_raw_repl(uart, files: dict[str, bytes], remove_main_first: bool = True) -> list[Landed]:
-    """Write ``files`` through the raw REPL and verify each by reading it back."""
+    """Write ``files`` through the REPL and verify each by reading it back (raw REPL)."""
     _stop_loop(uart)
-    uart.raw_enter()
+    uart.interrupt()
     if remove_main_first:  # a half-written main.py must never boot
-        uart.raw_exec("import os\ntry:\n os.remove('main.py')\nexcept OSError:\n pass")
+        uart.echo_exec("import os")
+        uart.echo_exec("os.remove('main.py') if 'main.py' in os.listdir() else 0")
+        soft_reset(uart)  # a clean heap for the writes (nothing left imported)
     landed = []
     names = sorted(files, key=lambda n: n == "main.py")  # main.py last
     for name in names:
         data = files[name]
-        for _ in range(3):  # a byte lost on the UART shows up in the read-back: write again
+        for _ in range(3):  # belt and braces: the read-back decides
             raw_write(uart, name, data)
+            uart.raw_enter()
             back = raw_read(uart, name)
+            uart.raw_exit()
             if back == data:
                 break
         digest = hashlib.sha256(back).hexdigest()
         landed.append(Landed(name, len(back), digest,
                              back == data and digest == hashlib.sha256(data).hexdigest()))
-    uart.raw_exit()
     return landed
+
+
+def soft_reset(uart) -> None:
+    """Ctrl-D at the friendly prompt: soft reboot (heap cleared); back at ``>>>``."""
+    from qemu_microbit import EmulationError
+
+    uart.write(b"\x04")
+    try:
+        uart.read_until(b">>> ", 10.0)
+        uart.drain(0.05)
+    except EmulationError:
+        uart.interrupt()
 
 
 def reboot_raw_repl(uart) -> None:

@@ -130,6 +130,11 @@ class SerialStream:
         import serial
 
         self.port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.1)
+        sock = getattr(self.port, "_socket", None)  # socket:// URL: no Nagle delay on echoes
+        if sock is not None:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def sendall(self, data: bytes) -> None:
         self.port.write(data)

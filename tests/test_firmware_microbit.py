@@ -4,7 +4,7 @@ Random runs (commands near and beyond the limits, too-fast steps, stale sequence
 operator arm/reset/estop incl. replayed counters, faults, link silences long enough to hold
 and trip) are recorded by the minimal governor into its RAM ring; the ring image is then
 scanned and replayed through ``edgegov.core.replay.Replayer``, which must report every
-record identical. The same code runs on the board (firmware/microbit/eggov.py).
+record identical. The same code runs on the board (firmware/microbit/egg.py, egr.py).
 """
 
 from __future__ import annotations
@@ -28,27 +28,26 @@ ENVELOPE = REPO / "boards" / "microbit-v1" / "envelope.toml"
 
 
 def run_minimal(blob, script, ring_block=4096, ring_blocks=8):
-    """Run ``script`` [(now, kind, a, b, c)] through the minimal governor; ring image."""
-    eggov, cfg = build.load_minimal(blob)
-    ring = eggov.Ring(ring_block, ring_blocks)
-    gov = eggov.Gov(cfg, ring)
+    """Run ``script`` [(now, kind, a, b, c)] through the minimal governor; (ring image, egg)."""
+    gov, ring, _ = build.load_minimal(blob, ring=(ring_block, ring_blocks))
     gov.start(0)
-    gov.rec_boot(0, 3, 1, cfg.FW)
+    gov.rboot(0, 3, 1)
     for now, kind, a, b, c in script:
         if kind == "cmd":
-            b = b(gov.out) if callable(b) else b
+            b = b(gov.OUT) if callable(b) else b
             gov.command(a, b, now)
-            gov.rec_cmd(a, b, now)
+            gov.rcmd(a, b, now)
         elif kind == "op":
             if gov.operator(a, c, b, now):
-                gov.rec_event(4, a, b, now)
+                gov.revt(4, a, b, now)
         elif kind == "fault":
             if gov.fault(a, b, now):
-                gov.rec_event(5, a, b, now)
+                gov.revt(5, a, b, now)
         elif gov.tick(now):
-            gov.rec_event(3, 0, 0, now)
-    assert gov.lost == 0
-    return bytes(ring.m), gov
+            gov.revt(3, 0, 0, now)
+    assert gov.LOST == 0
+    gov.ring = ring
+    return bytes(ring.M), gov
 
 
 def random_script(env, rng, steps):
@@ -130,7 +129,7 @@ def test_scripted_run_replays_identically():
             for k in range(60)]
     silence = [(1200 + 20 * k, "tick", 0, 0, 0) for k in range(60)]
     image, gov = run_minimal(compiled.blob, arm + cmds + silence)
-    assert gov.st == 0 and gov.causes & 8  # link lost: tripped
+    assert gov.ST == 0 and gov.CAU & 8  # link lost: tripped
     rep, report = replay(image, compiled)
     assert not [p for p in rep.problems if p.code != 1]
     assert report.identical, [(d.seq, d.note) for d in report.divergences[:5]]
@@ -197,7 +196,7 @@ def test_small_ring_wraps_in_the_core_format():
     image, gov = run_minimal(compiled.blob, random_script(env, random.Random(5), 300),
                              ring_block=320, ring_blocks=4)
     rep = scan_image(image)
-    assert gov.ring.seq > len(rep.records) > 20  # older sectors were overwritten
+    assert gov.ring.SEQ > len(rep.records) > 20  # older sectors were overwritten
     assert [p.code for p in rep.problems if p.code not in (1, 3)] == []
     seqs = [s for s, _ in rep.records]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))

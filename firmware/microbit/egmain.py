@@ -1,176 +1,169 @@
-# edgegov board loop for the micro:bit v1 (MicroPython 1.9.2): the HAL and the serial link
-# around eggov. One control period every PERIOD_MS:
-#   read UART bytes -> frames -> governor events (each recorded) -> tick -> e-stop pin,
+# ruff: noqa: E741, UP031 -- MicroPython 1.9.2: %-formatting
+# egmain: the micro:bit v1 board loop around egg (MicroPython 1.9.2). Every PER ms:
+#   UART bytes -> frames -> governor events (each recorded) -> tick -> e-stop pin,
 #   then toggle the external-watchdog kick pin (only after a complete, healthy cycle).
-# Frames (both ways): "@" body "#" crc32(body) as 8 hex digits "\n"; anything else on the
-# line is ignored (garbage never reaches the governor). See firmware/PROTOCOL.md.
+# Frames both ways: "@" body "#" crc32(body) as 8 hex digits "\n"; anything else is ignored,
+# so garbage never reaches the governor (firmware/PROTOCOL.md). The e-stop pin is written
+# before a record is encoded: the line never waits for the lineage.
 import gc
-import micropython
+
+import egg as G
+import egr
 import microbit
 import utime
-import machine
-import egcfg as C
-from eggov import Ring, Gov, crc
+from egc import EF, PER, PI, PK, PO, RB, RN, N
+from egr import M, crc
 
-PINS = {0: microbit.pin0, 1: microbit.pin1, 2: microbit.pin2, 8: microbit.pin8,
-        12: microbit.pin12, 16: microbit.pin16}
-uart = microbit.uart
+U = microbit.uart
+FB = bytearray(96)
+LN = -1
+BAD = 0
+RUN = 1
+PR = 0
+KP = 0
+NOW = 0
+LAST = 0
 
 
-def send(text):
-    b = text.encode()
+def pin(n):
+    return getattr(microbit, 'pin%d' % n) if n >= 0 else None
+
+
+EO = pin(PO)
+EO.write_digital(0)  # e-stop asserted until the governor says otherwise
+KIK = pin(PK)
+EIN = pin(PI)
+
+
+def send(t):
+    b = t.encode()
     h, l = crc(b, 0, len(b), 0, 0)
-    uart.write('@%s#%04x%04x\n' % (text, h, l))
+    U.write('@%s#%04x%04x\n' % (t, h, l))
 
 
-def state(g):
-    return '%d %d %d %s' % (g.v, g.re, g.st, ' '.join([str(x) for x in g.out]))
+def clock():
+    # wrap-safe ticks_ms -> monotonic now_ms
+    global NOW, LAST
+    t = utime.ticks_ms()
+    NOW += utime.ticks_diff(t, LAST)
+    LAST = t
+    return NOW
 
 
-class Loop:
-    def __init__(s):
-        s.ring = Ring(C.RING_BLOCK, C.RING_BLOCKS)
-        s.g = Gov(C, s.ring)
-        s.buf = bytearray(96)
-        s.ln = -1
-        s.bad = 0
-        s.kick = 0
-        s.run = True
-        s.pressed = False
-        s.out = PINS[C.PIN_ESTOP_OUT]
-        s.out.write_digital(0)  # e-stop asserted until the governor says otherwise
-        s.kp = PINS.get(C.PIN_KICK)
-        s.ein = PINS.get(C.PIN_ESTOP_IN)
-        if s.ein:
-            s.ein.set_pull(s.ein.PULL_UP)
-        s.last = utime.ticks_ms()
-        s.now = 0
+def outs():
+    return '%d %d %d %s %d' % (G.V, G.RE, G.ST, ' '.join([str(x) for x in G.OUT]), G.EO)
 
-    def clock(s):
-        # wrap-safe ticks_ms -> monotonic now_ms
-        t = utime.ticks_ms()
-        s.now += utime.ticks_diff(t, s.last)
-        s.last = t
-        return s.now
 
-    def boot(s):
-        cause = machine.mem32[0x40000400]  # nRF51 POWER.RESETREAS
-        machine.mem32[0x40000400] = cause
-        s.g.start(0)
-        s.g.rec_boot(0, 0, cause, C.FW)
+def rx():
+    global LN, BAD
+    n = U.any()
+    if not n:
+        return
+    for b in U.read(n):
+        if b == 64:  # '@' starts a frame (and abandons a partial one)
+            LN = 0
+        elif LN >= 0:
+            if b == 10 or b == 13:
+                k = LN - 9
+                LN = -1
+                if k < 1 or FB[k] != 35:
+                    BAD += 1
+                    continue
+                try:
+                    h, l = crc(FB, 0, k, 0, 0)
+                    if int(bytes(FB[k + 1:k + 9]), 16) != h << 16 | l:
+                        BAD += 1
+                        continue
+                    t = bytes(FB[0:k]).split()
+                    do(t[0], [int(x) for x in t[1:]])
+                except Exception:
+                    BAD += 1
+                    send('E 1')
+            elif LN < 96:
+                FB[LN] = b
+                LN += 1
+            else:
+                LN = -1
 
-    def effects(s):
-        s.out.write_digital(0 if s.g.eo else 1)
 
-    def rx(s):
-        n = uart.any()
-        if not n:
-            return
-        data = uart.read(n)
-        buf = s.buf
-        for b in data:
-            if b == 64:  # '@' starts a frame (and abandons a partial one)
-                s.ln = 0
-            elif s.ln >= 0:
-                if b == 10 or b == 13:
-                    s.frame(s.ln)
-                    s.ln = -1
-                elif s.ln < 96:
-                    buf[s.ln] = b
-                    s.ln += 1
-                else:
-                    s.ln = -1
+def do(op, a):
+    global RUN
+    now = clock()
+    if op == b'C':
+        if len(a) != N + 1 or a[0] < 0:
+            return send('E 2')
+        G.command(a[0], a[1:], now)
+        EO.write_digital(0 if G.EO else 1)
+        G.rcmd(a[0], a[1:], now)
+        send('D %d %s' % (a[0], outs()))
+    elif op == b'A':
+        if len(a) != 3 or a[0] not in (1, 2, 3) or a[2] < 0:
+            return send('E 3')
+        r = G.operator(a[0], a[1], a[2], now)
+        EO.write_digital(0 if G.EO else 1)
+        if r:
+            G.revt(4, a[0], a[2], now)
+        send('K %d %s' % (a[0], outs()))
+    elif op == b'S':
+        gc.collect()
+        send('S %d %d %d %d %d %d %d %d %d %s' % (
+            G.ST, G.LNK, G.EO, G.CAU, now, BAD, G.LOST, egr.SEQ, gc.mem_free(),
+            ' '.join([str(x) for x in G.OUT])))
+    elif op == b'L':
+        if not a:
+            return send('L %d %d %d' % (RB * RN, RB, RN))
+        o = a[0]
+        send('H %d %s' % (o, ''.join(['%02x' % M[i] for i in range(o, min(o + 40, RB * RN))])))
+    elif op == b'Q':
+        EO.write_digital(0)
+        send('Q')
+        RUN = 0
+    else:
+        send('E 4')
 
-    def frame(s, n):
-        buf = s.buf
-        k = n - 9
-        if k < 1 or buf[k] != 35:  # '#'
-            s.bad += 1
-            return
-        try:
-            h, l = crc(buf, 0, k, 0, 0)
-            if int(bytes(buf[k + 1:n]), 16) != (h << 16) | l:
-                s.bad += 1
-                return
-            tok = bytes(buf[0:k]).split()
-            s.do(tok[0], [int(t) for t in tok[1:]])
-        except Exception:
-            s.bad += 1
-            send('E 1')
 
-    def do(s, op, a):
-        g = s.g
-        now = s.clock()
-        if op == b'C':
-            if len(a) != g.n + 1 or a[0] < 0:
-                return send('E 2')
-            v = a[1:]
-            g.command(a[0], v, now)
-            g.rec_cmd(a[0], v, now)
-            s.effects()
-            send('D %d %s %d' % (a[0], state(g), g.eo))
-        elif op == b'A':
-            if len(a) != 3 or a[0] not in (1, 2, 3) or a[2] < 0:
-                return send('E 3')
-            if g.operator(a[0], a[1], a[2], now):
-                g.rec_event(4, a[0], a[2], now)
-            s.effects()
-            send('K %d %s %d' % (a[0], state(g), g.eo))
-        elif op == b'S':
-            gc.collect()
-            send('S %d %d %d %d %d %d %d %d %d %s' % (
-                g.st, g.link, g.eo, g.causes, now, s.bad, g.lost, s.ring.seq,
-                gc.mem_free(), ' '.join([str(x) for x in g.out])))
-        elif op == b'L':
-            r = s.ring
-            if not a:
-                return send('L %d %d %d' % (r.bs * r.nb, r.bs, r.nb))
-            o = a[0]
-            e = min(o + 40, r.bs * r.nb)
-            send('H %d %s' % (o, ''.join(['%02x' % r.m[i] for i in range(o, e)])))
-        elif op == b'Q':
-            s.out.write_digital(0)
-            send('Q')
-            s.run = False
-        else:
-            send('E 4')
-
-    def estop_input(s, now):
-        if not s.ein:
-            return
-        p = s.ein.read_digital() == 0
-        if p != s.pressed:
-            s.pressed = p
-            if s.g.fault(C.ESTOP_FAULT, p, now):
-                s.g.rec_event(5, C.ESTOP_FAULT, p, now)
-
-    def cycle(s):
-        s.rx()
-        now = s.clock()
-        s.estop_input(now)
-        g = s.g
-        if g.tick(now):
-            g.rec_event(3, 0, 0, now)
-        s.effects()
-        if g.kick and s.kp:
-            s.kick ^= 1
-            s.kp.write_digital(s.kick)
+def cycle():
+    global PR, KP
+    rx()
+    now = clock()
+    if EIN:
+        p = EIN.read_digital() == 0
+        if p != PR:
+            PR = p
+            r = G.fault(EF, p, now)
+            EO.write_digital(0 if G.EO else 1)
+            if r:
+                G.revt(5, EF, p, now)
+    r = G.tick(now)
+    EO.write_digital(0 if G.EO else 1)
+    if r:
+        G.revt(3, 0, 0, now)
+    if G.KICK and KIK:
+        KP ^= 1
+        KIK.write_digital(KP)
 
 
 def main():
+    global LAST
+    import machine
+    import micropython
     micropython.kbd_intr(-1)  # a 0x03 in line noise must not stop the loop
+    if EIN:
+        EIN.set_pull(EIN.PULL_UP)
+    rr = machine.mem32[0x40000400]  # nRF51 POWER.RESETREAS (write 1s to clear)
+    machine.mem32[0x40000400] = rr
+    G.start(0)
+    G.rboot(0, 0, rr)
+    LAST = utime.ticks_ms()
     gc.collect()
-    lp = Loop()
-    lp.boot()
-    gc.collect()
-    send('B %d %d' % (gc.mem_free(), lp.ring.bs * lp.ring.nb))
+    send('B %d %d' % (gc.mem_free(), RB * RN))
     nxt = utime.ticks_ms()
-    while lp.run:
+    while RUN:
         try:
-            lp.cycle()
+            cycle()
         except Exception:
-            lp.bad += 1
-        nxt = utime.ticks_add(nxt, C.PERIOD_MS)
+            pass
+        nxt = utime.ticks_add(nxt, PER)
         d = utime.ticks_diff(nxt, utime.ticks_ms())
         if d > 0:
             utime.sleep_ms(d)

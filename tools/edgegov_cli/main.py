@@ -10,6 +10,7 @@ import click
 
 from edgegov.config.problems import EnvelopeConfigError
 
+from .device_cmds import deploy, emulate
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
 from .service_cmds import register as register_service_commands
@@ -152,6 +153,8 @@ def bench_lineage(decisions: int, json_path: str | None) -> None:
 
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
+main.add_command(emulate)
+main.add_command(deploy)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,190 @@
+"""``edgegov emulate``, ``edgegov deploy`` and ``edgegov lineage pull-serial``: boards.
+
+- ``emulate --board microbit-v1``: boots QEMU's ``microbit`` machine with MicroPython
+  (Debian's hex or ``--hex``), deploys the governor and the compiled envelope through the
+  raw REPL, prints the UART and QMP endpoints and runs until Ctrl-C.
+- ``deploy --board NAME --port PORT --envelope FILE``: mpremote for full-core boards;
+  chunked raw-REPL writes for the micro:bit (its filesystem has no ``stat``); every file
+  is read back and compared by SHA-256. ``PORT`` is a serial device or any pyserial URL
+  (``socket://127.0.0.1:4444`` reaches an emulated board's UART).
+- ``lineage pull-serial --port PORT -o FILE``: the board's lineage ring image over its
+  CRC-framed link (firmware/PROTOCOL.md ``L``), written as a dump ``edgegov lineage
+  verify|replay`` read.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from .lineage_cmds import lineage
+
+REPO = Path(__file__).resolve().parent.parent.parent
+for _sub in ("firmware", "emulation", "hil"):
+    if str(REPO / _sub) not in sys.path:
+        sys.path.insert(0, str(REPO / _sub))
+
+__all__ = ["emulate", "deploy", "pull_serial", "board_files"]
+
+
+def board_files(board_name: str, envelope: str | None, key: bytes = b"") -> tuple:
+    """(Board, {name on board: bytes}) for ``board_name`` and the envelope to compile."""
+    import build
+    from edgegov.config.compile import compile_file
+
+    board = build.load_board(board_name)
+    compiled = compile_file(envelope or board.envelope)
+    if board.tier == "minimal":
+        return board, build.microbit_files(compiled.blob, board)
+    if board.tier == "full":
+        return board, build.full_core_files(compiled.blob, board, key)
+    raise click.UsageError(f"board {board_name!r} is a {board.tier} target: run `edgegov run`")
+
+
+def _report(landed) -> bool:
+    ok = True
+    for x in landed:
+        click.echo(f"{'ok ' if x.ok else 'BAD'} {x.name:<28} {x.size:>6} B  sha256 {x.sha256[:16]}")
+        ok &= x.ok
+    return ok
+
+
+def _open_uart(port: str, tries: int = 4):
+    """The board's UART with a REPL prompt on it. A TCP UART (QEMU ``server=on``) may take
+    a moment to accept a new client after the previous one left: reconnect and retry."""
+    from boardlink import SerialStream
+    from qemu_microbit import EmulationError, Uart
+
+    for attempt in range(tries):
+        try:
+            uart = Uart(SerialStream(port))
+        except Exception:  # noqa: BLE001 - pyserial raises several kinds for a refused URL
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
+            continue
+        try:
+            uart.interrupt(timeout=5.0)
+            return uart
+        except EmulationError:
+            uart.sock.close()
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+@click.command("deploy")
+@click.option("--board", "board_name", required=True, help="boards/<NAME>/board.toml")
+@click.option("--port", required=True, help="Serial device or pyserial URL (socket://h:p).")
+@click.option("--envelope", type=click.Path(exists=True, dir_okay=False),
+              help="Envelope TOML (default: the board's example envelope).")
+@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False),
+              help="Device key for operator MACs (full-core boards).")
+@click.option("--no-main", is_flag=True,
+              help="Do not install main.py (the board stays at its REPL).")
+def deploy(board_name: str, port: str, envelope: str | None, key_path: str | None,
+           no_main: bool) -> None:
+    """Copy the firmware and the compiled envelope to a board and verify what landed."""
+    import deploy as fw_deploy
+
+    key = Path(key_path).read_bytes() if key_path else b""
+    board, files = board_files(board_name, envelope, key)
+    if no_main:
+        files.pop("main.py", None)
+    if board.tier == "minimal":
+        uart = _open_uart(port)
+        try:
+            landed = fw_deploy.deploy_raw_repl(uart, files)
+        finally:
+            uart.sock.close()
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            landed = fw_deploy.deploy_mpremote(port, files, Path(tmp))
+    if not _report(landed):
+        click.echo("deploy: read-back differs; the board was not left with a main.py", err=True)
+        sys.exit(1)
+    click.echo(f"deployed {len(landed)} files to {board.name} on {port}")
+
+
+def _report_boot(uart, timeout: float = 15.0) -> None:
+    """Say whether the governor booted (its ``B heap_free ring_bytes`` frame) or not."""
+    from boardlink import GovLink, LinkError
+
+    try:
+        fields = GovLink(uart).wait("B", timeout)
+        click.echo(f"governor up: heap free {fields[1]} B, lineage ring {fields[2]} B")
+    except LinkError:
+        tail = bytes(uart.log[-300:]).decode(errors="replace").strip()
+        click.echo("governor did not boot (the micro:bit heap is too small for it yet: "
+                   "firmware/microbit/README.md); the board is at its REPL with the e-stop "
+                   f"line low. Last output: {tail[-200:]}", err=True)
+
+
+@click.command("emulate")
+@click.option("--board", "board_name", default="microbit-v1", show_default=True)
+@click.option("--hex", "hex_path", type=click.Path(exists=True, dir_okay=False),
+              help="MicroPython hex (default: Debian firmware-microbit-micropython).")
+@click.option("--icount", type=int, default=None, help="-icount shift=N,sleep=off.")
+@click.option("--envelope", type=click.Path(exists=True, dir_okay=False))
+@click.option("--no-deploy", is_flag=True, help="Boot the bare firmware (REPL only).")
+def emulate(board_name: str, hex_path: str | None, icount: int | None, envelope: str | None,
+            no_deploy: bool) -> None:
+    """Boot an emulated board, deploy the governor, print endpoints, run until Ctrl-C."""
+    import deploy as fw_deploy
+    from qemu_microbit import DEFAULT_HEX, EmulationError, MicrobitQemu
+
+    if board_name != "microbit-v1":
+        raise click.UsageError("only microbit-v1 is emulated in QEMU here; STM32F4 Discovery "
+                               "runs under Renode (emulation/renode/)")
+    try:
+        mb = MicrobitQemu(hex_path or DEFAULT_HEX, icount_shift=icount).start()
+    except EmulationError as err:
+        click.echo(f"emulate: {err}", err=True)
+        sys.exit(2)
+    try:
+        mb.uart.interrupt()
+        if not no_deploy:
+            _, files = board_files(board_name, envelope)
+            if not _report(fw_deploy.deploy_raw_repl(mb.uart, files)):
+                click.echo("emulate: deploy read-back differs", err=True)
+                sys.exit(1)
+            fw_deploy.reboot_raw_repl(mb.uart)
+            _report_boot(mb.uart)
+        # hand the UART over to the user: close our connection (wait=off: they can connect)
+        mb.uart.sock.close()
+        mb.uart = None
+        click.echo(f"UART  socket://127.0.0.1:{mb.port}")
+        click.echo(f"QMP   {mb.qmp_path}")
+        click.echo(f"e-stop: GPIO OUT {0x50000504:#x} bit 3 (pin0); Ctrl-C stops the board")
+        while mb.proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mb.close()
+
+
+@lineage.command("pull-serial")
+@click.option("--port", required=True, help="Serial device or pyserial URL (socket://h:p).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds per reply.")
+def pull_serial(port: str, output: str, timeout: float) -> None:
+    """Pull a running board's lineage ring over its CRC-framed serial link."""
+    from boardlink import GovLink, LinkError, SerialStream
+    from qemu_microbit import Uart
+
+    uart = Uart(SerialStream(port))
+    try:
+        image = GovLink(uart).pull_lineage()
+    except LinkError as err:
+        click.echo(f"pull-serial: {err}", err=True)
+        sys.exit(2)
+    finally:
+        uart.sock.close()
+    Path(output).write_bytes(image)
+    click.echo(f"{len(image)} bytes -> {output}")
