@@ -127,28 +127,27 @@ def bench() -> None:
     """Benchmarks that print figures and ratios measured in the same run."""
 
 
-@bench.command("core")
-@click.option("--decisions", default=20_000, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
-def bench_core(decisions: int, json_path: str | None) -> None:
-    """Decision latency vs a naive range+rate check and RTAMT, on 8 channels."""
-    from .bench_core import run
+def _bench_command(name: str, module: str, doc: str):
+    """A ``bench NAME --decisions N --json PATH`` command running ``module.run``."""
 
-    figures = run(decisions)
-    if json_path:
-        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+    @bench.command(name, help=doc)
+    @click.option("--decisions", default=20_000, show_default=True)
+    @click.option("--json", "json_path", type=click.Path(dir_okay=False),
+                  help="Write figures here.")
+    def command(decisions: int, json_path: str | None) -> None:
+        from importlib import import_module
+
+        figures = import_module(f"edgegov_cli.{module}").run(decisions)
+        if json_path:
+            Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+
+    return command
 
 
-@bench.command("lineage")
-@click.option("--decisions", default=20_000, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
-def bench_lineage(decisions: int, json_path: str | None) -> None:
-    """Record size, encode, durable append, recovery scan and replay speed vs peers."""
-    from .bench_lineage import run
-
-    figures = run(decisions)
-    if json_path:
-        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+_bench_command("core", "bench_core",
+               "Decision latency vs a naive range+rate check and RTAMT, on 8 channels.")
+_bench_command("lineage", "bench_lineage",
+               "Record size, encode, durable append, recovery scan and replay speed vs peers.")
 
 
 register_service_commands(main, lineage, bench)
