@@ -99,7 +99,7 @@ class Peer:
 
     async def __aexit__(self, *exc) -> None:
         self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
+        await asyncio.wait({self._reader}, timeout=3)  # bounded: see test_mqtt_service.cancel
         await self.client.__aexit__(*exc)
 
     async def _read(self) -> None:
