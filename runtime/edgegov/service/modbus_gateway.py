@@ -21,6 +21,8 @@ from ..core.events import Fault
 from ..host.estop_modbus import ModbusCoilEstop
 from .wire import Inbound
 
+STOP_TIMEOUT_S = 2.0  # longest a stop may wait on the PLC server or the drive client
+
 log = logging.getLogger("edgegov.modbus")
 
 
@@ -85,11 +87,16 @@ class ModbusGateway:
                 self.service.submit(Inbound(Fault(code, active)), now_ms)
 
     async def stop(self) -> None:
+        """Stop serving and driving, in bounded time: an orderly shutdown of the service
+        must go on (publish offline, close the lineage) even if a peer hangs."""
         if self.server is not None:
-            await self.server.stop()
+            try:
+                await asyncio.wait_for(self.server.stop(), STOP_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("Modbus server did not shut down within %s s", STOP_TIMEOUT_S)
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
 
 
 __all__ = ["ModbusGateway", "ModbusOptions"]
