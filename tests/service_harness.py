@@ -142,12 +142,20 @@ SAFE_PLANT = {"door_closed": True, "estop_button": False, "hydraulic_pressure": 
 async def plant_loop(peer: Peer, period_s: float = 0.05, **overrides) -> None:
     """Report a healthy cell every ``period_s`` until cancelled."""
     values = {**SAFE_PLANT, **overrides}
-    while True:
+    while not _cancelled():
         await peer.telemetry(**values)
         await asyncio.sleep(period_s)
 
 
 async def planner_loop(peer: Peer, values: dict, period_s: float = 0.02) -> None:
-    while True:
+    while not _cancelled():
         await peer.command(values)
         await asyncio.sleep(period_s)
+
+
+def _cancelled() -> bool:
+    """A cancel can be swallowed inside the MQTT client's publish (seen with aiomqtt 2.x:
+    the loop then went on publishing). The request is still counted on the task, so the
+    helper loops stop on it instead of relying on CancelledError alone."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
