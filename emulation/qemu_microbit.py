@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from edgegov.host.net import free_port
 
 DEFAULT_HEX = "/usr/share/firmware-microbit-micropython/firmware.hex"
 GPIO_OUT = 0x50000504
@@ -42,11 +43,6 @@ def qemu_binary() -> str:
         raise EmulationError("qemu-system-arm is not installed (tools/setup-system.sh)")
     return found
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Uart:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 import tty
 
@@ -32,6 +31,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from service_harness import ENVELOPE, KEY
+from edgegov.host.net import free_port
 
 COMPILED = compile_file(ENVELOPE)
 ENV = Envelope.from_blob(COMPILED.blob, COMPILED.digest)
@@ -39,11 +39,6 @@ MAP = mm.build_map(ENV)
 CHANNELS = [s.name for s in MAP.channels]  # coolant, press, spindle
 PLANT = {"door_closed": True, "estop_button": False, "hydraulic_pressure": 2000}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PtyLine:

@@ -174,7 +174,8 @@ def replay_speedup(ring, span_ms):
 
 
 def run(decisions: int = 20_000, echo=print) -> dict:
-    env = Envelope.from_blob(compile_file(ENVELOPE).blob, compile_file(ENVELOPE).digest)
+    compiled = compile_file(ENVELOPE)
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
     stream = make_stream(env, decisions)
     _gov, ring, _lineage, calls = _run_governor(env, stream)
     ours, theirs = sizes(ring, calls)

@@ -13,32 +13,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from edgegov.host.net import free_port as _free_port
+from edgegov.host.net import wait_port as _wait_port
 
 ECHO_IN, ECHO_OUT = "bench/echo/in", "bench/echo/out"
 ENVELOPE = Path(__file__).resolve().parents[2] / "boards" / "envelopes" / "spindle-cell.toml"
 KEY = bytes(range(32))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int) -> None:
-    for _ in range(250):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"broker on {port} did not start")
 
 
 async def echo(port: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -133,22 +132,14 @@ def replay_cmd(path, envelope_path, key_path, show, json_path, block_size) -> No
 
 def load_envelope_file(path: str):
     """An envelope TOML (compiled here) or blob → (Envelope, blob, digest)."""
-    import hashlib
+    from edgegov.config.compile import envelope_from_file
+    from edgegov.core.envelope import EnvelopeError
 
-    from edgegov.config.compile import compile_file
-    from edgegov.core.envelope import Envelope, EnvelopeError
-
-    raw = Path(path).read_bytes()
-    if path.endswith(".toml"):
-        compiled = compile_file(path)
-        blob = compiled.blob
-    else:
-        blob = raw
-    digest = hashlib.sha256(blob).digest()
     try:
-        return Envelope.from_blob(blob, digest), blob, digest
+        return envelope_from_file(path)
     except EnvelopeError as err:
         raise click.ClickException(f"{path}: {err}") from None
+
 
 from .report_cmd import report_cmd  # noqa: E402 - the report command lives in its own module
 

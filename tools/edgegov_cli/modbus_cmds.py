@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+from edgegov.host.net import free_port as _free_port
 
 
 @click.group("modbus")
@@ -48,13 +49,6 @@ def bench_modbus_cmd(samples: int, json_path: str | None) -> None:
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Drive:

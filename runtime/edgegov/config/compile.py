@@ -149,6 +149,19 @@ def compile_file(path: str | Path) -> CompiledEnvelope:
     return compile_text(text, str(path))
 
 
+def envelope_from_file(path: str | Path):
+    """An envelope TOML (compiled here) or a compiled blob → (Envelope, blob, digest).
+
+    Raises ``EnvelopeConfigError`` for a refused TOML, ``OSError`` for an unreadable file
+    and ``EnvelopeError`` for a blob that is not an envelope."""
+    from ..core.envelope import Envelope
+
+    path = str(path)
+    blob = compile_file(path).blob if path.endswith(".toml") else Path(path).read_bytes()
+    digest = hashlib.sha256(blob).digest()
+    return Envelope.from_blob(blob, digest), blob, digest
+
+
 def _toml_line(err: tomllib.TOMLDecodeError) -> int | None:
     lineno = getattr(err, "lineno", None)
     if lineno:

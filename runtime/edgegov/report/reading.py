@@ -9,13 +9,12 @@ a ring at all (no sector header, unreadable) is refused, with ``ReportError``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config.compile import compile_file
+from ..config.compile import envelope_from_file
 from ..config.problems import EnvelopeConfigError
 from ..core.envelope import Envelope, EnvelopeError
 from ..core.ring import HEADER_SIZE, LineageError, detect_block_size
@@ -106,17 +105,15 @@ def _read_padded(path: Path, image: bytes, block_size: int, whole: int) -> Dump:
 def load_envelope_file(path: str) -> tuple[Envelope, bytes]:
     """An envelope TOML (compiled here) or compiled blob → (Envelope, digest)."""
     try:
-        blob = compile_file(path).blob if path.endswith(".toml") else Path(path).read_bytes()
+        env, _blob, digest = envelope_from_file(path)
     except EnvelopeConfigError as err:
         lines = "; ".join(str(p) for p in err.problems)
         raise ReportError(f"{path}: envelope refused: {lines}") from None
     except OSError as err:
         raise ReportError(f"{path}: cannot read: {err.strerror}") from None
-    digest = hashlib.sha256(blob).digest()
-    try:
-        return Envelope.from_blob(blob, digest), digest
     except EnvelopeError as err:
         raise ReportError(f"{path}: {err}") from None
+    return env, digest
 
 
 def _add_envelope(loaded: Loaded, path: str) -> None:

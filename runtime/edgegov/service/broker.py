@@ -7,13 +7,8 @@ the box. Production uses a real broker (Mosquitto) with TLS and ACLs via ``--mqt
 from __future__ import annotations
 
 import logging
-import socket
+from ..host.net import free_port
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 async def start_embedded_broker(port: int, host: str = "127.0.0.1"):
