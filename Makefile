@@ -22,6 +22,7 @@ system-deps:
 	bash tools/setup-system.sh
 
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check runtime tools tests
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)

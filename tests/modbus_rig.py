@@ -19,7 +19,9 @@ from edgegov.core import codes
 from edgegov.core.envelope import Envelope
 from edgegov.core.events import Telemetry
 from edgegov.core.governor import Governor
+from edgegov.host.aio import cancel_and_wait, stop_requested
 from edgegov.host.lineage_store import open_lineage
+from edgegov.host.net import free_port
 from edgegov.service.clock import MonotonicClock
 from edgegov.service.loop import GovernorService
 from edgegov.service.modbus_gateway import ModbusGateway, ModbusOptions
@@ -31,7 +33,6 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from service_harness import ENVELOPE, KEY
-from edgegov.host.net import free_port
 
 COMPILED = compile_file(ENVELOPE)
 ENV = Envelope.from_blob(COMPILED.blob, COMPILED.digest)
@@ -180,17 +181,15 @@ class Plc:
 
     def start_heartbeat(self, period_s: float = 0.03) -> None:
         async def loop():
-            while True:
+            while not stop_requested():
                 await self.beat()
                 await asyncio.sleep(period_s)
 
         self._beat = asyncio.create_task(loop())
 
     async def stop_heartbeat(self) -> None:
-        if self._beat is not None:
-            self._beat.cancel()
-            await asyncio.gather(self._beat, return_exceptions=True)
-            self._beat = None
+        await cancel_and_wait(self._beat, 5)
+        self._beat = None
 
     async def op(self, action: int, arg: int = 0):
         return await self._call(self.client.write_registers(mm.H_OP_ACTION, [action, arg],
@@ -259,7 +258,7 @@ class Rig:
         return self
 
     async def _tick(self) -> None:
-        while True:
+        while not stop_requested():
             now = self.clock.now_ms()
             self.svc.submit(Inbound(Telemetry(dict(self.plant))), now)
             self.gw.poll(now)
@@ -269,8 +268,7 @@ class Rig:
     async def __aexit__(self, *exc) -> None:
         await self.plc.stop_heartbeat()
         self.plc.client.close()
-        self._ticker.cancel()
-        await asyncio.gather(self._ticker, return_exceptions=True)
+        await cancel_and_wait(self._ticker, 5)
         await asyncio.wait_for(self.gw.stop(), 5)
         await asyncio.wait_for(self.drive.stop(), 5)
         self.svc.stop(self.clock.now_ms())

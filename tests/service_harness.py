@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import aiomqtt
+from edgegov.host.aio import cancel_and_wait, stop_requested
 
 REPO = Path(__file__).resolve().parent.parent
 ENVELOPE = REPO / "boards" / "envelopes" / "spindle-cell.toml"
@@ -98,8 +99,7 @@ class Peer:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self._reader.cancel()
-        await asyncio.wait({self._reader}, timeout=3)  # bounded: see test_mqtt_service.cancel
+        await cancel_and_wait(self._reader, 3)
         await self.client.__aexit__(*exc)
 
     async def _read(self) -> None:
@@ -142,20 +142,12 @@ SAFE_PLANT = {"door_closed": True, "estop_button": False, "hydraulic_pressure": 
 async def plant_loop(peer: Peer, period_s: float = 0.05, **overrides) -> None:
     """Report a healthy cell every ``period_s`` until cancelled."""
     values = {**SAFE_PLANT, **overrides}
-    while not _cancelled():
+    while not stop_requested():
         await peer.telemetry(**values)
         await asyncio.sleep(period_s)
 
 
 async def planner_loop(peer: Peer, values: dict, period_s: float = 0.02) -> None:
-    while not _cancelled():
+    while not stop_requested():
         await peer.command(values)
         await asyncio.sleep(period_s)
-
-
-def _cancelled() -> bool:
-    """A cancel can be swallowed inside the MQTT client's publish (seen with aiomqtt 2.x:
-    the loop then went on publishing). The request is still counted on the task, so the
-    helper loops stop on it instead of relying on CancelledError alone."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

@@ -2,11 +2,10 @@
 
 import cbor2
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from edgegov.core import cbor
 from edgegov.core.record import RecordError, decode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ints = st.integers(min_value=-(2**64), max_value=2**64 - 1)
 scalars = st.one_of(ints, st.binary(max_size=40), st.text(max_size=20), st.booleans(),

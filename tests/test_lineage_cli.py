@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from edgegov.core import cbor, codes
 from edgegov.core.blockdev import RamBlockDevice
 from edgegov.core.ring import RingLog
@@ -120,10 +119,10 @@ def test_a_flipped_bit_is_named_by_seq_and_offset(demo_lineage, tmp_path):
 def test_a_torn_tail_is_reported_but_verifies(tmp_path):
     ring = RingLog(RamBlockDevice(1024, 4))
     ring.format()
+    from edgegov.config.compile import compile_file
     from edgegov.core.envelope import Envelope
     from edgegov.core.governor import Governor
     from edgegov.core.lineage import Lineage
-    from edgegov.config.compile import compile_file
 
     compiled = compile_file(EXAMPLE)
     env = Envelope.from_blob(compiled.blob, compiled.digest)

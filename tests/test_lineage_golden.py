@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import cbor2
-
 from edgegov.core import cbor
 from edgegov.core.record import decode
 from edgegov.core.replay import Replayer

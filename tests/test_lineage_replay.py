@@ -11,9 +11,6 @@ import random
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from edgegov.config.compile import compile_file, compile_text
 from edgegov.core import codes
 from edgegov.core.blockdev import RamBlockDevice
@@ -26,6 +23,8 @@ from edgegov.core.ring import RingLog
 from edgegov.demo import EXAMPLE
 from edgegov.host.lineage_store import load_envelope
 from edgegov.operator import OperatorSigner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 KEY = b"replay-test-key-0123456789abcdef"
 OPS = (codes.OP_RESET, codes.OP_ARM, codes.OP_PAUSE, codes.OP_RESUME, codes.OP_MODE,

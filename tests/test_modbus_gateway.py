@@ -14,6 +14,7 @@ from edgegov.adapters.modbus_client import F_DRIVE_EXCEPTION, F_DRIVE_LINK
 from edgegov.core import codes
 from edgegov.core.replay import Replayer
 from edgegov.core.verify import verify
+from edgegov.host.aio import cancel_and_wait, stop_requested
 from edgegov.host.estop import F_ESTOP_READBACK
 from edgegov.host.lineage_store import read_dump
 from modbus_rig import ENV, KEY, Rig
@@ -186,8 +187,7 @@ def test_plc_heartbeat_stopping_holds_then_trips_on_schedule(tmp_path):
             stale_s = time.monotonic() - t0
             await rig.until(lambda: rig.gov.state == codes.ST_TRIPPED, what="stage 2")
             trip_s = time.monotonic() - t0
-            repeater.cancel()
-            await asyncio.gather(repeater, return_exceptions=True)
+            assert await cancel_and_wait(repeater, 5)
             assert rig.gov.causes & codes.C_LINK_LOST and rig.gov.link == codes.LINK_LOST
             hold, trip = ENV.hold_after_ms / 1000, ENV.trip_after_ms / 1000
             # Never early; the upper bounds only catch a stage that never fires (the machine
@@ -200,6 +200,6 @@ def test_plc_heartbeat_stopping_holds_then_trips_on_schedule(tmp_path):
 
 
 async def _repeat_beat(rig: Rig) -> None:
-    while True:
+    while not stop_requested():
         await rig.plc.beat(change=False)
         await asyncio.sleep(0.02)

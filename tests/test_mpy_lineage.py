@@ -11,7 +11,6 @@ from edgegov.config.compile import compile_file
 from edgegov.core.replay import Replayer
 from edgegov.demo import EXAMPLE
 from edgegov.host.lineage_store import read_dump
-
 from test_micropython import REPO, micropython
 
 sys.path.insert(0, str(REPO / "tests" / "mpy"))

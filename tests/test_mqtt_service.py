@@ -18,6 +18,7 @@ from edgegov.core import codes
 from edgegov.core.auth import sign_op
 from edgegov.core.replay import Replayer
 from edgegov.core.verify import verify
+from edgegov.host.aio import cancel_and_wait
 from edgegov.host.lineage_read import decode_dump
 from edgegov.host.lineage_store import read_dump
 from edgegov.service.client import pull_lineage, request, send_op
@@ -68,11 +69,8 @@ async def armed_cell(broker, peer):
 
 
 async def cancel(tasks):
-    """Stop helper loops. Bounded: a publish cancelled inside the MQTT client has been seen
-    to leave its task's completion hanging, and teardown must not wedge the test."""
-    for t in tasks:
-        t.cancel()
-    await asyncio.wait(tasks, timeout=3)
+    """Stop helper loops, each in bounded time (see edgegov.host.aio)."""
+    await asyncio.gather(*(cancel_and_wait(t, 3) for t in tasks))
 
 
 def test_command_decision_output_path(broker, service):

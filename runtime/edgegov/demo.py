@@ -97,7 +97,7 @@ def run_scenario(compiled: CompiledEnvelope, seconds: int = 20, seed: int = 7, o
         _note(result, env, TICK, now, decision, observe)
         if lineage is not None:
             lineage.device.flush()  # group commit: one fdatasync per control period
-        outputs = dict(zip(env.ch_names, decision.output))
+        outputs = dict(zip(env.ch_names, decision.output, strict=True))
         plant.step(outputs, CONTROL_PERIOD_MS)
         if decision.state != codes.ST_ARMED:
             planner.follow(outputs)

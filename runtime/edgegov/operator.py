@@ -23,7 +23,8 @@ def load_key(path: str | Path) -> bytes:
     except OSError as err:
         raise KeyFileError(f"{path}: cannot read key: {err.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"{path}: key file must not be accessible by group or others (chmod 600)")
+        raise KeyFileError(
+            f"{path}: key file must not be accessible by group or others (chmod 600)")
     text = raw.strip()
     try:
         key = bytes.fromhex(text.decode("ascii"))

@@ -172,7 +172,7 @@ def rtamt_spec(env: Envelope):
             step = env.mode_rate[m][i] * PERIOD_MS // 1000
             parts.append(f"((mode == {m}) -> (({name} >= {lo}) and ({name} <= {hi}) and "
                          f"(abs({name} - prev {name}) <= {step})))")
-    for k, name in enumerate(env.in_names):
+    for name in env.in_names:
         spec.declare_var(name, "float")
         spec.declare_var(f"{name}_seen", "float")
     for k in range(env.n_interlocks):

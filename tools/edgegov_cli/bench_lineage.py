@@ -15,6 +15,7 @@ The records come from the governor deciding the eight-axis stream of ``bench cor
 
 from __future__ import annotations
 
+import binascii
 import os
 import sqlite3
 import struct
@@ -22,9 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import binascii
 import cbor2
-
 from edgegov.config.compile import compile_file
 from edgegov.core.blockdev import RamBlockDevice
 from edgegov.core.envelope import Envelope
@@ -85,7 +84,8 @@ def encode_times(env, calls, rounds=3):
     decisions = []
     for cmd, now, snap in calls:
         d = Decision(env.n)
-        d.verdict, d.reason, d.rule, d.margin = snap["verdict"], snap["reason"], snap["rule"], snap["margin"]
+        d.verdict, d.reason = snap["verdict"], snap["reason"]
+        d.rule, d.margin = snap["rule"], snap["margin"]
         d.output = snap["output"]
         for i, p in enumerate(snap["proposed"]):
             d.proposed[i] = p
@@ -190,7 +190,7 @@ def run(decisions: int = 20_000, echo=print) -> dict:
     speedup, replayed = replay_speedup(ring, decisions * PERIOD_MS)
     mean_ours = sum(ours) / len(ours)
     mean_theirs = sum(theirs) / len(theirs)
-    worst = max(a / b for a, b in zip(ours, theirs))
+    worst = max(a / b for a, b in zip(ours, theirs, strict=True))
     figures = {
         "records": len(ours),
         "verdict_mix": {str(k): round(v / len(calls), 3) for k, v in sorted(verdicts.items())},

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from edgegov.host.net import free_port as _free_port
 from edgegov.host.net import wait_port as _wait_port
 

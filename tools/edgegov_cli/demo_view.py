@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from edgegov import names
 from edgegov.config.compile import compile_file
 from edgegov.config.problems import EnvelopeConfigError
@@ -18,7 +15,8 @@ from edgegov.demo import (
     print_summary,
     run_scenario,
 )
-
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = ".") -> int:

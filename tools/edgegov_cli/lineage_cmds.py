@@ -7,7 +7,6 @@ import json
 import sys
 
 import click
-
 from edgegov.core.ring import LineageError
 
 EXIT_OK, EXIT_DIVERGENT, EXIT_ERROR = 0, 1, 2

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from edgegov.config.problems import EnvelopeConfigError
 
 from .device_cmds import deploy, emulate

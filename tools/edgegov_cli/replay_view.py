@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
 from edgegov import names
 from edgegov.config.problems import EnvelopeConfigError
 from edgegov.core.replay import Replayer, ReplayError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 EXIT_OK, EXIT_DIVERGENT, EXIT_ERROR = 0, 1, 2
 
@@ -91,7 +90,7 @@ def _side(o, env) -> dict | None:
     rule = env.rules[o.rule] if env is not None and 0 <= o.rule < len(env.rules) else None
     names_ = env.ch_names if env is not None else [str(i) for i in range(len(o.output))]
     return {"verdict": names.verdict(o.verdict), "reason": names.reason(o.reason), "rule": rule,
-            "margin": o.margin, "output": dict(zip(names_, o.output)),
+            "margin": o.margin, "output": dict(zip(names_, o.output, strict=True)),
             "events": [names.event(c) for c, _ in o.events]}
 
 

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 
+from ..host.aio import stop_requested
 from . import modbus_map as mm
 from .modbus_server import parse_endpoint
 
@@ -103,7 +104,7 @@ class DriveClient:
         """Until cancelled: write what changed, read the coil back, poll while idle."""
         self.client = self._make_client()
         try:
-            while True:
+            while not stop_requested():
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
                 except TimeoutError:

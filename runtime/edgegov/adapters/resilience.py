@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..host.aio import cancel_and_wait, stop_requested
+
 log = logging.getLogger("edgegov.link")
 
 
@@ -143,12 +145,11 @@ class ResilientLink:
                 async for message in client.messages:
                     self.on_message(message)
             finally:
-                publisher.cancel()
-                await asyncio.gather(publisher, return_exceptions=True)
+                await cancel_and_wait(publisher)
 
     async def _publish(self, client) -> None:
         items = self.outbox.items
-        while True:
+        while not stop_requested():
             await self.outbox.wait()
             item = items[0]
             if not self.outbox.superseded(item):

@@ -294,7 +294,8 @@ def _mode_limits(c: _Collector, mode: str, ch: ScaledChannel, override, loc: tup
             else:
                 rate = value
         if lo < ch.min or hi > ch.max:
-            c.add(loc, f"mode limits [{lo}, {hi}] must lie inside the channel's [{ch.min}, {ch.max}]"
+            c.add(loc, f"mode limits [{lo}, {hi}] must lie inside the channel's "
+                       f"[{ch.min}, {ch.max}]"
                   " (in resolution steps)")
         if lo > hi:
             c.add(loc + ("max",), "min must be <= max")

@@ -130,7 +130,8 @@ def compile_text(text: str, source: str = "<envelope>") -> CompiledEnvelope:
     try:
         doc = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as err:
-        raise EnvelopeConfigError([Problem(source, (), f"not valid TOML: {err}", _toml_line(err))])
+        problem = Problem(source, (), f"not valid TOML: {err}", _toml_line(err))
+        raise EnvelopeConfigError([problem]) from None
     adm, problems = admission.admit(doc)
     if problems:
         lines = key_lines(text)

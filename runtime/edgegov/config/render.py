@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .compile import CompiledEnvelope, build_array, rule_ids
 
+LINK_KEYS = ("hold_after_ms", "trip_after_ms", "engage_after_ms")
+APPROVAL_KEYS = ("timeout_ms", "grant_ms")
+
 
 def compiled_json(compiled: CompiledEnvelope) -> dict:
     adm = compiled.admitted
@@ -42,9 +45,8 @@ def compiled_json(compiled: CompiledEnvelope) -> dict:
                    "limits": {ch: list(lim) for ch, lim in sorted(il.limits.items())}}
             for name, il in sorted(adm.interlocks.items())
         },
-        "link": dict(zip(("hold_after_ms", "trip_after_ms", "engage_after_ms"), adm.link))
-        if adm.link else None,
-        "approval": dict(zip(("timeout_ms", "grant_ms"), adm.approval)) if adm.approval else None,
+        "link": dict(zip(LINK_KEYS, adm.link, strict=True)) if adm.link else None,
+        "approval": dict(zip(APPROVAL_KEYS, adm.approval, strict=True)) if adm.approval else None,
         "rules": rule_ids(adm),
         "array": build_array(adm),
     }

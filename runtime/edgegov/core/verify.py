@@ -3,7 +3,8 @@
 The chain: the writer starts from ``SHA-256(32 zero bytes)``, feeds it ``u32 seq || payload``
 for every record, and each CHECKPOINT closes the segment: it stores the previous head and
 ``head = digest``, plus ``HMAC(device key, head)`` when keyed; the next segment starts from
-``SHA-256(head)`` and its first record is the checkpoint itself (so its state is covered). So a record changed (even with its CRC recomputed), removed or reordered
+``SHA-256(head)`` and its first record is the checkpoint itself (so its state is covered).
+So a record changed (even with its CRC recomputed), removed or reordered
 breaks its segment's head; a segment removed breaks the link to the next checkpoint; with
 the key, a rewritten chain fails the MACs. Records after the last checkpoint are covered by
 their CRCs only and are reported as such.

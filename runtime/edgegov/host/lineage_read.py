@@ -39,7 +39,9 @@ def _eng(env, i: int, scaled) -> object:
 
 def _plain(v):
     if isinstance(v, float):
-        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity") if abs(v) == float("inf") else v
+        if v != v:
+            return "NaN"
+        return ("Infinity" if v > 0 else "-Infinity") if abs(v) == float("inf") else v
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).hex()
     if isinstance(v, (str, int, bool)) or v is None:

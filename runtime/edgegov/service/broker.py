@@ -7,8 +7,8 @@ the box. Production uses a real broker (Mosquitto) with TLS and ACLs via ``--mqt
 from __future__ import annotations
 
 import logging
-from ..host.net import free_port
 
+from ..host.net import free_port
 
 
 async def start_embedded_broker(port: int, host: str = "127.0.0.1"):

@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import names
 from ..core import codes
 from ..demo import DEMO_KEY, EXAMPLE, VERDICT_ORDER, check_lineage, print_summary
+from ..host.aio import stop_requested
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
 from .broker import free_port
@@ -192,7 +193,7 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool) -> tu
 
 
 async def _refresh(view, peers, seconds) -> None:
-    while True:
+    while not stop_requested():
         view.update(_view(peers, seconds))
         await asyncio.sleep(0.125)
 

@@ -18,6 +18,7 @@ from ..adapters import modbus_map as mm
 from ..adapters.modbus_client import DriveClient
 from ..adapters.modbus_server import PlcFrontend, PlcServer
 from ..core.events import Fault
+from ..host.aio import cancel_and_wait
 from ..host.estop_modbus import ModbusCoilEstop
 from .wire import Inbound
 
@@ -92,11 +93,9 @@ class ModbusGateway:
         if self.server is not None:
             try:
                 await asyncio.wait_for(self.server.stop(), STOP_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("Modbus server did not shut down within %s s", STOP_TIMEOUT_S)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
+        await cancel_and_wait(self._task, STOP_TIMEOUT_S)
 
 
 __all__ = ["ModbusGateway", "ModbusOptions"]

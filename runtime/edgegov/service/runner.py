@@ -19,6 +19,7 @@ from ..core import codes
 from ..core.envelope import Envelope
 from ..core.governor import Governor
 from ..core.record import K_BOOT, K_CHECKPOINT, K_EVENT, RecordError, decode
+from ..host.aio import cancel_and_wait
 from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
@@ -223,8 +224,7 @@ class Runner:
         try:
             await stop.wait()
         finally:
-            tick_task.cancel()
-            await asyncio.gather(tick_task, return_exceptions=True)
+            await cancel_and_wait(tick_task)
             await self._shutdown(link_task)
         return 0
 
@@ -249,8 +249,7 @@ class Runner:
         self.service.stop(self.clock.now_ms())  # posts the retained offline state
         self.link.stopping = True
         await self.link.drain(2.0)
-        link_task.cancel()
-        await asyncio.gather(link_task, return_exceptions=True)
+        await cancel_and_wait(link_task)
         if self.broker is not None:
             await self.broker.shutdown()
 
