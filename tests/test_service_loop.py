@@ -13,6 +13,7 @@ from edgegov.config.compile import compile_file
 from edgegov.core import codes
 from edgegov.core.envelope import Envelope
 from edgegov.core.governor import Governor
+from edgegov.core.record import K_DECISION, decode
 from edgegov.core.replay import Replayer
 from edgegov.core.verify import verify
 from edgegov.host.lineage_store import open_lineage, read_dump
@@ -100,6 +101,33 @@ def test_refusals_are_published_with_reasons_and_recorded(tmp_path):
     dump = read_dump(tmp_path / "l.bin")
     assert verify(dump.records, dump.problems, KEY, dump.offsets, 0).ok
     assert Replayer(dump.envelopes()).run(dump.records).identical
+
+
+def test_decide_then_settle_keeps_the_lineage_in_decision_order(tmp_path):
+    """An adapter may perform a decision's effects before its record (``decide``); any
+    later entry point records the pending one first, so the lineage order is the decision
+    order, and nothing is published before ``settle``."""
+    svc, posted = make_service(tmp_path)
+    clock = ScriptedClock()
+    seen = []
+    svc.outputs = lambda scaled, now: seen.append((now, list(scaled)))
+    svc.cycle(clock.advance(5))
+    before = len(posted)
+    t1 = clock.advance(5)
+    d = svc.decide(cmd({"seq": 1, "values": {"turbo": 1}}), t1)
+    assert d.verdict == codes.REJECT and len(posted) == before  # decided, not yet published
+    svc.submit(cmd({"seq": 2, "values": {"nope": 1}}), clock.advance(5))  # settles seq 1 first
+    svc.decide(cmd({"seq": 3, "values": {"x": 1}}), clock.advance(5))
+    svc.cycle(clock.advance(5))  # settles seq 3 before its tick
+    decisions = [m["seq"] for m in messages(posted, "decision")]
+    assert decisions == [1, 2, 3]
+    assert svc.settle() is None  # nothing pending: a no-op
+    svc.stop(clock.advance(5))
+    dump = read_dump(tmp_path / "l.bin")
+    assert verify(dump.records, dump.problems, KEY, dump.offsets, 0).ok
+    assert Replayer(dump.envelopes()).run(dump.records).identical
+    kinds = [decode(payload)[0] for _, payload in dump.records]
+    assert kinds.count(K_DECISION) == 3
 
 
 def test_operator_wire_round_trip():

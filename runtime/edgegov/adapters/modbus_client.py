@@ -72,17 +72,24 @@ class DriveClient:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.on_write = None  # test/bench hook: called after each successful output write
+        self._held = False  # a caller's flush() follows: do not wake the client task
 
     # ------------------------------------------------------------ the loop's side
 
     def set_outputs(self, scaled: list[int]) -> None:
         self.outputs = list(scaled)
-        self._wake.set()
+        if not self._held:
+            self._wake.set()
 
     def set_estop(self, level: bool) -> None:
         if level != self.estop:
             self.estop = level
             self._wake.set()
+
+    def hold(self) -> None:
+        """A ``flush()`` from the caller follows: output changes until then need not wake
+        the client task (waking it would only add a task switch before the write)."""
+        self._held = True
 
     def faults(self) -> dict[int, bool]:
         return dict(self._faults)
@@ -118,8 +125,11 @@ class DriveClient:
         """Write changed outputs now, from the caller's task (the PLC request that caused
         them), saving a task switch; when the client is busy or the drive is faulted, the
         client task does it instead. Bounded by ``timeout_ms``; never raises."""
+        self._held = False
         if self.client is None or self._lock.locked() or self._faults[F_DRIVE_LINK] \
                 or not self.client.connected:
+            if self.outputs != self._written_outputs:
+                self._wake.set()
             return
         async with self._lock:
             try:

@@ -3,9 +3,12 @@
 Two layers, as with MQTT:
 
 - ``PlcFrontend`` translates register writes into core events and decides them at once
-  through the service (``GovernorService.submit``), so a write is decided before its Modbus
+  through the service (``GovernorService.decide``), so a write is decided before its Modbus
   response is sent — well within the control period. It holds no socket and is driven by
   ``now_ms`` from the caller, so tests can script it.
+- ``PlcServer`` forwards the governed outputs to the drive (``after_write``) before the
+  decision is recorded and published (``GovernorService.settle``), and answers the PLC
+  after both: the drive sees a write one governor call after the PLC sent it.
 - ``PlcServer`` is the pymodbus server around it: a ``SimDevice`` whose ``action`` hook
   sees every request before it touches the registers (pymodbus ≥ 3.13 routes all datastore
   access through ``SimDevice(action=...)``; overriding a data block is silently ignored).
@@ -89,6 +92,9 @@ class PlcFrontend:
         self.hb_counted = 0
         self.unauthenticated_ops = 0
         self.op_arg = 0  # the stored H1 (the server keeps it current from the registers)
+        # (name, channel index, first proposal register, words) per channel, for the
+        # per-write decoding.
+        self._slots = tuple((s.name, s.index, s.proposal, s.words) for s in regmap.channels)
 
     # ------------------------------------------------------------ holding registers
 
@@ -99,32 +105,31 @@ class PlcFrontend:
             if end > mm.H_HEARTBEAT:
                 return self._malformed(now_ms)  # operator registers are written alone
             return self._operator_write(address, values, now_ms)
-        words = dict(zip(range(address, end), values, strict=True))
-        changed_hb = mm.H_HEARTBEAT in words and words[mm.H_HEARTBEAT] != self.heartbeat
+        changed_hb = address == mm.H_HEARTBEAT and values[0] != self.heartbeat
         if changed_hb:
-            self.heartbeat = words[mm.H_HEARTBEAT]
+            self.heartbeat = values[0]
             self.fresh = True
-        proposal, malformed = self._proposal(words)
-        if malformed:
+        proposal = self._proposal(address, end, values)
+        if proposal is None:
             return self._malformed(now_ms)
         if not proposal:
             if not changed_hb:
                 self.repeats += 1
                 return None
-            proposal = {s.name: self.standing[s.index] for s in self.map.channels}
+            proposal = {name: self.standing[i] for name, i, _, _ in self._slots}
         return self._propose(proposal, now_ms)
 
-    def _proposal(self, words: dict) -> tuple[dict, bool]:
+    def _proposal(self, address: int, end: int, values: list[int]) -> dict | None:
+        """The channels a write to ``[address, end)`` covers; None when malformed."""
         proposal = {}
-        for s in self.map.channels:
-            got = [words.get(s.proposal + k) for k in range(s.words)]
-            present = [g is not None for g in got]
-            if not any(present):
+        for name, _, first, words in self._slots:
+            if first >= end or first + words <= address:
                 continue
-            if not all(present):
-                return {}, True  # half a 32-bit pair
-            proposal[s.name] = mm.decode(got, s.words)
-        return proposal, False
+            if first < address or first + words > end:
+                return None  # half a 32-bit pair
+            k = first - address
+            proposal[name] = mm.decode(values[k:k + words], words)
+        return proposal
 
     def _propose(self, values: dict, now_ms: int) -> int | None:
         gov = self.service.gov
@@ -133,8 +138,10 @@ class PlcFrontend:
         d = self._submit(Command(seq, values, SOURCE_MODBUS), now_ms)
         if gov.last_seq == seq:  # accepted as a valid proposal: it becomes the standing one
             self.hb_counted = self.heartbeat or 0
-            for name, v in values.items():
-                self.standing[self.map.slot(name).index] = v
+            standing = self.standing
+            for name, i, _, _ in self._slots:
+                if name in values:
+                    standing[i] = values[name]
         return self._answer(d)
 
     def _malformed(self, now_ms: int) -> int:
@@ -181,8 +188,8 @@ class PlcFrontend:
     # ------------------------------------------------------------ decide and report
 
     def _submit(self, event, now_ms: int):
-        self.service.submit(Inbound(event), now_ms)
-        return self.service.gov.d
+        """Decide now; the record and publishing follow at the service's next ``settle``."""
+        return self.service.decide(Inbound(event), now_ms)
 
     def _answer(self, d) -> int | None:
         refused = d.verdict == codes.REJECT or (
@@ -250,6 +257,7 @@ class PlcServer:
         self.baudrate = baudrate
         self.server = None
         self.errors = 0
+        self.before_write = None  # hook before a write is decided (the drive's hold)
         self.after_write = None  # async hook after a decided write (the drive's flush)
 
     def device(self):
@@ -271,16 +279,27 @@ class PlcServer:
     async def _action(self, fc, start, address, count, registers, values):
         from pymodbus.constants import ExcCodes
 
+        service = self.frontend.service
+        flush = values is not None and self.after_write is not None
         try:
+            if flush and self.before_write is not None:
+                self.before_write()
             exc = self._dispatch(fc, start, address, count, registers, values)
-            if values is not None and self.after_write is not None:
-                await self.after_write()
         except Exception:  # noqa: BLE001 - one bad request must not stop the server
-            self.errors += 1
-            self.frontend.service.healthy = False
-            log.exception("modbus request failed")
-            exc = EXC_ILLEGAL_VALUE
+            exc = self._failed()
+        if flush:
+            await self.after_write()  # the drive first (never raises),
+        try:
+            service.settle()  # then the record and what is published
+        except Exception:  # noqa: BLE001
+            exc = self._failed()
         return ExcCodes(exc) if exc else None  # pymodbus recognises only ExcCodes members
+
+    def _failed(self) -> int:
+        self.errors += 1
+        self.frontend.service.healthy = False
+        log.exception("modbus request failed")
+        return EXC_ILLEGAL_VALUE
 
     def _dispatch(self, fc, start, address, count, registers, values):
         fe = self.frontend

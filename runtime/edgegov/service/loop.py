@@ -6,8 +6,13 @@ time), and everything it says goes through ``post(topic, payload, qos, retain)``
 link queues it, tests collect it.
 
 - ``submit(inbound, now_ms)``: an inbound event is decided at once (proposal → decision
-  latency is one governor call), recorded in the lineage, its effects performed (outputs,
-  e-stop level) and its decision/events published.
+  latency is one governor call), its effects performed (outputs, e-stop level), then it is
+  recorded in the lineage and its decision/events published.
+- ``decide(inbound, now_ms)`` + ``settle()``: the same in two steps, for an adapter that
+  forwards the outputs before the bookkeeping (the Modbus gateway writes the drive, then
+  settles). The record is still appended before anything else is decided: every entry
+  point (``submit``, ``decide``, ``cycle``, ``stop``, a lineage pull) settles first, so
+  the lineage order is the decision order.
 - ``cycle(now_ms)``: once per control period: e-stop readback faults, the TICK (link stages,
   expiries, ramps), effects, one group commit of the lineage, and — only if every decision
   since the last cycle allowed it, every effect was performed and every lineage append
@@ -56,7 +61,9 @@ class GovernorService:
         self.lineage = lineage
         self.estop = estop or NoEstopOutput()
         self.watchdogs = list(watchdogs)
-        self.outputs = outputs  # optional extra sink: outputs(values_by_name, now_ms)
+        # Optional extra sink: outputs(scaled, now_ms) with the governed outputs, scaled integers
+        # in channel order (the governor's own list: copy it to keep it).
+        self.outputs = outputs
         self.vocab = Vocabulary(gov.env)
         self.envelope_hash = envelope_hash
         self.boot_count = boot_count
@@ -69,6 +76,7 @@ class GovernorService:
         self._pending_faults: list[Fault] = []
         self._state_key = None
         self._estop_level = True
+        self._unsettled = None  # (event, now_ms, note): decided, not yet recorded/published
 
     # ------------------------------------------------------------ lifecycle
 
@@ -80,11 +88,13 @@ class GovernorService:
         else:
             d = self.gov.start(now_ms)
         self._effects(d, now_ms, force=True)
+        self._publish_output(d, now_ms, force=True)
         self._flush()
         self.publish_state(force=True)
 
     def stop(self, now_ms: int) -> None:
         """Orderly stop: checkpoint, flush, close; retained offline; disarm the watchdogs."""
+        self.settle()
         if self.lineage is not None:
             try:
                 self.lineage.checkpoint(self.gov, max(now_ms, self.gov.last_now))
@@ -100,15 +110,35 @@ class GovernorService:
 
     def submit(self, inbound: Inbound, now_ms: int, reply=None) -> dict | None:
         """Decide one inbound event now. Returns the published decision (commands)."""
+        d = self.decide(inbound, now_ms)
+        msg = self.settle()
+        if reply is not None:
+            reply(msg or self.vocab.ack(d, inbound.event.kind, inbound.note))
+        return msg
+
+    def decide(self, inbound: Inbound, now_ms: int):
+        """Decide one inbound event and perform its effects (outputs and e-stop reach the
+        actuators with the least delay); the record and the publishing wait for
+        ``settle()``, which every later entry point calls first. Returns the decision
+        (the governor's object: valid until the next event is decided)."""
+        self.settle()
         event = inbound.event
         d = self.gov.handle(event, now_ms)
-        # Effects first (outputs and e-stop reach the actuators with the least delay), then
-        # the lineage record, then what is published about the decision.
+        self._unsettled = (event, now_ms, inbound.note)
         self._effects(d, now_ms)
+        return d
+
+    def settle(self) -> dict | None:
+        """Record and publish the last decided event, if not yet done. Returns the
+        published decision (commands)."""
+        if self._unsettled is None:
+            return None
+        event, now_ms, note = self._unsettled
+        self._unsettled = None
+        d = self.gov.d
         self._record(event, now_ms, d)
-        msg = self._publish(event, d, inbound.note)
-        if reply is not None:
-            reply(msg or self.vocab.ack(d, event.kind, inbound.note))
+        self._publish_output(d, now_ms)
+        msg = self._publish(event, d, note)
         self.publish_state()
         return msg
 
@@ -119,14 +149,16 @@ class GovernorService:
 
     def cycle(self, now_ms: int) -> bool:
         """One control period; returns True when the watchdog was kicked."""
+        self.settle()
         change = self.estop.check(now_ms)
         if change is not None:
             self._pending_faults.append(Fault(F_ESTOP_READBACK, change))
         while self._pending_faults:
             self.submit(Inbound(self._pending_faults.pop(0)), now_ms)
         d = self.gov.handle(TICK, now_ms)
-        self._record(TICK, now_ms, d)
         self._effects(d, now_ms)
+        self._record(TICK, now_ms, d)
+        self._publish_output(d, now_ms)
         self._publish(TICK, d, None)
         self.publish_state()
         self._flush()
@@ -179,18 +211,21 @@ class GovernorService:
 
     def _effects(self, d, now_ms: int, force: bool = False) -> None:
         try:
-            self.estop.drive(bool(d.estop), now_ms)
-            self._estop_level = bool(d.estop)
-            if d.changed or force:
-                values = self.vocab.outputs(d.output)
-                if self.outputs is not None:
-                    self.outputs(values, now_ms)
-                self.post(self.topics.output, dumps(
-                    {"t_ms": now_ms, "values": values, "estop": bool(d.estop)}), 0, True)
+            level = bool(d.estop)
+            self.estop.drive(level, now_ms)
+            self._estop_level = level
+            if (d.changed or force) and self.outputs is not None:
+                self.outputs(d.output, now_ms)
         except Exception:  # noqa: BLE001 - an effect not performed is a fault
             self.healthy = False
             log.exception("effect failed")
             self._pending_faults.append(Fault(F_OUTPUT, True))
+
+    def _publish_output(self, d, now_ms: int, force: bool = False) -> None:
+        if d.changed or force:
+            self.post(self.topics.output, dumps({
+                "t_ms": now_ms, "values": self.vocab.outputs(d.output),
+                "estop": bool(d.estop)}), 0, True)
 
     # ------------------------------------------------------------ publishing
 
@@ -228,6 +263,7 @@ class GovernorService:
         """A consistent copy of the lineage file (flushed first)."""
         if self.lineage is None:
             return b""
+        self.settle()
         self._flush()
         dev = self.lineage.device
         size = dev.block_size * dev.block_count

@@ -60,6 +60,7 @@ class ModbusGateway:
             self.drive = DriveClient(opts.target, self.map, opts.target_unit, opts.output_base,
                                      opts.coil, opts.timeout_ms, opts.poll_ms, opts.baudrate)
             if self.server is not None:
+                self.server.before_write = self.drive.hold
                 self.server.after_write = self.drive.flush
         self._reported: dict[int, bool] = {}
         self._task: asyncio.Task | None = None
@@ -68,8 +69,7 @@ class ModbusGateway:
         """Make the drive the service's output sink and e-stop backend (before boot)."""
         if self.drive is None:
             return
-        gov = self.service.gov
-        self.service.outputs = lambda _values, _now: self.drive.set_outputs(gov.out)
+        self.service.outputs = lambda scaled, _now: self.drive.set_outputs(scaled)
         self.service.estop = ModbusCoilEstop(self.drive, self.opts.readback_ms)
 
     async def start(self) -> None:
