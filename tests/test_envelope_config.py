@@ -16,6 +16,7 @@ import pytest
 from conftest import ENVELOPES, TEST_TOML, Harness, compile_envelope
 from edgegov.config.compile import compile_file
 from edgegov.config.problems import EnvelopeConfigError
+from edgegov.config.render import compiled_json
 from edgegov.core import cbor
 from edgegov.core.envelope import Envelope, EnvelopeError
 from edgegov.core.governor import Governor
@@ -97,7 +98,16 @@ def edit(old: str, new: str, text: str = BASE) -> str:
 
 
 def test_base_is_valid():
-    compile_envelope(BASE)
+    compiled = compile_envelope(BASE)
+    assert compiled.admitted.modbus_operator is False  # off unless the envelope says so
+
+
+def test_modbus_operator_actions_are_enabled_only_by_the_envelope():
+    text = edit('initial_mode = "run"', 'initial_mode = "run"\n[modbus]\noperator_actions = true')
+    on = compile_envelope(text)
+    assert on.admitted.modbus_operator is True
+    assert compiled_json(on)["modbus"] == {"operator_actions": True}
+    assert on.blob == compile_envelope(BASE).blob  # host-side: the governor's blob is the same
 
 
 # (case id, old text, new text, expected location, message fragment, line fragment)
@@ -204,6 +214,11 @@ CASES = [
      "required key is missing", "[channels.press]"),
     ("table_expected", '[device]\nid = "cfg-1"', 'device = "cfg-1"', "device", "dictionary",
      'device = "cfg-1"'),
+    ("modbus_operator_not_bool", 'initial_mode = "run"',
+     'initial_mode = "run"\n[modbus]\noperator_actions = "yes"', "modbus.operator_actions",
+     "valid boolean", 'operator_actions = "yes"'),
+    ("modbus_unknown_key", 'initial_mode = "run"', 'initial_mode = "run"\n[modbus]\nunit = 2',
+     "modbus.unit", "unknown key", "unit = 2"),
 ]
 
 

@@ -30,10 +30,14 @@ def map_cmd(file: str, as_json: bool) -> None:
 
     compiled = _compile_or_report(file)
     regmap = build_map(Envelope.from_blob(compiled.blob, compiled.digest))
+    operator = compiled.admitted.modbus_operator
     if as_json:
-        click.echo(json.dumps(regmap.to_dict(), indent=2))
+        click.echo(json.dumps({**regmap.to_dict(), "operator_actions": operator}, indent=2))
     else:
         click.echo(render_text(regmap))
+        click.echo("\noperator actions over Modbus (H0/H1): " + (
+            "ENABLED by [modbus] operator_actions (unauthenticated; each one is logged)"
+            if operator else "disabled (enable with [modbus] operator_actions = true)"))
 
 
 # --------------------------------------------------------------------------- bench

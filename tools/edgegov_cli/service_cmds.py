@@ -88,14 +88,12 @@ def _key(path: str) -> bytes:
               "device / pyserial URL (RTU). Map: edgegov modbus map.")
 @click.option("--modbus-target", help="Downstream drive: HOST:PORT or serial (outputs from "
               "register 0, e-stop coil 0).")
-@click.option("--modbus-operator", is_flag=True, help="Allow operator actions over Modbus "
-              "(UNAUTHENTICATED; each one is logged).")
 @click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
 @click.option("-v", "--verbose", is_flag=True)
 def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, username,
             password_file, ca_file, cert_file, cert_key_file, protocol, period_ms, prefix,
             watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync,
-            modbus_server, modbus_target, modbus_operator, modbus_baud, verbose):
+            modbus_server, modbus_target, modbus_baud, verbose):
     """Run the governor as a gateway service on MQTT (stop with SIGINT/SIGTERM)."""
     from edgegov.config.problems import EnvelopeConfigError
     from edgegov.operator import KeyFileError
@@ -115,7 +113,7 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
         from edgegov.service.modbus_gateway import ModbusOptions
 
         cfg.modbus = ModbusOptions(server=modbus_server, target=modbus_target,
-                                   operator=modbus_operator, baudrate=modbus_baud)
+                                   baudrate=modbus_baud)
     try:
         sys.exit(run(cfg))
     except EnvelopeConfigError as err:

@@ -70,6 +70,7 @@ class Admitted:
     initial_mode: str
     link: tuple[int, int, int] | None
     approval: tuple[int, int] | None
+    modbus_operator: bool = False  # [modbus] operator_actions
 
 
 class _Collector:
@@ -126,13 +127,14 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
     interlocks = _interlocks(c, top.interlocks, channels, inputs)
     link = _link(c, top.link)
     approval = _approval(c, top.approval, channels)
+    modbus = None if top.modbus is None else c.model(schema.Modbus, top.modbus, ("modbus",))
     _duplicates(c, channels, inputs)
     if c.problems or device is None:
         return None, c.problems
     return (
         Admitted(
             device.id, device.description, channels, inputs, interlocks, modes, initial, link,
-            approval,
+            approval, modbus is not None and modbus.operator_actions,
         ),
         [],
     )

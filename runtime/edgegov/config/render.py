@@ -47,6 +47,7 @@ def compiled_json(compiled: CompiledEnvelope) -> dict:
         },
         "link": dict(zip(LINK_KEYS, adm.link, strict=True)) if adm.link else None,
         "approval": dict(zip(APPROVAL_KEYS, adm.approval, strict=True)) if adm.approval else None,
+        "modbus": {"operator_actions": adm.modbus_operator},
         "rules": rule_ids(adm),
         "array": build_array(adm),
     }

@@ -107,6 +107,12 @@ class Approval(_Table):
     grant_ms: Annotated[int, Field(gt=0, le=86_400_000)]
 
 
+class Modbus(_Table):
+    """Host-side Modbus settings of this device (not part of the governor's blob)."""
+
+    operator_actions: bool = False  # Modbus has no authentication: off unless said here
+
+
 class Top(_Table):
     """The top level; each named sub-table is validated on its own so every problem shows."""
 
@@ -118,3 +124,4 @@ class Top(_Table):
     modes: dict[str, dict] = {}
     link: dict | None = None
     approval: dict | None = None
+    modbus: dict | None = None

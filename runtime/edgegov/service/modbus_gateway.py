@@ -33,7 +33,8 @@ class ModbusOptions:
 
     server: str | None = None  # HOST:PORT, a serial device or a pyserial URL
     target: str | None = None
-    operator: bool = False  # operator actions over Modbus (unauthenticated!)
+    operator: bool = False  # operator actions over Modbus (unauthenticated!); `edgegov run`
+    # takes it from the envelope's [modbus] operator_actions
     unit: int = 1
     target_unit: int = 1
     baudrate: int = 19200

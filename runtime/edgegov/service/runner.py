@@ -212,7 +212,9 @@ class Runner:
         if self.cfg.modbus is not None:
             from .modbus_gateway import ModbusGateway
 
-            self.modbus = ModbusGateway(svc, self.clock, self.key, self.cfg.modbus)
+            opts = self.cfg.modbus
+            opts.operator = self.compiled.admitted.modbus_operator  # the envelope decides
+            self.modbus = ModbusGateway(svc, self.clock, self.key, opts)
             self.modbus.attach()
         svc.boot(self.clock.now_ms(), self.compiled.blob)
         if self.modbus is not None:
