@@ -103,10 +103,15 @@ main.add_command(lineage)
                    "(deterministic, a second or two for the whole scenario).")
 @click.option("--envelope", "envelope_path", type=click.Path(dir_okay=False),
               help="Envelope TOML for --simulated-time (default: the spindle-cell example).")
+@click.option("--plc", is_flag=True,
+              help="The planner is a PLC proposing over Modbus TCP to the service's Modbus "
+                   "server (edgegov modbus map), instead of MQTT.")
 def demo(seconds: float, seed: int, out_dir: str, simulated_time: bool,
-         envelope_path: str | None) -> None:
+         envelope_path: str | None, plc: bool) -> None:
     """The main job: the service on an embedded broker, a simulated cell and a misbehaving
     planner; ends by verifying and replaying the lineage it wrote."""
+    if simulated_time and plc:
+        raise click.UsageError("--plc runs the service: it does not combine with --simulated-time")
     if simulated_time:
         from .demo_view import run_demo
 
@@ -115,7 +120,7 @@ def demo(seconds: float, seed: int, out_dir: str, simulated_time: bool,
         raise click.UsageError("--envelope applies to --simulated-time")
     from edgegov.service.demo import run_service_demo
 
-    sys.exit(run_service_demo(seconds, out_dir, seed))
+    sys.exit(run_service_demo(seconds, out_dir, seed, plc=plc))
 
 
 # --------------------------------------------------------------------------- bench

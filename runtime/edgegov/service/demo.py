@@ -8,6 +8,11 @@ unknown channels, the door opening under a turning spindle, going silent); a scr
 operator resets and arms after trips and answers approval requests with signed actions on
 ``op``. A live view shows proposals, verdicts and state. At the end the service stops in
 order, and its lineage file is verified and replayed.
+
+With ``plc=True`` the planner is a PLC instead: it proposes over Modbus TCP (a real
+pymodbus client writing the heartbeat and the proposal registers of ``edgegov modbus map``
+to the service's Modbus server), and the view counts the writes answered with exception 03.
+Misbehaviours Modbus cannot carry (NaN, unknown channels, strings) are shown as skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from .. import names
 from ..core import codes
 from ..demo import DEMO_KEY, EXAMPLE, VERDICT_ORDER, check_lineage, print_summary
-from ..host.aio import stop_requested
+from ..host.aio import cancel_and_wait, stop_requested
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
 from .broker import free_port
@@ -31,11 +36,46 @@ from .runner import Runner, ServiceConfig
 _VERDICTS = VERDICT_ORDER
 
 
+class PlcLink:
+    """The planner as a PLC: one FC16 write of [heartbeat, every proposal register] per
+    proposal, through a real pymodbus client."""
+
+    def __init__(self, port: int, regmap) -> None:
+        from pymodbus.client import AsyncModbusTcpClient
+
+        self.client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
+        self.map = regmap
+        self.standing = {s.name: 0 for s in regmap.channels}
+        self.heartbeat = 0
+        self.writes = 0
+        self.refused = 0  # answered with exception 03
+        self.skipped = 0  # values Modbus cannot carry
+
+    async def propose(self, values: dict) -> None:
+        from ..adapters import modbus_map as mm
+
+        for name, v in values.items():
+            if name in self.standing and type(v) is int:
+                self.standing[name] = v
+            else:
+                self.skipped += 1
+        self.heartbeat = (self.heartbeat + 1) & 0xFFFF
+        words = [self.heartbeat]
+        for s in self.map.channels:
+            words += mm.encode(self.standing[s.name], s.words)
+        rr = await self.client.write_registers(mm.H_HEARTBEAT, words, device_id=1)
+        self.writes += 1
+        if rr.isError():
+            self.refused += 1
+
+
 class CellPeers:
     """Plant, planner and operator as one MQTT client of the service."""
 
-    def __init__(self, client, base: str, device_id: str, seed: int) -> None:
+    def __init__(self, client, base: str, device_id: str, seed: int,
+                 plc: PlcLink | None = None) -> None:
         self.client = client
+        self.plc = plc
         self.base = base
         self.plant = Plant()
         self.planner = Planner(random.Random(seed))
@@ -118,7 +158,9 @@ class CellPeers:
             if self.state != "ARMED":
                 self.planner.follow(self.outputs)
             command = self.planner.propose(now_ms - now_ms % 10, active)
-            if command is not None:
+            if command is not None and self.plc is not None:
+                await self.plc.propose(command.values)
+            elif command is not None:
                 values = {k: (v / 10 if k == "press" and isinstance(v, int) else v)
                           for k, v in command.values.items()}
                 await self.client.publish(f"{self.base}/cmd",
@@ -146,6 +188,10 @@ def _view(peers: CellPeers, seconds: float):
     head = Table.grid(padding=(0, 2))
     head.add_row(f"t {peers.t():5.1f}/{seconds:.0f} s", f"state [bold]{peers.state}[/bold]",
                  "outputs " + ", ".join(f"{k}={v}" for k, v in sorted(peers.outputs.items())))
+    if peers.plc is not None:
+        plc = peers.plc
+        head.add_row("PLC over Modbus", f"writes {plc.writes}", f"exception 03: {plc.refused}",
+                     f"not expressible: {plc.skipped}")
     counts = Table(show_header=True, box=None)
     for v in _VERDICTS:
         counts.add_column(v, justify="right")
@@ -153,7 +199,8 @@ def _view(peers: CellPeers, seconds: float):
     return Panel(Group(head, counts, "\n".join(peers.notable)), title="edgegov demo (service)")
 
 
-async def _demo(seconds: float, out: Path, seed: int, console, live: bool) -> tuple:
+async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
+                plc: bool = False) -> tuple:
     import aiomqtt
 
     lineage = out / "edgegov-demo.lineage"
@@ -165,6 +212,12 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool) -> tu
     port = free_port()
     cfg = ServiceConfig(envelope=str(EXAMPLE), key_file=str(key_file), lineage=str(lineage),
                         broker_port=port, systemd=False, durable=True, lineage_blocks=256)
+    modbus_port = None
+    if plc:
+        from .modbus_gateway import ModbusOptions
+
+        modbus_port = free_port()
+        cfg.modbus = ModbusOptions(server=f"127.0.0.1:{modbus_port}")
     runner = Runner(cfg)
     stop, started = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(runner.serve(stop, started))
@@ -174,7 +227,13 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool) -> tu
                               protocol=aiomqtt.ProtocolVersion.V311) as client:
         for kind in ("output", "state", "decision", "event"):
             await client.subscribe(f"{base}/{kind}", qos=0)
-        peers = CellPeers(client, base, runner.env.device_id, seed)
+        link = None
+        if modbus_port is not None:
+            from ..adapters.modbus_map import build_map
+
+            link = PlcLink(modbus_port, build_map(runner.env))
+            await link.client.connect()
+        peers = CellPeers(client, base, runner.env.device_id, seed, link)
         listener = asyncio.create_task(peers.listen())
         if live:
             from rich.live import Live
@@ -182,11 +241,13 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool) -> tu
             with Live(_view(peers, seconds), console=console, refresh_per_second=8) as view:
                 ticker = asyncio.create_task(_refresh(view, peers, seconds))
                 await peers.run(seconds)
-                ticker.cancel()
+                await cancel_and_wait(ticker)
         else:
             await peers.run(seconds)
         await asyncio.sleep(0.2)
-        listener.cancel()
+        await cancel_and_wait(listener)
+        if link is not None:
+            link.client.close()
     stop.set()
     await service
     return runner, peers, lineage
@@ -199,26 +260,31 @@ async def _refresh(view, peers, seconds) -> None:
 
 
 def run_service_demo(seconds: float = 20, out_dir: str | Path = ".", seed: int = 7,
-                     live: bool = True, console=None) -> int:
-    """Run the service demo for ``seconds`` of wall time; files go to ``out_dir``.
-    Returns 0 when the lineage verifies and replays identically."""
+                     live: bool = True, console=None, plc: bool = False) -> int:
+    """Run the service demo for ``seconds`` of wall time; files go to ``out_dir``; with
+    ``plc`` the planner proposes over Modbus. Returns 0 when the lineage verifies and
+    replays identically."""
     from rich.console import Console
 
     console = console or Console()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    who = "a misbehaving PLC over Modbus TCP" if plc else "a misbehaving planner"
     console.print(f"[bold]edgegov demo[/bold]: the governor as a service on an embedded MQTT "
-                  f"broker, a simulated spindle/press cell and a misbehaving planner, "
-                  f"{seconds:g} s")
+                  f"broker, a simulated spindle/press cell and {who}, {seconds:g} s")
     for m in SCRIPT:
         if m.at_ms < seconds * 1000:
             console.print(f"  at {m.at_ms / 1000:5.1f} s the planner/cell {m.note}")
-    runner, peers, lineage = asyncio.run(_demo(seconds, out, seed, console, live))
+    runner, peers, lineage = asyncio.run(_demo(seconds, out, seed, console, live, plc))
     return _report(console, runner, peers, lineage)
 
 
 def _report(console, runner, peers: CellPeers, lineage: Path) -> int:
     print_summary(console, peers.verdicts, peers.timeline[:80])
+    if peers.plc is not None:
+        plc = peers.plc
+        console.print(f"PLC over Modbus: {plc.writes} writes, {plc.refused} answered with "
+                      f"exception 03, {plc.skipped} values Modbus cannot carry were skipped")
     console.print(f"device key: {Path(runner.cfg.key_file).resolve()} (demo key, mode 600)")
     return check_lineage(console, lineage)
 
