@@ -9,7 +9,9 @@ firmware source that will run on the board. Time is virtual and deterministic: t
 ``utime.ticks_ms`` advances only by its own ``sleep_ms`` (one control period each), and
 every write to the GPIO OUT register is logged with the board time, so latencies are
 measured in board milliseconds, not host wall time. The host side paces nothing: the board
-thread yields briefly each period so UART bytes interleave as on a real link.
+thread sleeps ``period_pace_s`` of wall time per period (default 2 ms: a 20 ms period runs
+10× faster than real time) so UART bytes interleave as on a real link, and a host stalled
+for a few milliseconds on a loaded machine does not look like a lost link to the board.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ class _Board:
 class SoftMicrobit:
     """The software board. ``files``: name → source as deployed (``build.microbit_files``)."""
 
-    def __init__(self, files: dict[str, bytes], period_pace_s: float = 0.0005,
+    def __init__(self, files: dict[str, bytes], period_pace_s: float = 0.002,
                  serial: str = "pair"):
         self.files = {n[:-3]: d.decode() for n, d in files.items() if n.endswith(".py")}
         self.pace = period_pace_s
