@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install system-deps lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py runtime/edgegov/_recenc.c
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'

@@ -1,8 +1,9 @@
 """edgegov core: sans-I/O, deterministic, MicroPython-compatible.
 
 Import only ``struct``, ``binascii``, ``hashlib``, guarded ``micropython``/``typing`` and
-itself (a test walks the imports). Everything the governor decides is integer arithmetic
-on scaled values with ``now_ms`` passed in.
+itself, plus the optional C accelerator ``edgegov._recenc`` in ``record`` (guarded by
+``except ImportError``; a test walks the imports). Everything the governor decides is
+integer arithmetic on scaled values with ``now_ms`` passed in.
 """
 
 from .decision import Decision

@@ -20,6 +20,20 @@ from .codes import (
 )
 from .compat import const
 
+# Optional C accelerator (CPython, built by setup.py) for the common DECISION and EVENT
+# records: byte-identical to the code below, which stays the reference and does everything
+# the accelerator hands back (it returns False, having changed nothing). It is absent on
+# MicroPython; EDGEGOV_PURE_RECORDS=1 at import keeps CPython on the Python code too.
+try:
+    from .._recenc import PURE as _pure
+    from .._recenc import decision as _c_decision
+    from .._recenc import event as _c_event
+except ImportError:
+    _pure = True
+if _pure:
+    _c_decision = None
+    _c_event = None
+
 FORMAT_VERSION = const(1)
 
 K_BOOT = const(1)
@@ -178,6 +192,8 @@ class Encoder:
     # -- records
     def decision(self, cmd, now_ms, d):
         """DECISION = [2, dt, seq, values, vr, rule, margin, (out, (events))]."""
+        if _c_decision is not None and _c_decision(self, cmd, now_ms, d):
+            return
         extra = self._extras(d, cmd)
         self.start(K_DECISION, 7 + extra)
         self.int(now_ms - self.t)
@@ -193,6 +209,8 @@ class Encoder:
 
     def event(self, ev, now_ms, d, authentic=True):
         """EVENT = [3, dt, input, vr, rule, margin, (out, (events))]."""
+        if _c_event is not None and _c_event(self, ev, now_ms, d):
+            return
         extra = self._extras(d, None)
         self.start(K_EVENT, 6 + extra)
         self.int(now_ms - self.t)
