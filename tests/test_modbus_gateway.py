@@ -7,9 +7,11 @@ heartbeat stops: each trips on schedule with its own reason."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
+from edgegov import names
 from edgegov.adapters.modbus_client import F_DRIVE_EXCEPTION, F_DRIVE_LINK
 from edgegov.core import codes
 from edgegov.core.replay import Replayer
@@ -130,6 +132,9 @@ async def tripped_with_fault(rig: Rig, code: int, budget_s: float) -> float:
     assert t < budget_s, t
     st = await rig.plc.status()
     assert st["faults"] & (1 << code) and st["state"] == codes.ST_TRIPPED
+    # the published event names the fault
+    events = [json.loads(p[1]) for p in rig.posted if p[0].endswith("/event")]
+    assert any(e["event"] == "fault" and e.get("fault") == names.fault(code) for e in events)
     return t
 
 

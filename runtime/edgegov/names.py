@@ -52,5 +52,31 @@ def op_code(name: str) -> int:
     raise KeyError(f"unknown operator action {name!r} (one of {', '.join(sorted(OPS.values()))})")
 
 
+# Fault codes the host feeds the governor (``Fault(code)``, 0 <= code < 30): one table for
+# the service, the adapters and what is published or decoded.
+F_ESTOP_READBACK = 1  # the e-stop output reads back wrong
+F_LINEAGE = 2  # the lineage cannot be written
+F_OUTPUT = 3  # an output could not be performed
+F_DRIVE_LINK = 4  # the Modbus drive does not answer
+F_DRIVE_EXCEPTION = 5  # the Modbus drive answers with exceptions
+F_UNKNOWN = 29  # what a malformed fault report counts as (the core's _FAULT_UNKNOWN)
+FAULTS = {F_ESTOP_READBACK: "estop_readback", F_LINEAGE: "lineage", F_OUTPUT: "output",
+          F_DRIVE_LINK: "drive_link", F_DRIVE_EXCEPTION: "drive_exception",
+          F_UNKNOWN: "malformed_fault_report"}
+
+
+def fault(code: int) -> str:
+    return FAULTS.get(code, f"fault{code}")
+
+
+def event_doc(code: int, arg: int) -> dict:
+    """One decision event for people: its word, its argument, and the fault's name for
+    fault events."""
+    doc = {"event": event(code), "arg": arg}
+    if code in (codes.E_FAULT, codes.E_FAULT_CLEARED) and arg >= 0:
+        doc["fault"] = fault(arg)
+    return doc
+
+
 def causes(mask: int) -> list[str]:
     return [name for bit, name in sorted(CAUSES.items()) if mask & bit]

@@ -25,15 +25,14 @@ import asyncio
 import logging
 import time
 
+from .. import names
 from ..host.aio import stop_requested
+from ..names import F_DRIVE_EXCEPTION, F_DRIVE_LINK
 from . import modbus_map as mm
 from .modbus_server import parse_endpoint
 
 log = logging.getLogger("edgegov.modbus.drive")
 
-F_DRIVE_LINK = 4
-F_DRIVE_EXCEPTION = 5
-DRIVE_FAULT_WORDS = {F_DRIVE_LINK: "drive_link", F_DRIVE_EXCEPTION: "drive_exception"}
 
 
 class DriveError(Exception):
@@ -156,7 +155,7 @@ class DriveClient:
 
     def _fail(self, code: int, detail: str) -> None:
         if not self._faults[code]:
-            log.warning("drive %s: %s", DRIVE_FAULT_WORDS[code], detail)
+            log.warning("drive %s: %s", names.fault(code), detail)
         self._faults[code] = True
         self.last_error = detail
         if code == F_DRIVE_LINK:
@@ -219,4 +218,4 @@ class DriveClient:
                 self.client.close()  # a fresh connection next round
             raise DriveError(F_DRIVE_LINK, f"{type(err).__name__}: {err}") from None
 
-__all__ = ["DriveClient", "DriveError", "F_DRIVE_LINK", "F_DRIVE_EXCEPTION", "DRIVE_FAULT_WORDS"]
+__all__ = ["DriveClient", "DriveError", "F_DRIVE_LINK", "F_DRIVE_EXCEPTION"]

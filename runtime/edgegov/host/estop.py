@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import json
 
-F_ESTOP_READBACK = 1  # Fault codes the host feeds the governor (0 <= code < 30)
-F_LINEAGE = 2
-F_OUTPUT = 3
-
-FAULT_WORDS = {F_ESTOP_READBACK: "estop_readback", F_LINEAGE: "lineage", F_OUTPUT: "output"}
+from ..names import F_ESTOP_READBACK, F_LINEAGE, F_OUTPUT
 
 
 class NoEstopOutput:
@@ -78,5 +74,4 @@ class MqttRelayEstop:
         return None
 
 
-__all__ = ["NoEstopOutput", "MqttRelayEstop", "F_ESTOP_READBACK", "F_LINEAGE", "F_OUTPUT",
-           "FAULT_WORDS"]
+__all__ = ["NoEstopOutput", "MqttRelayEstop", "F_ESTOP_READBACK", "F_LINEAGE", "F_OUTPUT"]

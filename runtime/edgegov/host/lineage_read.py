@@ -103,7 +103,7 @@ def _outcome(env, o) -> dict:
         verdict=names.verdict(o.verdict), reason=names.reason(o.reason),
         rule=env.rules[o.rule] if 0 <= o.rule < len(env.rules) else None, margin=o.margin,
         output=_by_name(env, o.output),
-        events=[{"event": names.event(c), "arg": a} for c, a in o.events],
+        events=[names.event_doc(c, a) for c, a in o.events],
     )
     return out
 

@@ -40,7 +40,7 @@ class Vocabulary:
         return modes[index] if 0 <= index < len(modes) else str(index)
 
     def events(self, d) -> list[dict]:
-        return [{"event": names.event(c), "arg": a} for c, a in d.events()]
+        return [names.event_doc(c, a) for c, a in d.events()]
 
     def decision(self, d, seq, note: str | None) -> dict:
         """The ``decision`` message for one command."""
@@ -84,7 +84,7 @@ class Vocabulary:
         return msg
 
     def event(self, d, kind: int, code: int, arg: int) -> dict:
-        return {"t_ms": d.now_ms, "event": names.event(code), "arg": arg,
+        return {"t_ms": d.now_ms, **names.event_doc(code, arg),
                 "input": INPUT_KINDS.get(kind, "?"), "state": names.state(d.state)}
 
     def state(self, gov, status: str, extra: dict) -> dict:
