@@ -6,7 +6,8 @@
 # carry, dt cap, link stages, ramps, e-stop output) and its lineage records are the core's
 # (edgegov.core.record), so a pulled ring replays bit-exactly through edgegov.core.replay:
 # tests/test_firmware_microbit.py checks that on random runs.
-# Written for a ~9 KB heap: module-level state and functions (no classes), few helpers.
+# Written for a ~9 KB heap and a ~5-call C stack: module-level state and functions (no
+# classes), few helpers, at most 4 nested calls below an event entry.
 # Operator actions carry no MAC (no hashlib): recorded as mac null, authentic true.
 from egc import *
 from egr import put as rput
@@ -67,46 +68,99 @@ def e(c, a):
     EV.append(a)
 
 
-def run(f, a, b, now, tick):
-    global DIRTY
-    try:
-        clr(now)
-        DIRTY = not tick
-        ltime(now)
-        f(a, b, now)
-        ramp(now)
-        if tick:
-            regime(21 if CAU & 128 else 34 if CAU == 1 else 7)
-        fin()
-    except Exception:
-        fint()
-    return DIRTY
-
-
+# The board's C stack allows ~5 nested Python calls below main.py (1800 B, ~232 B per call
+# on 1.9.2): each event entry runs the prologue and epilogue itself (no generic runner), so
+# egmain.main -> command -> gov -> ev -> sv is the deepest chain.
 def start(now):
     clr(now)
     e(1, CAU)
 
 
+def post(tick):
+    # the epilogue of every event: ramps, the tick's own verdict, the e-stop output
+    ramp(NOW)
+    if tick:
+        regime(21 if CAU & 128 else 34 if CAU == 1 else 7)
+    fin()
+
+
 def tick(now):
-    return run(max, 0, 0, now, 1)  # max(0, 0, now): a do-nothing event, no allocation
+    global DIRTY
+    try:
+        clr(now)
+        DIRTY = 0
+        ltime(now)
+        post(1)
+    except Exception:
+        fint()
+    return DIRTY
 
 
 def command(seq, vals, now):
-    global CMD
-    r = run(cmd, seq, vals, now, 0)
+    # a proposal: sequence, link heartbeat (engage), then the governed values
+    global CMD, DIRTY, LSEQ, LV, ALV, LNK, STL
+    try:
+        clr(now)
+        DIRTY = 1
+        ltime(now)
+        if not 0 <= seq < 1 << 53:
+            refuse(30, -1)
+        elif seq <= LSEQ:
+            refuse(15, -1)
+        elif ST == 2 and LNK == 1:
+            if gov(vals, now):
+                LSEQ = seq
+                LV = now
+        else:
+            for i in range(N):
+                v = vals[i]
+                if not -F < v < F:
+                    refuse(30, i)
+                    break
+                PROP[i] = v
+            else:
+                LSEQ = seq
+                if LV < 0 or now - LV > HMS:
+                    ALV = now
+                LV = now
+                if LNK != 1 and now - ALV >= EMS:
+                    LNK = 1
+                    STL = -1
+                    e(15, now - ALV)
+                if regime(7):
+                    gov(vals, now)
+        post(0)
+    except Exception:
+        fint()
     CMD = 1
-    return r
+    return DIRTY
 
 
 def operator(a, arg, ctr, now):
-    global OA
+    global OA, DIRTY
     OA = arg
-    return run(op, a, ctr, now, 0)
+    try:
+        clr(now)
+        DIRTY = 1
+        ltime(now)
+        op(a, ctr, now)
+        post(0)
+    except Exception:
+        fint()
+    return DIRTY
 
 
 def fault(code, act, now):
-    return run(flt, code, act, now, 0)
+    global DIRTY
+    try:
+        clr(now)
+        DIRTY = 1
+        ltime(now)
+        flt(code, act, now)
+        post(0)
+    except Exception:
+        fint()
+    return DIRTY
 
 
 def fint():
@@ -150,34 +204,6 @@ def refuse(re, ch):
     global V, RU
     V, RU = 0, -1
     sv(2, RC, re, 0, ch)
-
-
-def cmd(seq, vals, now):
-    global LSEQ, LV, ALV, LNK, STL
-    if not 0 <= seq < 1 << 53:
-        return refuse(30, -1)
-    if seq <= LSEQ:
-        return refuse(15, -1)
-    if ST == 2 and LNK == 1:
-        if gov(vals, now):
-            LSEQ = seq
-            LV = now
-        return
-    for i in range(N):
-        v = vals[i]
-        if not -F < v < F:
-            return refuse(30, i)
-        PROP[i] = v
-    LSEQ = seq
-    if LV < 0 or now - LV > HMS:
-        ALV = now
-    LV = now
-    if LNK != 1 and now - ALV >= EMS:
-        LNK = 1
-        STL = -1
-        e(15, now - ALV)
-    if regime(7):
-        gov(vals, now)
 
 
 def gov(vals, now):
@@ -414,8 +440,7 @@ def tail():
         POUT[i] = OUT[i]
     if OVF:
         LOST += 1
-    else:
-        rput(B, P)
+    return not OVF
 
 
 def rcmd(seq, vals, now):
@@ -428,7 +453,8 @@ def rcmd(seq, vals, now):
     h(4, N)
     for v in vals:
         ci(v)
-    tail()
+    if tail():
+        rput(B, P)
 
 
 def revt(kind, a, b, now):
@@ -453,7 +479,8 @@ def revt(kind, a, b, now):
         h(0, 5)
         ci(a)
         h(7, 21 if b else 20)
-    tail()
+    if tail():
+        rput(B, P)
 
 
 def rboot(now, bc, rr):

@@ -36,7 +36,7 @@ EIN = pin(PI)
 
 
 def send(t):
-    b = t.encode()
+    b = bytes(t, 'utf-8')
     h, l = crc(b, 0, len(b), 0, 0)
     U.write('@%s#%04x%04x\n' % (t, h, l))
 
@@ -54,97 +54,11 @@ def outs():
     return '%d %d %d %s %d' % (G.V, G.RE, G.ST, ' '.join([str(x) for x in G.OUT]), G.EO)
 
 
-def rx():
-    global LN, BAD
-    n = U.any()
-    if not n:
-        return
-    for b in U.read(n):
-        if b == 64:  # '@' starts a frame (and abandons a partial one)
-            LN = 0
-        elif LN >= 0:
-            if b == 10 or b == 13:
-                k = LN - 9
-                LN = -1
-                if k < 1 or FB[k] != 35:
-                    BAD += 1
-                    continue
-                try:
-                    h, l = crc(FB, 0, k, 0, 0)
-                    if int(bytes(FB[k + 1:k + 9]), 16) != h << 16 | l:
-                        BAD += 1
-                        continue
-                    t = bytes(FB[0:k]).split()
-                    do(t[0], [int(x) for x in t[1:]])
-                except Exception:
-                    BAD += 1
-                    send('E 1')
-            elif LN < 96:
-                FB[LN] = b
-                LN += 1
-            else:
-                LN = -1
-
-
-def do(op, a):
-    global RUN
-    now = clock()
-    if op == b'C':
-        if len(a) != N + 1 or a[0] < 0:
-            return send('E 2')
-        G.command(a[0], a[1:], now)
-        EO.write_digital(0 if G.EO else 1)
-        G.rcmd(a[0], a[1:], now)
-        send('D %d %s' % (a[0], outs()))
-    elif op == b'A':
-        if len(a) != 3 or a[0] not in (1, 2, 3) or a[2] < 0:
-            return send('E 3')
-        r = G.operator(a[0], a[1], a[2], now)
-        EO.write_digital(0 if G.EO else 1)
-        if r:
-            G.revt(4, a[0], a[2], now)
-        send('K %d %s' % (a[0], outs()))
-    elif op == b'S':
-        gc.collect()
-        send('S %d %d %d %d %d %d %d %d %d %s' % (
-            G.ST, G.LNK, G.EO, G.CAU, now, BAD, G.LOST, egr.SEQ, gc.mem_free(),
-            ' '.join([str(x) for x in G.OUT])))
-    elif op == b'L':
-        if not a:
-            return send('L %d %d %d' % (RB * RN, RB, RN))
-        o = a[0]
-        send('H %d %s' % (o, ''.join(['%02x' % M[i] for i in range(o, min(o + 40, RB * RN))])))
-    elif op == b'Q':
-        EO.write_digital(0)
-        send('Q')
-        RUN = 0
-    else:
-        send('E 4')
-
-
-def cycle():
-    global PR, KP
-    rx()
-    now = clock()
-    if EIN:
-        p = EIN.read_digital() == 0
-        if p != PR:
-            PR = p
-            r = G.fault(EF, p, now)
-            EO.write_digital(0 if G.EO else 1)
-            if r:
-                G.revt(5, EF, p, now)
-    r = G.tick(now)
-    EO.write_digital(0 if G.EO else 1)
-    if r:
-        G.revt(3, 0, 0, now)
-    if G.KICK and KIK:
-        KP ^= 1
-        KIK.write_digital(KP)
-
-
+# The C stack allows only ~5 nested Python calls below main.py (1.9.2 micro:bit: a 1800 B
+# limit, ~232 B per call): frame receipt, decoding and the request dispatch are inlined in
+# main(), so main -> G.command -> gov -> ev -> sv is the deepest chain.
 def main():
-    global LAST
+    global LAST, LN, BAD, RUN, PR, KP
     import machine
     import micropython
     micropython.kbd_intr(-1)  # a 0x03 in line noise must not stop the loop
@@ -160,7 +74,87 @@ def main():
     nxt = utime.ticks_ms()
     while RUN:
         try:
-            cycle()
+            # -- UART bytes -> frames -> requests
+            # (uart.any() is a bool on 1.9.2 micro:bit; read(n) returns what is there, <= n)
+            for b in (U.read(64) if U.any() else b''):
+                if b == 64:  # '@' starts a frame (and abandons a partial one)
+                    LN = 0
+                elif LN >= 0:
+                    if b == 10 or b == 13:
+                        k = LN - 9
+                        LN = -1
+                        if k < 1 or FB[k] != 35:
+                            BAD += 1
+                            continue
+                        try:
+                            h, l = crc(FB, 0, k, 0, 0)
+                            if int(bytes(FB[k + 1:k + 9]), 16) != h << 16 | l:
+                                BAD += 1
+                                continue
+                            t = bytes(FB[0:k]).split()
+                            op = t[0]
+                            a = [int(x) for x in t[1:]]
+                            now = clock()
+                            if op == b'C':
+                                if len(a) != N + 1 or a[0] < 0:
+                                    send('E 2')
+                                    continue
+                                G.command(a[0], a[1:], now)
+                                EO.write_digital(0 if G.EO else 1)
+                                G.rcmd(a[0], a[1:], now)
+                                send('D %d %s' % (a[0], outs()))
+                            elif op == b'A':
+                                if len(a) != 3 or a[0] not in (1, 2, 3) or a[2] < 0:
+                                    send('E 3')
+                                    continue
+                                r = G.operator(a[0], a[1], a[2], now)
+                                EO.write_digital(0 if G.EO else 1)
+                                if r:
+                                    G.revt(4, a[0], a[2], now)
+                                send('K %d %s' % (a[0], outs()))
+                            elif op == b'S':
+                                gc.collect()
+                                send('S %d %d %d %d %d %d %d %d %d %s' % (
+                                    G.ST, G.LNK, G.EO, G.CAU, now, BAD, G.LOST, egr.SEQ,
+                                    gc.mem_free(), ' '.join([str(x) for x in G.OUT])))
+                            elif op == b'L':
+                                if not a:
+                                    send('L %d %d %d' % (RB * RN, RB, RN))
+                                    continue
+                                o = a[0]
+                                send('H %d %s' % (o, ''.join(['%02x' % M[i] for i in range(
+                                    o, min(o + 40, RB * RN))])))
+                            elif op == b'Q':
+                                EO.write_digital(0)
+                                send('Q')
+                                RUN = 0
+                            else:
+                                send('E 4')
+                        except Exception:
+                            BAD += 1
+                            send('E 1')
+                    elif LN < 96:
+                        FB[LN] = b
+                        LN += 1
+                    else:
+                        LN = -1
+            # -- the period: e-stop input, tick, e-stop output, kick
+            now = clock()
+            if EIN:
+                p = EIN.read_digital() == 0
+                if p != PR:
+                    PR = p
+                    r = G.fault(EF, p, now)
+                    EO.write_digital(0 if G.EO else 1)
+                    if r:
+                        G.revt(5, EF, p, now)
+            r = G.tick(now)
+            EO.write_digital(0 if G.EO else 1)
+            if r:
+                G.revt(3, 0, 0, now)
+            if G.KICK and KIK:
+                KP ^= 1
+                KIK.write_digital(KP)
         except Exception:
             pass
         nxt = utime.ticks_add(nxt, PER)
