@@ -199,7 +199,9 @@ class DriveClient:
 
     async def _request(self, coro):
         self.requests += 1
-        rr = await self._bounded(coro)
+        # pymodbus bounds each request by the client's timeout (retries=0), and this client
+        # never has two requests in flight (``_lock``): no second timer on the write path.
+        rr = await self._bounded(coro, timer=False)
         if rr is None:
             raise DriveError(F_DRIVE_LINK, "no response")
         if rr.isError():
@@ -207,10 +209,12 @@ class DriveClient:
             raise DriveError(F_DRIVE_EXCEPTION, f"exception {code}")
         return rr
 
-    async def _bounded(self, coro):
+    async def _bounded(self, coro, timer: bool = True):
         from pymodbus.exceptions import ModbusException
 
         try:
+            if not timer:
+                return await coro
             async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
                 return await coro
         except (TimeoutError, ModbusException, OSError) as err:
