@@ -8,7 +8,10 @@ QMP on a unix socket, and gives the harness what a bench gives a test engineer:
 - ``gpio_out()``: the nRF51 GPIO OUT register (0x50000504) read through QMP, so an e-stop
   line is observed at the hardware level, not from what the firmware prints;
 - ``system_reset()``: the reset button; ``stop()``/``cont()`` freeze virtual time;
-- ``icount_shift``: ``-icount shift=N,sleep=off`` for deterministic virtual time.
+- ``icount_shift``: ``-icount shift=N,sleep=off`` for deterministic virtual time
+  (``icount_sleep=True``: ``sleep=on``, an idle board's clock follows the host's, so a
+  host round trip is not a long silence in board time);
+- ``baud``: host writes keep to that line rate (QEMU's UART has none of its own).
 
 Pins (micro:bit edge connector → nRF51 GPIO bit): pin0 = P0.03, pin1 = P0.02,
 pin2 = P0.01, pin8 = P0.18, pin16 = P0.16.
@@ -22,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from edgegov.host.net import free_port
@@ -48,14 +52,25 @@ def qemu_binary() -> str:
 class Uart:
     """The board's UART over TCP: a byte stream with a buffer and deadlines."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, baud: int = 0):
         self.sock = sock
+        self.baud = baud  # > 0: writes keep to this line rate (10 bits a byte)
         self.buf = bytearray()
         self.log = bytearray()  # everything received (for failure messages)
 
     def write(self, data: bytes, pace: int = 0) -> None:
         """Send ``data``; with ``pace`` > 0, in pieces of that size with a small pause (the
-        emulated UART has a small RX FIFO and MicroPython 1.9.2 a small ring)."""
+        emulated UART has a small RX FIFO and MicroPython 1.9.2 a small ring). With
+        ``baud`` set, no faster than that line rate: QEMU's nRF51 UART has no baud timing,
+        so a burst otherwise lands at once and overruns the firmware's 64-byte RX ring."""
+        if self.baud and not pace:
+            t0, step = time.monotonic(), max(1, self.baud // 10 // 200)  # ~5 ms pieces
+            for i in range(0, len(data), step):
+                self.sock.sendall(data[i : i + step])
+                due = t0 + (i + step) * 10 / self.baud
+                while (left := due - time.monotonic()) > 0:
+                    time.sleep(left)
+            return
         if not pace:
             self.sock.sendall(data)
             return
@@ -164,15 +179,20 @@ class MicrobitQemu:
     """One emulated micro:bit. Use as a context manager; ``start()`` boots it."""
 
     def __init__(self, hex_path: str | os.PathLike = DEFAULT_HEX, icount_shift: int | None = None,
-                 workdir: str | os.PathLike | None = None, serial: str = "tcp"):
+                 workdir: str | os.PathLike | None = None, serial: str = "tcp",
+                 icount_sleep: bool = False, baud: int = 0):
         self.hex_path = Path(hex_path)
+        self.baud = baud  # the host's line rate for uart writes (0: as fast as QEMU takes)
         self.icount_shift = icount_shift
+        self.icount_sleep = icount_sleep
         self.serial = serial  # "tcp" (self.uart) or "pty" (self.pty_path for pyserial/mpremote)
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="egmb-")
         self.workdir = Path(workdir or self._tmp.name)
         self.proc: subprocess.Popen | None = None
         self.uart: Uart | None = None
         self.qmp = None
+        self._qmp_lock = threading.Lock()  # a supervisor thread samples pins meanwhile
+        self._hung = False
         self.port = 0
         self.pty_path = ""
 
@@ -188,7 +208,8 @@ class MicrobitQemu:
                "-device", f"loader,file={self.hex_path}", "-serial", serial,
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         if self.icount_shift is not None:
-            cmd += ["-icount", f"shift={self.icount_shift},align=off,sleep=off"]
+            sleep = "on" if self.icount_sleep else "off"
+            cmd += ["-icount", f"shift={self.icount_shift},align=off,sleep={sleep}"]
         return cmd
 
     @property
@@ -229,7 +250,7 @@ class MicrobitQemu:
             try:
                 sock = socket.create_connection(("127.0.0.1", self.port), 1.0)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # echo round trips
-                self.uart = Uart(sock)
+                self.uart = Uart(sock, self.baud)
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -250,7 +271,8 @@ class MicrobitQemu:
 
     # -- QMP
     def hmp(self, line: str) -> str:
-        return self.qmp.cmd("human-monitor-command", **{"command-line": line})
+        with self._qmp_lock:
+            return self.qmp.cmd("human-monitor-command", **{"command-line": line})
 
     def read_word(self, addr: int) -> int:
         text = self.hmp(f"xp /1wx {addr:#x}")
@@ -267,13 +289,26 @@ class MicrobitQemu:
         return (self.gpio_out() >> PIN_BIT[pin]) & 1
 
     def system_reset(self) -> None:
-        self.qmp.cmd("system_reset")
+        """The reset line: the board reboots (and runs again if it was hung)."""
+        with self._qmp_lock:
+            self.qmp.cmd("system_reset")
+            if self._hung:
+                self.qmp.cmd("cont")
+                self._hung = False
+
+    def hang(self) -> None:
+        """The board locks up (the CPU stops; pins keep their levels) until a reset."""
+        with self._qmp_lock:
+            self.qmp.cmd("stop")
+            self._hung = True
 
     def stop(self) -> None:
-        self.qmp.cmd("stop")
+        with self._qmp_lock:
+            self.qmp.cmd("stop")
 
     def cont(self) -> None:
-        self.qmp.cmd("cont")
+        with self._qmp_lock:
+            self.qmp.cmd("cont")
 
     def virtual_ns(self) -> int:
         """QEMU's virtual clock (``info time``-free: the icount clock via QMP ``query-...``
