@@ -219,3 +219,20 @@ def test_link_loss_asserts_the_estop_pin_within_two_periods_of_the_deadline(gov,
         print(f"\nQEMU micro:bit: e-stop asserted {late_ms} ms after the link-loss deadline "
               f"({late_ms / PERIOD_MS:.2f} periods of {PERIOD_MS} ms, board time)")
     assert 0 <= late_ms <= 2 * PERIOD_MS
+
+
+def test_lineage_pulled_from_the_qemu_board_verifies_and_replays_bit_exactly(gov):
+    """The ring the 1.9.2 VM wrote (its CRCs, CBOR, integers) replays through the full core."""
+    from edgegov.core.replay import Replayer
+    from edgegov.core.ring import scan_image
+    from edgegov.core.verify import verify
+
+    rig = scenarios.Rig(gov)
+    scenarios.lineage_session(rig)
+    scan = scan_image(rig.link.pull_lineage())
+    assert len(scan.records) > 10
+    assert verify(scan.records, scan.problems).ok
+    env = Envelope.from_blob(COMPILED.blob, COMPILED.digest)
+    report = Replayer({COMPILED.digest: env}).run(scan.records)
+    assert report.identical, [(d.seq, d.note) for d in report.divergences[:3]]
+    assert report.compared == len(scan.records)
