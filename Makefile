@@ -5,7 +5,13 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install system-deps lint clean
+.PHONY: demo test install system-deps microbit-hex lint clean
+
+# The micro:bit v1 firmware with the minimal governor frozen into flash (MicroPython 1.9.2
+# from Debian's source package; firmware/microbit/hexbuild). Rebuilt when its inputs change.
+HEX := build/microbit/edgegov-frozen.hex
+HEX_INPUTS := $(addprefix firmware/microbit/,egr.py egg.py egmain.py \
+	hexbuild/build-hex.sh hexbuild/freeze_mpy.py hexbuild/frozen-mpy.patch)
 
 $(STAMP): pyproject.toml setup.py runtime/edgegov/_recenc.c
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +27,14 @@ demo: $(STAMP)
 system-deps:
 	bash tools/setup-system.sh
 
-test: $(STAMP) system-deps
+$(HEX): $(HEX_INPUTS)
+	bash tools/setup-deb-src.sh
+	mkdir -p $(dir $(HEX))
+	WORK=$(CURDIR)/build/microbit/work bash firmware/microbit/hexbuild/build-hex.sh $(HEX)
+
+microbit-hex: $(HEX)
+
+test: $(STAMP) system-deps $(HEX)
 	$(VENV)/bin/ruff check runtime tools tests
 	$(VENV)/bin/pytest
 

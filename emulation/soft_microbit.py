@@ -3,9 +3,10 @@ the generated egc) run by CPython against stand-ins for ``microbit``, ``utime``,
 ``machine``, ``micropython`` and ``gc``, with the same harness API as ``MicrobitQemu``
 (``uart``, ``gpio_out()``, ``pin_level()``, ``system_reset()``).
 
-Why: the QEMU micro:bit (MicroPython 1.9.2, ~9 KB heap) cannot hold the minimal governor
-yet (firmware/microbit/README.md), so the HIL scenarios run here meanwhile, on the very
-firmware source that will run on the board. Time is virtual and deterministic: the board's
+Why: the HIL scenarios run here in a couple of seconds on the very firmware source the
+QEMU board runs frozen in flash (tests/test_hil_qemu.py runs them there too, slower), so
+a transcript difference between the two points at the VM or the HAL, not the governor.
+Time is virtual and deterministic: the board's
 ``utime.ticks_ms`` advances only by its own ``sleep_ms`` (one control period each), and
 every write to the GPIO OUT register is logged with the board time, so latencies are
 measured in board milliseconds, not host wall time. The host side paces nothing: the board

@@ -24,6 +24,9 @@ BOARDS = REPO / "boards"
 FW_VERSION = "edgegov-fw 0.1"
 # the minimal firmware, in import order (each compiles on its own in the board's heap)
 MICROBIT_MODULES = ("egr.py", "egg.py", "egmain.py")
+# The micro:bit hex with those modules frozen into flash (`make microbit-hex`,
+# firmware/microbit/hexbuild): on it a board gets only egc.py and main.py.
+FROZEN_HEX = REPO / "build" / "microbit" / "edgegov-frozen.hex"
 
 
 @dataclass
@@ -166,11 +169,13 @@ def minify(source: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def microbit_files(blob: bytes, board: Board) -> dict[str, bytes]:
-    """name on the board → content, for the minimal firmware."""
+def microbit_files(blob: bytes, board: Board, frozen: bool = False) -> dict[str, bytes]:
+    """name on the board → content, for the minimal firmware. ``frozen``: the board runs
+    the hex with the modules in flash, so it gets only the config and ``main.py`` (a file
+    of the same name would shadow the frozen module and not fit the heap)."""
     src = FIRMWARE / "microbit"
     files = {"egc.py": microbit_config(blob, board).encode()}
-    for name in MICROBIT_MODULES:
+    for name in () if frozen else MICROBIT_MODULES:
         files[name] = minify((src / name).read_text()).encode()
     files["main.py"] = (src / "main.py").read_bytes()
     return files

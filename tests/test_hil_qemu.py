@@ -236,3 +236,35 @@ def test_lineage_pulled_from_the_qemu_board_verifies_and_replays_bit_exactly(gov
     report = Replayer({COMPILED.digest: env}).run(scan.records)
     assert report.identical, [(d.seq, d.note) for d in report.divergences[:3]]
     assert report.compared == len(scan.records)
+
+
+def test_edgegov_emulate_boots_the_governor_on_the_frozen_hex():
+    """``edgegov emulate --hex FROZEN --frozen`` as a user runs it: QEMU boots, the config
+    and main.py are deployed and verified, the governor reports its boot frame (heap free,
+    ring size), the endpoints are printed; Ctrl-C stops the board."""
+    import signal
+    import subprocess
+
+    hex_path = frozen_hex()
+    proc = subprocess.Popen([sys.executable, "-m", "edgegov_cli.main", "emulate", "--hex",
+                             str(hex_path), "--frozen", "--icount", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("e-stop:") or len(lines) > 40:
+                break
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    up = next((x for x in lines if x.startswith("governor up")), None)
+    assert up is not None, lines
+    heap = int(up.split("heap free ")[1].split()[0])
+    assert heap >= HEAP_GOAL and "lineage ring 1024 B" in up, up
+    deployed = [x.split()[1] for x in lines if x.startswith("ok ")]
+    assert deployed == ["egc.py", "main.py"], lines  # the modules are in flash
+    assert any(x.startswith("UART  socket://127.0.0.1:") for x in lines)

@@ -3,8 +3,8 @@
 virtual board time), each compared with its transcript in hil/expected/*.exp. The e-stop
 line is read from the board's GPIO OUT register, never from the firmware's replies.
 
-The same scenarios are meant for the QEMU micro:bit (MicrobitQemu has the same API) once
-the governor fits its heap: tests/test_hil_qemu.py::test_minimal_governor_imports_on_the_board.
+The same scenarios run on the QEMU micro:bit with the frozen-governor hex
+(tests/test_hil_qemu.py) against the same transcripts: the two boards check each other.
 Regenerate transcripts after an intended change: EDGEGOV_REGEN_EXP=1 pytest this file.
 """
 

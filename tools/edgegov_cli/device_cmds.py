@@ -31,7 +31,8 @@ for _sub in ("firmware", "emulation", "hil"):
 __all__ = ["emulate", "deploy", "pull_serial", "board_files"]
 
 
-def board_files(board_name: str, envelope: str | None, key: bytes = b"") -> tuple:
+def board_files(board_name: str, envelope: str | None, key: bytes = b"",
+                frozen: bool = False) -> tuple:
     """(Board, {name on board: bytes}) for ``board_name`` and the envelope to compile."""
     import build
     from edgegov.config.compile import compile_file
@@ -39,7 +40,7 @@ def board_files(board_name: str, envelope: str | None, key: bytes = b"") -> tupl
     board = build.load_board(board_name)
     compiled = compile_file(envelope or board.envelope)
     if board.tier == "minimal":
-        return board, build.microbit_files(compiled.blob, board)
+        return board, build.microbit_files(compiled.blob, board, frozen)
     if board.tier == "full":
         return board, build.full_core_files(compiled.blob, board, key)
     raise click.UsageError(f"board {board_name!r} is a {board.tier} target: run `edgegov run`")
@@ -87,13 +88,16 @@ def _open_uart(port: str, tries: int = 4):
               help="Device key for operator MACs (full-core boards).")
 @click.option("--no-main", is_flag=True,
               help="Do not install main.py (the board stays at its REPL).")
+@click.option("--frozen", is_flag=True,
+              help="micro:bit running the hex with the governor frozen in flash (make "
+                   "microbit-hex): copy only the envelope config and main.py.")
 def deploy(board_name: str, port: str, envelope: str | None, key_path: str | None,
-           no_main: bool) -> None:
+           no_main: bool, frozen: bool) -> None:
     """Copy the firmware and the compiled envelope to a board and verify what landed."""
     import deploy as fw_deploy
 
     key = Path(key_path).read_bytes() if key_path else b""
-    board, files = board_files(board_name, envelope, key)
+    board, files = board_files(board_name, envelope, key, frozen)
     if no_main:
         files.pop("main.py", None)
     if board.tier == "minimal":
@@ -120,36 +124,51 @@ def _report_boot(uart, timeout: float = 15.0) -> None:
         click.echo(f"governor up: heap free {fields[1]} B, lineage ring {fields[2]} B")
     except LinkError:
         tail = bytes(uart.log[-300:]).decode(errors="replace").strip()
-        click.echo("governor did not boot (the micro:bit heap is too small for it yet: "
-                   "firmware/microbit/README.md); the board is at its REPL with the e-stop "
-                   f"line low. Last output: {tail[-200:]}", err=True)
+        click.echo("governor did not boot (on the stock hex the governor does not fit the "
+                   "heap: use the frozen hex, `make microbit-hex`; firmware/microbit/README.md)"
+                   "; the board is at its REPL with the e-stop line low. Last output: "
+                   f"{tail[-200:]}", err=True)
 
 
 @click.command("emulate")
 @click.option("--board", "board_name", default="microbit-v1", show_default=True)
 @click.option("--hex", "hex_path", type=click.Path(exists=True, dir_okay=False),
-              help="MicroPython hex (default: Debian firmware-microbit-micropython).")
-@click.option("--icount", type=int, default=None, help="-icount shift=N,sleep=off.")
+              help="MicroPython hex (default: the frozen-governor hex of `make microbit-hex` "
+                   "if built, else Debian's firmware-microbit-micropython).")
+@click.option("--frozen/--no-frozen", default=None,
+              help="Whether the hex has the governor frozen in flash (then only the config "
+                   "and main.py are deployed). Default: yes for the frozen-governor hex.")
+@click.option("--icount", type=int, default=None,
+              help="-icount shift=N,sleep=on: virtual time from the instruction count.")
 @click.option("--envelope", type=click.Path(exists=True, dir_okay=False))
 @click.option("--no-deploy", is_flag=True, help="Boot the bare firmware (REPL only).")
-def emulate(board_name: str, hex_path: str | None, icount: int | None, envelope: str | None,
-            no_deploy: bool) -> None:
+def emulate(board_name: str, hex_path: str | None, frozen: bool | None, icount: int | None,
+            envelope: str | None, no_deploy: bool) -> None:
     """Boot an emulated board, deploy the governor, print endpoints, run until Ctrl-C."""
+    import build
     import deploy as fw_deploy
     from qemu_microbit import DEFAULT_HEX, EmulationError, MicrobitQemu
 
     if board_name != "microbit-v1":
         raise click.UsageError("only microbit-v1 is emulated in QEMU here; STM32F4 Discovery "
                                "runs under Renode (emulation/renode/)")
+    if hex_path is None:
+        hex_path = str(build.FROZEN_HEX) if build.FROZEN_HEX.exists() else DEFAULT_HEX
+        if hex_path == DEFAULT_HEX and not no_deploy:
+            click.echo("emulate: no frozen-governor hex (build it: make microbit-hex); "
+                       "booting the stock hex, where the governor does not fit", err=True)
+    if frozen is None:
+        frozen = Path(hex_path).resolve() == build.FROZEN_HEX.resolve()
+    click.echo(f"hex: {hex_path}" + (" (governor frozen in flash)" if frozen else ""))
     try:
-        mb = MicrobitQemu(hex_path or DEFAULT_HEX, icount_shift=icount).start()
+        mb = MicrobitQemu(hex_path, icount_shift=icount, icount_sleep=True).start()
     except EmulationError as err:
         click.echo(f"emulate: {err}", err=True)
         sys.exit(2)
     try:
         mb.uart.interrupt()
         if not no_deploy:
-            _, files = board_files(board_name, envelope)
+            _, files = board_files(board_name, envelope, frozen=frozen)
             if not _report(fw_deploy.deploy_raw_repl(mb.uart, files)):
                 click.echo("emulate: deploy read-back differs", err=True)
                 sys.exit(1)
