@@ -24,9 +24,9 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 t0=$(date +%s)
 
 # 1. build dependencies (the firmware part of Build-Depends; the docs are not built)
-if ! grep -rqs '^deb-src .*debian' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    echo "build-hex.sh: no deb-src line in /etc/apt; add one for your release, e.g." >&2
-    echo "  deb-src http://deb.debian.org/debian bookworm main" >&2
+if ! grep -rqsE '^(deb-src[[:space:]]|Types:.*deb-src)' /etc/apt/sources.list \
+        /etc/apt/sources.list.d/; then
+    echo "build-hex.sh: no deb-src entry in /etc/apt; tools/setup-deb-src.sh adds one" >&2
     exit 1
 fi
 $SUDO apt-get update -qq
