@@ -32,17 +32,26 @@ class Rig:
         self.seq = 0
         self.counter = 0
         self.lines: list[str] = []
+        self.paced = False  # cmd() notes the board time (one status request) for pacing
+        self.last_cmd_ms = 0
 
     def say(self, text: str) -> None:
         self.lines.append(text)
 
+    def level(self) -> int:
+        """The e-stop line: from the board's GPIO (QMP, the soft board's register), or, on
+        a real port without a probe (``pin_level`` None), from the governor's status."""
+        if self.board.pin_level is None:
+            return 0 if self.link.status()["estop"] else 1
+        return self.board.pin_level(self.estop_pin)
+
     def pin(self) -> str:
-        return "high (run)" if self.board.pin_level(self.estop_pin) else "low (e-stop)"
+        return "high (run)" if self.level() else "low (e-stop)"
 
     def wait_pin(self, level: int, timeout: float = WAIT_S) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.board.pin_level(self.estop_pin) == level:
+            if self.level() == level:
                 return True
             time.sleep(0.01)
         return False
@@ -56,7 +65,16 @@ class Rig:
 
     def cmd(self, values) -> dict:
         self.seq += 1
-        return self.link.command(self.seq, values)
+        d = self.link.command(self.seq, values)
+        self.last_cmd_ms = self.link.status()["now_ms"] if self.paced else 0
+        return d
+
+    def after_board_ms(self, ms: int) -> None:
+        """Wait until the board's own clock (status ``now_ms``) has advanced ``ms`` since the
+        last decided command: rate limits count board time, and a fast host link (a real
+        port at 115200 baud) would otherwise send the next step within one period."""
+        while self.link.status()["now_ms"] - self.last_cmd_ms < ms:
+            time.sleep(0.002)
 
     def engage(self) -> None:
         """Reset, arm, and send safe commands until the link heartbeat is up."""
@@ -84,8 +102,12 @@ def in_envelope(r: Rig) -> None:
     r.say("boot: pin0 " + r.pin())
     r.engage()
     r.say("engaged: pin0 " + r.pin())
+    r.paced = True
+    r.last_cmd_ms = r.link.status()["now_ms"]
     for values in ([2, 1, 3, -3], [5, 2, 8, -8], [9, 3, 12, -12], [9, 3, 12, -12]):
+        r.after_board_ms(25)  # the largest step (gripper +4 at 200/s) needs 20 ms
         r.say(f"C {values} -> {_d(r.cmd(values))}")
+    r.paced = False
     r.say(r.status_line())
 
 

@@ -268,3 +268,52 @@ def test_edgegov_emulate_boots_the_governor_on_the_frozen_hex():
     deployed = [x.split()[1] for x in lines if x.startswith("ok ")]
     assert deployed == ["egc.py", "main.py"], lines  # the modules are in flash
     assert any(x.startswith("UART  socket://127.0.0.1:") for x in lines)
+
+
+def test_edgegov_hil_runs_scenarios_against_a_board_on_a_serial_port(gov):
+    """``edgegov hil --port`` as against a real board: the emulated governor board reached
+    only through a pyserial URL, no GPIO probe (the e-stop line comes from the governor's
+    status replies), same transcripts; the watchdog scenario is reported as skipped."""
+    res = _hil_over_the_port(gov, ["--scenario", "in_envelope", "--scenario", "watchdog"])
+    assert res.exit_code == 0, res.output
+    assert "PASS  in_envelope" in res.output and "SKIP  watchdog" in res.output
+    assert "1 passed, 0 failed" in res.output
+
+
+def test_edgegov_hil_reports_a_transcript_difference_and_fails(gov, tmp_path, monkeypatch):
+    """A scenario whose board behaviour differs from its transcript fails the command, with
+    the diff shown."""
+    import runner
+
+    fake = tmp_path / "expected"
+    fake.mkdir()
+    for exp in runner.EXPECTED.glob("*.exp"):
+        (fake / exp.name).write_text(exp.read_text().replace("verdict=0", "verdict=9"))
+    monkeypatch.setattr(runner, "EXPECTED", fake)
+    res = _hil_over_the_port(gov, ["--scenario", "in_envelope"])
+    assert res.exit_code == 1, res.output
+    assert "FAIL  in_envelope" in res.output and "+" in res.output
+    assert "0 passed, 1 failed" in res.output
+
+
+def _hil_over_the_port(gov, args: list[str]):
+    """``edgegov hil --port socket://…`` in a thread; a serial BREAK cannot reset the board
+    through a TCP URL, so the board is reset through QMP once the command is connected (as
+    a reset button would) and boots into its boot frame for the scenario to see."""
+    import threading
+
+    from click.testing import CliRunner
+    from edgegov_cli.main import main
+
+    gov.uart.sock.close()  # the TCP UART takes one client: hand it to the CLI
+    out = {}
+    cmd = ["hil", "--port", f"socket://127.0.0.1:{gov.port}", *args]
+    worker = threading.Thread(target=lambda: out.update(res=CliRunner().invoke(main, cmd)))
+    worker.start()
+    try:
+        time.sleep(1.5)  # connected, past its BREAK
+        gov.system_reset()
+    finally:
+        worker.join(120)
+        gov._connect_uart(time.monotonic() + 10)
+    return out["res"]

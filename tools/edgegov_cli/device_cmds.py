@@ -7,6 +7,9 @@
   chunked raw-REPL writes for the micro:bit (its filesystem has no ``stat``); every file
   is read back and compared by SHA-256. ``PORT`` is a serial device or any pyserial URL
   (``socket://127.0.0.1:4444`` reaches an emulated board's UART).
+- ``hil [--scenario NAME] [--port PORT]``: the HIL scenarios (hil/scenarios.py) against
+  the emulated micro:bit with the frozen-governor hex, or a real board on ``PORT``, each
+  compared with its transcript in hil/expected/.
 - ``lineage pull-serial --port PORT -o FILE``: the board's lineage ring image over its
   CRC-framed link (firmware/PROTOCOL.md ``L``), written as a dump ``edgegov lineage
   verify|replay`` read.
@@ -28,7 +31,7 @@ for _sub in ("firmware", "emulation", "hil"):
     if str(REPO / _sub) not in sys.path:
         sys.path.insert(0, str(REPO / _sub))
 
-__all__ = ["emulate", "deploy", "pull_serial", "board_files"]
+__all__ = ["emulate", "deploy", "hil", "pull_serial", "board_files"]
 
 
 def board_files(board_name: str, envelope: str | None, key: bytes = b"",
@@ -184,6 +187,82 @@ def emulate(board_name: str, hex_path: str | None, frozen: bool | None, icount: 
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    finally:
+        mb.close()
+
+
+@click.command("hil")
+@click.option("--scenario", "names", multiple=True,
+              help="Run only this scenario (repeatable): in_envelope, out_of_envelope, "
+                   "link_loss, board_reset, garbage, watchdog. Default: all.")
+@click.option("--port", help="A real board running the governor (edgegov deploy) on this "
+              "serial device or pyserial URL; default: the emulated micro:bit.")
+@click.option("--baud", default=115200, show_default=True, help="Line rate with --port.")
+@click.option("--hex", "hex_path", type=click.Path(exists=True, dir_okay=False),
+              help="Frozen-governor hex for the emulated board (default: make microbit-hex).")
+def hil(names: tuple[str, ...], port: str | None, baud: int, hex_path: str | None) -> None:
+    """Run the HIL scenarios against a board and compare each with its transcript."""
+    import runner
+
+    unknown = [n for n in names if n not in runner.ALL]
+    if unknown:
+        raise click.UsageError(f"unknown scenario(s) {', '.join(unknown)}; "
+                               f"one of {', '.join(runner.ALL)}")
+    names = list(names) or runner.ALL
+    t0 = time.monotonic()
+
+    def progress(name: str) -> None:
+        click.echo(f"  {name} ...", err=True)
+
+    if port:
+        board = runner.SerialBoard(port, baud)
+        click.echo(f"board on {port}: e-stop line from its status replies, reset by BREAK")
+        try:
+            results = runner.run(board, names, reset=board.system_reset, progress=progress)
+        finally:
+            board.close()
+    else:
+        results = _hil_emulated(names, hex_path, progress)
+    failed = 0
+    for r in results:
+        click.echo(f"{r.status.upper():5} {r.name:16} {r.seconds:6.1f} s  {r.why}".rstrip())
+        if r.status == "fail":
+            failed += 1
+            for line in r.diff[:40]:
+                click.echo(f"      {line}")
+    passed = sum(r.status == "pass" for r in results)
+    click.echo(f"{passed} passed, {failed} failed ({time.monotonic() - t0:.1f} s)")
+    sys.exit(1 if failed else 0)
+
+
+def _hil_emulated(names: list[str], hex_path: str | None, progress) -> list:
+    import build
+    import deploy as fw_deploy
+    import runner
+    from edgegov.config.compile import compile_file
+    from qemu_microbit import EmulationError, MicrobitQemu
+    from watchdog import KickSupervisor
+
+    hex_file = Path(hex_path) if hex_path else build.FROZEN_HEX
+    if not hex_file.exists():
+        click.echo(f"hil: {hex_file} is missing: build it with `make microbit-hex`", err=True)
+        sys.exit(2)
+    board = build.load_board("microbit-v1")
+    files = build.microbit_files(compile_file(board.envelope).blob, board, frozen=True)
+    click.echo(f"emulated micro:bit (QEMU, -icount shift=4) with {hex_file}")
+    try:
+        mb = MicrobitQemu(hex_file, icount_shift=4, icount_sleep=True, baud=9600).start()
+    except EmulationError as err:
+        click.echo(f"hil: {err}", err=True)
+        sys.exit(2)
+    try:
+        mb.uart.interrupt()
+        if not _report(fw_deploy.deploy_raw_repl(mb.uart, files)):
+            click.echo("hil: deploy read-back differs", err=True)
+            sys.exit(1)
+        kick = board.get("pins", "watchdog_kick")
+        return runner.run(mb, names, reset=mb.system_reset, progress=progress,
+                          supervisor=lambda: KickSupervisor(mb, kick, timeout_s=1.0))
     finally:
         mb.close()
 
