@@ -99,13 +99,14 @@ class GovLink:
         out["outputs"] = [int(x) for x in f[10:]]
         return out
 
-    def pull_lineage(self) -> bytes:
-        """The board's whole lineage ring image, chunk by chunk (each chunk CRC-framed)."""
-        f = self.request("L", "L")
+    def pull_lineage(self, timeout: float = 5.0) -> bytes:
+        """The board's whole lineage ring image, chunk by chunk (each chunk CRC-framed);
+        ``timeout``: seconds per reply."""
+        f = self.request("L", "L", timeout)
         size = int(f[1])
         image = bytearray()
         while len(image) < size:
-            chunk = self.request("L %d" % len(image), "H")
+            chunk = self.request("L %d" % len(image), "H", timeout)
             if int(chunk[1]) != len(image) or len(chunk) < 3:
                 raise LinkError("lineage chunk out of order")
             image += bytes.fromhex(chunk[2])

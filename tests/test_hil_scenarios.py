@@ -106,7 +106,8 @@ def test_lineage_pulled_over_the_link_verifies_and_replays_bit_exactly(board):
     assert report.compared == len(scan.records)
 
 
-def test_cli_pull_serial_writes_a_dump_that_replays(tmp_path):
+@pytest.mark.parametrize("how", [["pull-serial", "--port"], ["pull", "--serial"]])
+def test_cli_pull_serial_writes_a_dump_that_replays(tmp_path, how):
     from click.testing import CliRunner
     from edgegov_cli.main import main
 
@@ -115,10 +116,13 @@ def test_cli_pull_serial_writes_a_dump_that_replays(tmp_path):
         scenarios.lineage_session(rig)
         mb.uart.sock.close()  # one client at a time, as a serial port
         out = tmp_path / "mb.lineage"
-        res = CliRunner().invoke(main, ["lineage", "pull-serial", "--port",
-                                        f"socket://127.0.0.1:{mb.port}", "-o", str(out)])
+        res = CliRunner().invoke(main, ["lineage", *how, f"socket://127.0.0.1:{mb.port}",
+                                        "-o", str(out)])
         assert res.exit_code == 0, res.output
+        assert "edgegov lineage verify" in res.output
         mb.uart = None
+    res = CliRunner().invoke(main, ["lineage", "verify", str(out), "--block-size", "256"])
+    assert res.exit_code == 0, res.output
     res = CliRunner().invoke(main, ["lineage", "replay", str(out), "--envelope",
                                     str(BOARD.envelope), "--block-size", "256"])
     assert res.exit_code == 0, res.output
@@ -131,3 +135,15 @@ def test_the_soft_board_runs_periods_in_board_time(board):
     time.sleep(0.05)
     t1 = rig.link.status()["now_ms"]
     assert t1 > t0 and (t1 - t0) % PERIOD_MS == 0
+
+
+def test_lineage_pull_needs_mqtt_and_device_or_serial(tmp_path):
+    from click.testing import CliRunner
+    from edgegov_cli.main import main
+
+    out = str(tmp_path / "x.lineage")
+    res = CliRunner().invoke(main, ["lineage", "pull", "-o", out])
+    assert res.exit_code == 2 and "--serial PORT" in res.output
+    res = CliRunner().invoke(main, ["lineage", "pull", "-o", out, "--serial", "socket://h:1",
+                                    "--device", "d"])
+    assert res.exit_code == 2 and "leave out --device/--mqtt" in res.output

@@ -273,16 +273,21 @@ def _hil_emulated(names: list[str], hex_path: str | None, progress) -> list:
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds per reply.")
 def pull_serial(port: str, output: str, timeout: float) -> None:
     """Pull a running board's lineage ring over its CRC-framed serial link."""
+    pull_serial_to(port, output, timeout)
+
+
+def pull_serial_to(port: str, output: str, timeout: float) -> None:
+    """``lineage pull-serial`` and ``lineage pull --serial``: the ring image into OUTPUT."""
     from boardlink import GovLink, LinkError, SerialStream
     from qemu_microbit import Uart
 
     uart = Uart(SerialStream(port))
     try:
-        image = GovLink(uart).pull_lineage()
+        image = GovLink(uart).pull_lineage(timeout)
     except LinkError as err:
         click.echo(f"pull-serial: {err}", err=True)
         sys.exit(2)
     finally:
         uart.sock.close()
     Path(output).write_bytes(image)
-    click.echo(f"{len(image)} bytes -> {output}")
+    click.echo(f"{len(image)} bytes -> {output}; try: edgegov lineage verify {output}")

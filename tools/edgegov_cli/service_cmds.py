@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -12,8 +13,8 @@ from pathlib import Path
 import click
 
 
-def _mqtt_options(f):
-    f = click.option("--mqtt", "mqtt_url", required=True,
+def _mqtt_options(f, required: bool = True):
+    f = click.option("--mqtt", "mqtt_url", required=required,
                      help="Broker URL: mqtt://[user[:pass]@]host[:port] or mqtts://...")(f)
     f = click.option("--username", help="MQTT user name (or in the URL).")(f)
     f = click.option("--password-file", type=click.Path(dir_okay=False),
@@ -176,16 +177,28 @@ def _op_arg(action: str, arg: str, config: str | None) -> int:
 
 
 @click.command("pull")
-@click.option("--device", required=True)
+@click.option("--device", help="The device id (over MQTT).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--prefix", default="edgegov", show_default=True)
 @click.option("--timeout", default=30.0, show_default=True)
-@_mqtt_options
-def pull_cmd(device, output, prefix, timeout, **mqtt):
-    """Pull a device's lineage image over MQTT into OUTPUT (checked by SHA-256)."""
+@click.option("--serial", "serial_port", help="Pull from a board over its serial link "
+              "instead (device or pyserial URL); same as `lineage pull-serial --port`.")
+@functools.partial(_mqtt_options, required=False)
+def pull_cmd(device, output, prefix, timeout, serial_port, **mqtt):
+    """Pull a device's lineage image over MQTT (checked by SHA-256), or a board's ring
+    over its serial link (``--serial``, each chunk CRC-checked), into OUTPUT."""
     from edgegov.service.client import PullError, pull_lineage
     from edgegov.service.topics import Topics
 
+    if serial_port:
+        if device or mqtt["mqtt_url"]:
+            raise click.UsageError("--serial pulls from a board: leave out --device/--mqtt")
+        from .device_cmds import pull_serial_to
+
+        pull_serial_to(serial_port, output, min(timeout, 5.0))
+        return
+    if not device or not mqtt["mqtt_url"]:
+        raise click.UsageError("give --device and --mqtt (or --serial PORT for a board)")
     try:
         image = asyncio.run(pull_lineage(_settings(**mqtt), Topics(device, prefix), timeout))
     except PullError as err:
