@@ -283,13 +283,13 @@ def test_edgegov_hil_runs_scenarios_against_a_board_on_a_serial_port(gov):
 def test_edgegov_hil_reports_a_transcript_difference_and_fails(gov, tmp_path, monkeypatch):
     """A scenario whose board behaviour differs from its transcript fails the command, with
     the diff shown."""
-    import runner
+    import hilrun
 
     fake = tmp_path / "expected"
     fake.mkdir()
-    for exp in runner.EXPECTED.glob("*.exp"):
+    for exp in hilrun.EXPECTED.glob("*.exp"):
         (fake / exp.name).write_text(exp.read_text().replace("verdict=0", "verdict=9"))
-    monkeypatch.setattr(runner, "EXPECTED", fake)
+    monkeypatch.setattr(hilrun, "EXPECTED", fake)
     res = _hil_over_the_port(gov, ["--scenario", "in_envelope"])
     assert res.exit_code == 1, res.output
     assert "FAIL  in_envelope" in res.output and "+" in res.output

@@ -202,23 +202,23 @@ def emulate(board_name: str, hex_path: str | None, frozen: bool | None, icount: 
               help="Frozen-governor hex for the emulated board (default: make microbit-hex).")
 def hil(names: tuple[str, ...], port: str | None, baud: int, hex_path: str | None) -> None:
     """Run the HIL scenarios against a board and compare each with its transcript."""
-    import runner
+    import hilrun
 
-    unknown = [n for n in names if n not in runner.ALL]
+    unknown = [n for n in names if n not in hilrun.ALL]
     if unknown:
         raise click.UsageError(f"unknown scenario(s) {', '.join(unknown)}; "
-                               f"one of {', '.join(runner.ALL)}")
-    names = list(names) or runner.ALL
+                               f"one of {', '.join(hilrun.ALL)}")
+    names = list(names) or hilrun.ALL
     t0 = time.monotonic()
 
     def progress(name: str) -> None:
         click.echo(f"  {name} ...", err=True)
 
     if port:
-        board = runner.SerialBoard(port, baud)
+        board = hilrun.SerialBoard(port, baud)
         click.echo(f"board on {port}: e-stop line from its status replies, reset by BREAK")
         try:
-            results = runner.run(board, names, reset=board.system_reset, progress=progress)
+            results = hilrun.run(board, names, reset=board.system_reset, progress=progress)
         finally:
             board.close()
     else:
@@ -238,7 +238,7 @@ def hil(names: tuple[str, ...], port: str | None, baud: int, hex_path: str | Non
 def _hil_emulated(names: list[str], hex_path: str | None, progress) -> list:
     import build
     import deploy as fw_deploy
-    import runner
+    import hilrun
     from edgegov.config.compile import compile_file
     from qemu_microbit import EmulationError, MicrobitQemu
     from watchdog import KickSupervisor
@@ -261,7 +261,7 @@ def _hil_emulated(names: list[str], hex_path: str | None, progress) -> list:
             click.echo("hil: deploy read-back differs", err=True)
             sys.exit(1)
         kick = board.get("pins", "watchdog_kick")
-        return runner.run(mb, names, reset=mb.system_reset, progress=progress,
+        return hilrun.run(mb, names, reset=mb.system_reset, progress=progress,
                           supervisor=lambda: KickSupervisor(mb, kick, timeout_s=1.0))
     finally:
         mb.close()
