@@ -143,6 +143,10 @@ class RingLog:
         self._bsize = bd.block_size
         self._bcount = bd.block_count
         self._overhead = FRAME_HEAD + self.TRAILER
+        # A device that writes several buffers in one call (the gateway's file: one
+        # pwritev) takes a whole frame at once; flash devices get head, payload and commit
+        # marker as three progs, in that order.
+        self._progv = getattr(bd, "progv", None) if self.TRAILER == FRAME_CRC else None
         if self._bcount < 2:
             raise LineageError("a ring needs at least 2 blocks")
         if self._bsize < HEADER_SIZE + self._overhead + 1:
@@ -239,11 +243,15 @@ class RingLog:
         bd = self._bd
         fh = self._fh
         struct.pack_into("<HI", fh, 0, n, seq)
-        bd.prog(b, off, fh)
-        if n:
-            bd.prog(b, off + FRAME_HEAD, payload)
         crc = binascii.crc32(payload, binascii.crc32(fh, self._seed))
-        self._commit(b, off + FRAME_HEAD + n, crc)
+        if self._progv is not None:
+            struct.pack_into("<I", self._cb, 0, crc)
+            self._progv(b, off, (fh, payload, self._cb))
+        else:
+            bd.prog(b, off, fh)
+            if n:
+                bd.prog(b, off + FRAME_HEAD, payload)
+            self._commit(b, off + FRAME_HEAD + n, crc)
         self._off = off + n + self._overhead
         self._next_seq = _inc(seq)
         self._end[b] = self._next_seq

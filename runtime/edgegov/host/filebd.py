@@ -127,6 +127,18 @@ class FileBlockDevice:
         """Write ``data`` at ``block``/``offset``."""
         self._write(self._offset(block, offset, len(data)), memoryview(data))
 
+    def progv(self, block: int, offset: int, parts) -> None:
+        """Write ``parts`` back to back at ``block``/``offset`` in one ``pwritev`` (a ring
+        frame: head, payload, commit CRC). Before the next ``flush()`` the kernel may persist
+        separate writes in any order anyway; recovery checks each frame's CRC."""
+        views = [memoryview(p) for p in parts]
+        n = sum(len(v) for v in views)
+        pos = self._offset(block, offset, n)
+        self._dirty = True
+        done = os.pwritev(self.fd, views, pos)
+        if done < n:  # short write (rare): finish from where it stopped
+            self._write(pos + done, memoryview(b"".join(views))[done:])
+
     def erase(self, block: int) -> None:
         """Write 0xFF over ``block``; in group-commit mode, flush earlier writes first
         (a sector's records are durable before the block after it changes)."""
