@@ -61,9 +61,12 @@ def compare(name: str, lines: list[str]) -> list[str]:
     return list(difflib.unified_diff(want, lines, f"expected/{name}.exp", "board", lineterm=""))
 
 
-def run(board, names: list[str], reset=None, supervisor=None, progress=None) -> list[Result]:
+def run(board, names: list[str], reset=None, supervisor=None, progress=None,
+        compiled=None) -> list[Result]:
     """Each scenario from a fresh board (``reset()`` before each, when given); the
-    ``watchdog`` scenario needs ``supervisor()`` → a started kick supervisor."""
+    ``watchdog`` scenario needs ``supervisor()`` → a started kick supervisor, and
+    ``lineage_replay`` the board's ``compiled`` envelope (it has no transcript: the ring
+    pulled over the link must verify and replay bit-exactly through the full core)."""
     results = []
     for name in names:
         if progress:
@@ -80,6 +83,15 @@ def run(board, names: list[str], reset=None, supervisor=None, progress=None) -> 
             if name == "watchdog":
                 with supervisor() as sup:
                     scenarios.watchdog(rig, sup)
+            elif name == "lineage_replay":
+                scenarios.lineage_session(rig)
+                n, ok, rep = scenarios.replay_pulled(rig.link.pull_lineage(), compiled)
+                good = ok and rep.identical and rep.compared == n and n > 0
+                why = f"{n} records, verify {'ok' if ok else 'FAILED'}, replay " + (
+                    "identical" if rep.identical else f"{len(rep.divergences)} divergences")
+                results.append(Result(name, "pass" if good else "fail",
+                                      time.monotonic() - t0, [] if good else [why], why))
+                continue
             else:
                 scenarios.SCENARIOS[name](rig)
         except Exception as err:  # noqa: BLE001 - a scenario that breaks is a failure, reported
@@ -91,6 +103,6 @@ def run(board, names: list[str], reset=None, supervisor=None, progress=None) -> 
     return results
 
 
-ALL = [*sorted(scenarios.SCENARIOS), "watchdog"]
+ALL = [*sorted(scenarios.SCENARIOS), "watchdog", "lineage_replay"]
 
 __all__ = ["ALL", "Result", "SerialBoard", "compare", "run"]

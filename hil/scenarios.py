@@ -217,6 +217,20 @@ SCENARIOS = {
 __all__ = ["Rig", "SCENARIOS", "watchdog", "lineage_session", "ARM", "RESET", "ESTOP"]
 
 
+def replay_pulled(image: bytes, compiled) -> tuple[int, bool, object]:
+    """A ring image pulled from a board, checked on the gateway: (records, CRC/chain
+    verification ok, replay report through the full core with ``compiled``'s envelope)."""
+    from edgegov.core.envelope import Envelope
+    from edgegov.core.replay import Replayer
+    from edgegov.core.ring import scan_image
+    from edgegov.core.verify import verify
+
+    scan = scan_image(image)
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    report = Replayer({compiled.digest: env}).run(scan.records)
+    return len(scan.records), verify(scan.records, scan.problems).ok, report
+
+
 def record_times(image: bytes) -> list[tuple[int, list]]:
     """(now_ms, record) for every record in a pulled ring image (no wrap expected)."""
     from edgegov.core.record import decode

@@ -223,19 +223,12 @@ def test_link_loss_asserts_the_estop_pin_within_two_periods_of_the_deadline(gov,
 
 def test_lineage_pulled_from_the_qemu_board_verifies_and_replays_bit_exactly(gov):
     """The ring the 1.9.2 VM wrote (its CRCs, CBOR, integers) replays through the full core."""
-    from edgegov.core.replay import Replayer
-    from edgegov.core.ring import scan_image
-    from edgegov.core.verify import verify
-
     rig = scenarios.Rig(gov)
     scenarios.lineage_session(rig)
-    scan = scan_image(rig.link.pull_lineage())
-    assert len(scan.records) > 10
-    assert verify(scan.records, scan.problems).ok
-    env = Envelope.from_blob(COMPILED.blob, COMPILED.digest)
-    report = Replayer({COMPILED.digest: env}).run(scan.records)
+    n, verified, report = scenarios.replay_pulled(rig.link.pull_lineage(), COMPILED)
+    assert n > 10 and verified
     assert report.identical, [(d.seq, d.note) for d in report.divergences[:3]]
-    assert report.compared == len(scan.records)
+    assert report.compared == n
 
 
 def test_edgegov_emulate_boots_the_governor_on_the_frozen_hex():
@@ -274,10 +267,11 @@ def test_edgegov_hil_runs_scenarios_against_a_board_on_a_serial_port(gov):
     """``edgegov hil --port`` as against a real board: the emulated governor board reached
     only through a pyserial URL, no GPIO probe (the e-stop line comes from the governor's
     status replies), same transcripts; the watchdog scenario is reported as skipped."""
-    res = _hil_over_the_port(gov, ["--scenario", "in_envelope", "--scenario", "watchdog"])
+    res = _hil_over_the_port(gov, ["--scenario", "in_envelope", "--scenario", "watchdog",
+                                   "--scenario", "lineage_replay"])
     assert res.exit_code == 0, res.output
     assert "PASS  in_envelope" in res.output and "SKIP  watchdog" in res.output
-    assert "1 passed, 0 failed" in res.output
+    assert "PASS  lineage_replay" in res.output and "2 passed, 0 failed" in res.output
 
 
 def test_edgegov_hil_reports_a_transcript_difference_and_fails(gov, tmp_path, monkeypatch):

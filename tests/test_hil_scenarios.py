@@ -25,9 +25,6 @@ import build  # noqa: E402
 import scenarios  # noqa: E402
 from edgegov.config.compile import compile_file  # noqa: E402
 from edgegov.core.envelope import Envelope  # noqa: E402
-from edgegov.core.replay import Replayer  # noqa: E402
-from edgegov.core.ring import scan_image  # noqa: E402
-from edgegov.core.verify import verify  # noqa: E402
 from soft_microbit import PIN_BIT, SoftMicrobit  # noqa: E402
 from watchdog import KickSupervisor  # noqa: E402
 
@@ -96,14 +93,10 @@ def test_link_loss_asserts_the_estop_pin_within_two_periods_of_the_deadline(boar
 def test_lineage_pulled_over_the_link_verifies_and_replays_bit_exactly(board):
     rig = scenarios.Rig(board)
     scenarios.lineage_session(rig)
-    image = rig.link.pull_lineage()
-    scan = scan_image(image)
-    assert len(scan.records) > 10
-    assert verify(scan.records, scan.problems).ok
-    env = Envelope.from_blob(COMPILED.blob, COMPILED.digest)
-    report = Replayer({COMPILED.digest: env}).run(scan.records)
+    n, verified, report = scenarios.replay_pulled(rig.link.pull_lineage(), COMPILED)
+    assert n > 10 and verified
     assert report.identical, [(d.seq, d.note) for d in report.divergences[:3]]
-    assert report.compared == len(scan.records)
+    assert report.compared == n
 
 
 @pytest.mark.parametrize("how", [["pull-serial", "--port"], ["pull", "--serial"]])

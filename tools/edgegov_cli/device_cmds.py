@@ -194,13 +194,17 @@ def emulate(board_name: str, hex_path: str | None, frozen: bool | None, icount: 
 @click.command("hil")
 @click.option("--scenario", "names", multiple=True,
               help="Run only this scenario (repeatable): in_envelope, out_of_envelope, "
-                   "link_loss, board_reset, garbage, watchdog. Default: all.")
+                   "link_loss, board_reset, garbage, watchdog, lineage_replay. Default: all.")
 @click.option("--port", help="A real board running the governor (edgegov deploy) on this "
               "serial device or pyserial URL; default: the emulated micro:bit.")
 @click.option("--baud", default=115200, show_default=True, help="Line rate with --port.")
 @click.option("--hex", "hex_path", type=click.Path(exists=True, dir_okay=False),
               help="Frozen-governor hex for the emulated board (default: make microbit-hex).")
-def hil(names: tuple[str, ...], port: str | None, baud: int, hex_path: str | None) -> None:
+@click.option("--envelope", type=click.Path(exists=True, dir_okay=False),
+              help="The envelope the board runs, for lineage_replay with --port (default: "
+                   "boards/microbit-v1's, which the scenarios are written for).")
+def hil(names: tuple[str, ...], port: str | None, baud: int, hex_path: str | None,
+        envelope: str | None) -> None:
     """Run the HIL scenarios against a board and compare each with its transcript."""
     import hilrun
 
@@ -215,10 +219,15 @@ def hil(names: tuple[str, ...], port: str | None, baud: int, hex_path: str | Non
         click.echo(f"  {name} ...", err=True)
 
     if port:
+        import build
+        from edgegov.config.compile import compile_file
+
+        compiled = compile_file(envelope or build.load_board("microbit-v1").envelope)
         board = hilrun.SerialBoard(port, baud)
         click.echo(f"board on {port}: e-stop line from its status replies, reset by BREAK")
         try:
-            results = hilrun.run(board, names, reset=board.system_reset, progress=progress)
+            results = hilrun.run(board, names, reset=board.system_reset, progress=progress,
+                                 compiled=compiled)
         finally:
             board.close()
     else:
@@ -248,7 +257,8 @@ def _hil_emulated(names: list[str], hex_path: str | None, progress) -> list:
         click.echo(f"hil: {hex_file} is missing: build it with `make microbit-hex`", err=True)
         sys.exit(2)
     board = build.load_board("microbit-v1")
-    files = build.microbit_files(compile_file(board.envelope).blob, board, frozen=True)
+    compiled = compile_file(board.envelope)
+    files = build.microbit_files(compiled.blob, board, frozen=True)
     click.echo(f"emulated micro:bit (QEMU, -icount shift=4) with {hex_file}")
     try:
         mb = MicrobitQemu(hex_file, icount_shift=4, icount_sleep=True, baud=9600).start()
@@ -262,7 +272,8 @@ def _hil_emulated(names: list[str], hex_path: str | None, progress) -> list:
             sys.exit(1)
         kick = board.get("pins", "watchdog_kick")
         return hilrun.run(mb, names, reset=mb.system_reset, progress=progress,
-                          supervisor=lambda: KickSupervisor(mb, kick, timeout_s=1.0))
+                          supervisor=lambda: KickSupervisor(mb, kick, timeout_s=1.0),
+                          compiled=compiled)
     finally:
         mb.close()
 
