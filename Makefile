@@ -27,9 +27,7 @@ demo: $(STAMP)
 system-deps:
 	bash tools/setup-system.sh
 
-$(HEX): $(HEX_INPUTS)
-	bash tools/setup-deb-src.sh
-	mkdir -p $(dir $(HEX))
+$(HEX): $(HEX_INPUTS) tools/setup-deb-src.sh
 	WORK=$(CURDIR)/build/microbit/work bash firmware/microbit/hexbuild/build-hex.sh $(HEX)
 
 microbit-hex: $(HEX)

@@ -150,18 +150,12 @@ class Plc:
         async with self.lock:
             return await coro
 
-    def _words(self) -> list[int]:
-        words = []
-        for s in MAP.channels:
-            words += mm.encode(self.standing[s.name], s.words)
-        return words
-
     async def propose(self, **values):
         """Write [heartbeat+1, every proposal] in one FC16; returns the response."""
         self.standing.update(values)
         self.hb = (self.hb + 1) & 0xFFFF
         return await self._call(self.client.write_registers(
-            mm.H_HEARTBEAT, [self.hb, *self._words()], device_id=1))
+            mm.H_HEARTBEAT, [self.hb, *MAP.proposal_words(self.standing)], device_id=1))
 
     async def decide(self, **values):
         """``propose`` and read the status in one go (no heartbeat write in between)."""
@@ -169,8 +163,8 @@ class Plc:
             await asyncio.sleep(0.02)  # rate budgets count from the last proposal: give time
             self.standing.update(values)
             self.hb = (self.hb + 1) & 0xFFFF
-            rr = await self.client.write_registers(mm.H_HEARTBEAT, [self.hb, *self._words()],
-                                                   device_id=1)
+            words = [self.hb, *MAP.proposal_words(self.standing)]
+            rr = await self.client.write_registers(mm.H_HEARTBEAT, words, device_id=1)
             return rr, await self._status()
 
     async def beat(self, change: bool = True):

@@ -59,7 +59,7 @@ F_LINEAGE = 2  # the lineage cannot be written
 F_OUTPUT = 3  # an output could not be performed
 F_DRIVE_LINK = 4  # the Modbus drive does not answer
 F_DRIVE_EXCEPTION = 5  # the Modbus drive answers with exceptions
-F_UNKNOWN = 29  # what a malformed fault report counts as (the core's _FAULT_UNKNOWN)
+F_UNKNOWN = codes.F_UNKNOWN  # what a malformed fault report counts as
 FAULTS = {F_ESTOP_READBACK: "estop_readback", F_LINEAGE: "lineage", F_OUTPUT: "output",
           F_DRIVE_LINK: "drive_link", F_DRIVE_EXCEPTION: "drive_exception",
           F_UNKNOWN: "malformed_fault_report"}

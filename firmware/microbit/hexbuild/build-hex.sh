@@ -24,11 +24,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 t0=$(date +%s)
 
 # 1. build dependencies (the firmware part of Build-Depends; the docs are not built)
-if ! grep -rqsE '^(deb-src[[:space:]]|Types:.*deb-src)' /etc/apt/sources.list \
-        /etc/apt/sources.list.d/; then
-    echo "build-hex.sh: no deb-src entry in /etc/apt; tools/setup-deb-src.sh adds one" >&2
-    exit 1
-fi
+bash "$HERE/../../../tools/setup-deb-src.sh"  # Debian's source archive, when missing
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     dpkg-dev cmake ninja-build gcc-arm-none-eabi libnewlib-arm-none-eabi \

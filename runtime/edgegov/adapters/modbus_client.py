@@ -71,24 +71,23 @@ class DriveClient:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.on_write = None  # test/bench hook: called after each successful output write
-        self._held = False  # a caller's flush() follows: do not wake the client task
 
     # ------------------------------------------------------------ the loop's side
 
     def set_outputs(self, scaled: list[int]) -> None:
+        """New outputs to write. The client task is woken on the next loop iteration, not
+        now: a caller that ``flush()``es right after (the PLC server) has sent the write by
+        then, and the task finds nothing left to do."""
         self.outputs = list(scaled)
-        if not self._held:
+        try:
+            asyncio.get_running_loop().call_soon(self._wake.set)
+        except RuntimeError:  # no loop yet (set up before start): the task sees it first
             self._wake.set()
 
     def set_estop(self, level: bool) -> None:
         if level != self.estop:
             self.estop = level
             self._wake.set()
-
-    def hold(self) -> None:
-        """A ``flush()`` from the caller follows: output changes until then need not wake
-        the client task (waking it would only add a task switch before the write)."""
-        self._held = True
 
     def faults(self) -> dict[int, bool]:
         return dict(self._faults)
@@ -124,11 +123,8 @@ class DriveClient:
         """Write changed outputs now, from the caller's task (the PLC request that caused
         them), saving a task switch; when the client is busy or the drive is faulted, the
         client task does it instead. Bounded by ``timeout_ms``; never raises."""
-        self._held = False
         if self.client is None or self._lock.locked() or self._faults[F_DRIVE_LINK] \
                 or not self.client.connected:
-            if self.outputs != self._written_outputs:
-                self._wake.set()
             return
         async with self._lock:
             try:
@@ -165,7 +161,7 @@ class DriveClient:
     async def _connect(self) -> None:
         if self.client.connected:
             return
-        ok = await self._bounded(self.client.connect())
+        ok = await self._guarded(self.client.connect(), self.timeout_s)
         if not ok:
             raise DriveError(F_DRIVE_LINK, "cannot connect")
 
@@ -201,7 +197,7 @@ class DriveClient:
         self.requests += 1
         # pymodbus bounds each request by the client's timeout (retries=0), and this client
         # never has two requests in flight (``_lock``): no second timer on the write path.
-        rr = await self._bounded(coro, timer=False)
+        rr = await self._guarded(coro)
         if rr is None:
             raise DriveError(F_DRIVE_LINK, "no response")
         if rr.isError():
@@ -209,13 +205,12 @@ class DriveClient:
             raise DriveError(F_DRIVE_EXCEPTION, f"exception {code}")
         return rr
 
-    async def _bounded(self, coro, timer: bool = True):
+    async def _guarded(self, coro, timeout_s: float | None = None):
+        """Await ``coro`` (within ``timeout_s`` when given); a failure is a DriveError."""
         from pymodbus.exceptions import ModbusException
 
         try:
-            if not timer:
-                return await coro
-            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
+            async with asyncio.timeout(timeout_s):  # None: no timer; no extra task either way
                 return await coro
         except (TimeoutError, ModbusException, OSError) as err:
             if self.client is not None and self.kind == "tcp":

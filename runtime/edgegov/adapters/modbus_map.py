@@ -107,6 +107,15 @@ class RegisterMap:
     holding_count: int
     input_count: int
 
+    def proposal_words(self, values: dict) -> list[int]:
+        """Every proposal register, in order from ``H_PROPOSALS``, for ``values`` (scaled,
+        by channel name; every channel must be given): what a PLC writes after its
+        heartbeat."""
+        words = []
+        for s in self.channels:
+            words += encode(values[s.name], s.words)
+        return words
+
     def slot(self, name: str) -> ChannelSlot:
         for s in self.channels:
             if s.name == name:

@@ -6,12 +6,12 @@ Two layers, as with MQTT:
   through the service (``GovernorService.decide``), so a write is decided before its Modbus
   response is sent — well within the control period. It holds no socket and is driven by
   ``now_ms`` from the caller, so tests can script it.
-- ``PlcServer`` forwards the governed outputs to the drive (``after_write``) before the
-  decision is recorded and published (``GovernorService.settle``), and answers the PLC
-  after both: the drive sees a write one governor call after the PLC sent it.
 - ``PlcServer`` is the pymodbus server around it: a ``SimDevice`` whose ``action`` hook
   sees every request before it touches the registers (pymodbus ≥ 3.13 routes all datastore
   access through ``SimDevice(action=...)``; overriding a data block is silently ignored).
+  It forwards the governed outputs to the drive (``after_write``) before the decision is
+  recorded and published (``GovernorService.settle``), and answers the PLC after both: the
+  drive sees a write one governor call after the PLC sent it.
 
 Wire rules (``docs/modbus.md``):
 
@@ -257,7 +257,6 @@ class PlcServer:
         self.baudrate = baudrate
         self.server = None
         self.errors = 0
-        self.before_write = None  # hook before a write is decided (the drive's hold)
         self.after_write = None  # async hook after a decided write (the drive's flush)
 
     def device(self):
@@ -282,8 +281,6 @@ class PlcServer:
         service = self.frontend.service
         flush = values is not None and self.after_write is not None
         try:
-            if flush and self.before_write is not None:
-                self.before_write()
             exc = self._dispatch(fc, start, address, count, registers, values)
         except Exception:  # noqa: BLE001 - one bad request must not stop the server
             exc = self._failed()

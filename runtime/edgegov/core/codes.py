@@ -134,3 +134,7 @@ C_LIMIT = const(16)
 C_INTERLOCK = const(32)
 C_FAULT = const(64)
 C_INTERNAL = const(128)
+
+# Fault codes the host reports are 0..29 (names: edgegov.names.FAULTS); a malformed fault
+# report counts as this one (fail closed).
+F_UNKNOWN = const(29)

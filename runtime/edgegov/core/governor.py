@@ -61,6 +61,7 @@ from .codes import (
     EV_OPERATOR,
     EV_TELEMETRY,
     EV_TICK,
+    F_UNKNOWN,
     HOLD,
     HOLD_RAMP,
     LINK_DOWN,
@@ -125,7 +126,6 @@ _FAR = const(1 << 30)  # "no bound" for interlock limits and margins
 _DT_CAP_MS = const(1000)  # longest interval one rate budget may cover
 _FAR_MS = 1 << 62  # "never" for deadlines (a big int: no const() on 32-bit ports)
 _SEQ_LIMIT = 1 << 53  # command sequence numbers: 0 <= seq < 2**53
-_FAULT_UNKNOWN = const(29)  # the fault code a malformed fault report counts as
 
 
 def _bad_number(v):
@@ -955,11 +955,11 @@ class Governor:
         env = self.env
         code = ev.code
         malformed = (not isinstance(code, int) or isinstance(code, bool)
-                     or not 0 <= code <= _FAULT_UNKNOWN)
+                     or not 0 <= code <= F_UNKNOWN)
         if malformed:
             # A fault report we cannot read is still a fault: fail closed. Only an explicit
             # clear of the "unknown" code lifts it; a malformed report never clears anything.
-            code = _FAULT_UNKNOWN
+            code = F_UNKNOWN
         if malformed or ev.active is not False:
             self.faults |= 1 << code
             d.event(E_FAULT, code)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 
-from ..host.net import free_port
-
 
 async def start_embedded_broker(port: int, host: str = "127.0.0.1"):
     """Start an amqtt broker on ``host:port`` in the running loop; ``await b.shutdown()``."""
@@ -28,4 +26,4 @@ async def start_embedded_broker(port: int, host: str = "127.0.0.1"):
     return broker
 
 
-__all__ = ["start_embedded_broker", "free_port"]
+__all__ = ["start_embedded_broker"]

@@ -28,9 +28,9 @@ from .. import names
 from ..core import codes
 from ..demo import DEMO_KEY, EXAMPLE, VERDICT_ORDER, check_lineage, print_summary
 from ..host.aio import cancel_and_wait, stop_requested
+from ..host.net import free_port
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
-from .broker import free_port
 from .runner import Runner, ServiceConfig
 
 _VERDICTS = VERDICT_ORDER
@@ -60,9 +60,7 @@ class PlcLink:
             else:
                 self.skipped += 1
         self.heartbeat = (self.heartbeat + 1) & 0xFFFF
-        words = [self.heartbeat]
-        for s in self.map.channels:
-            words += mm.encode(self.standing[s.name], s.words)
+        words = [self.heartbeat, *self.map.proposal_words(self.standing)]
         rr = await self.client.write_registers(mm.H_HEARTBEAT, words, device_id=1)
         self.writes += 1
         if rr.isError():

@@ -61,7 +61,6 @@ class ModbusGateway:
             self.drive = DriveClient(opts.target, self.map, opts.target_unit, opts.output_base,
                                      opts.coil, opts.timeout_ms, opts.poll_ms, opts.baudrate)
             if self.server is not None:
-                self.server.before_write = self.drive.hold
                 self.server.after_write = self.drive.flush
         self._reported: dict[int, bool] = {}
         self._task: asyncio.Task | None = None
