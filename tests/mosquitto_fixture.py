@@ -58,7 +58,7 @@ class Mosquitto:
 
 
 def _base(port: int) -> list[str]:
-    return [f"listener {port} 127.0.0.1", "persistence false", "user root",
+    return [f"listener {port} 127.0.0.1", "persistence false", "user root", "set_tcp_nodelay true",
             "log_dest stderr", "log_type error", "log_type warning"]
 
 

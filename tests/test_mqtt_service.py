@@ -85,7 +85,7 @@ def test_command_decision_output_path(broker, service):
                 seq = await peer.command({"press": step / 10, "coolant": step})
                 await asyncio.sleep(0.02)
             d = await peer.wait_for("decision", lambda m: m["seq"] == seq)
-            assert d["verdict"] == "ALLOW", d
+            assert d["verdict"] == "ALLOW", json.dumps(d)
             assert d["output"] == {"spindle": 0, "press": 1.5, "coolant": 15}
             await peer.wait_for("output", lambda m: m["values"]["coolant"] == 15)
             seq = await peer.command({"coolant": 100})  # a jump: rate clamp

@@ -174,6 +174,10 @@ class Int(int):
     """An int subclass: not ``type(v) is int``."""
 
 
+class Str(str):
+    """A str subclass: a known name, but not an exact str."""
+
+
 class Dict(dict):
     """A dict subclass: not an exact dict."""
 
@@ -200,10 +204,14 @@ def draw_values(data, names, mode):
     """A values map: usually exactly the names, sometimes missing or extra keys, a dict
     subclass or no dict at all."""
     shape = data.draw(st.sampled_from(["exact"] * (40 if mode == "plain" else 8)
-                                      + ["missing", "extra", "subclass", "notdict"]))
+                                      + ["missing", "subset", "subset", "extra", "subclass",
+                                         "notdict"]))
     vals = {k: data.draw(values_st(mode)) for k in names}
     if shape == "missing" and names:
         del vals[data.draw(st.sampled_from(names))]
+    elif shape == "subset":  # some of the names, in any order (the pair layout sorts them)
+        keys = data.draw(st.permutations(names))[:data.draw(st.integers(0, len(names)))]
+        vals = {k: vals[k] for k in keys}
     elif shape == "extra":
         vals[data.draw(st.sampled_from(["zz", "a", 5, ("t",), None]))] = data.draw(
             values_st(mode))
@@ -348,6 +356,15 @@ def test_the_common_records_are_taken(verdict, n_events, differ):
     assert (enc.n, enc.t, enc.seq_ref, enc.prev_out) == (ref.n, ref.t, ref.seq_ref,
                                                          ref.prev_out)
     assert _recenc.event(enc, TICK, 1020, d) is True
+    partial = Command(43, {"c05": 50, "c01": True, "c03": -(2**64)})  # some, out of order
+    ref.t, ref.seq_ref, ref.prev_out = enc.t, enc.seq_ref, list(enc.prev_out)
+    assert _recenc.decision(enc, partial, 1025, d) is True
+    with accel(False):
+        ref.decision(partial, 1025, d)
+    assert bytes(enc.payload()) == bytes(ref.payload())
+    assert decode(bytes(enc.payload()))[3] == [[1, True], [3, -(2**64)], [5, 50]]
+    assert _recenc.event(enc, Telemetry({"i02": 7}), 1026, d) is True
+    assert decode(bytes(enc.payload()))[2] == [EV_TELEMETRY, [[2, 7]]]
     tel = Telemetry({"i00": True, "i01": False, "i02": -(2**64)})
     assert _recenc.event(enc, tel, 1030, d) is True
     assert decode(bytes(enc.payload()))[2] == [EV_TELEMETRY, [True, False, -(2**64)]]
@@ -355,8 +372,9 @@ def test_the_common_records_are_taken(verdict, n_events, differ):
 
 @needs_accel
 @pytest.mark.parametrize("change", [
-    "values_float", "values_nan", "values_int_subclass", "values_huge", "values_missing",
-    "values_extra", "values_none", "seq_float", "seq_huge", "now_float", "t_huge",
+    "values_float", "values_nan", "values_int_subclass", "values_huge", "values_partial_nan",
+    "values_str_subclass_key", "values_extra", "values_none", "seq_float", "seq_huge",
+    "now_float", "t_huge",
     "output_float", "output_bool", "prev_out_float", "proposed_float", "rule_huge",
     "n_events_over", "small_buffer", "buffer_bytes", "prev_out_tuple", "output_short",
     "channels_65",
@@ -371,8 +389,12 @@ def test_everything_else_is_handed_back_untouched(change):
         cmd.values["c01"] = Int(1)
     elif change == "values_huge":
         cmd.values["c01"] = 2**64
-    elif change == "values_missing":
+    elif change == "values_partial_nan":
         del cmd.values["c01"]
+        cmd.values["c02"] = float("nan")
+    elif change == "values_str_subclass_key":  # pairs (one name short): exact str keys only
+        del cmd.values["c01"], cmd.values["c02"]
+        cmd.values[Str("c01")] = 1
     elif change == "values_extra":
         cmd.values["zz"] = 1
     elif change == "values_none":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 from edgegov.adapters.resilience import Backoff, Outbox, backoff_delay_ms
 from edgegov.config.compile import compile_file
@@ -227,3 +228,72 @@ def test_estop_relay_readback_mismatch_is_a_fault():
     svc.cycle(520)
     assert not gov.faults
     assert "fault_cleared" in [m["event"] for m in messages(posted, "event")]
+
+
+def _durable_service(tmp_path):
+    gov = Governor(ENV, KEY)
+    lineage = open_lineage(tmp_path / "l.bin", ENV, KEY, group_commit=True, durable=True,
+                           block_count=32)
+    posted = []
+    svc = GovernorService(gov, Topics(ENV.device_id), lambda *a: posted.append(a), lineage)
+    svc.boot(0, COMPILED.blob)
+    return svc, lineage.device, posted
+
+
+def test_the_period_commit_runs_on_a_worker_and_a_lag_withholds_the_kick(tmp_path):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgegov.service.loop import COMMIT_LAG_LIMIT
+
+    svc, dev, _ = _durable_service(tmp_path)
+    clock = ScriptedClock()
+    assert svc.cycle(clock.advance(10)) is True
+    running = dev._commit
+    assert running is not None  # an fdatasync handed to the worker thread
+    running.result(5)
+    assert dev.datasyncs >= 1
+    # A disk that does not answer: the worker is stuck, so the next commit cannot finish.
+    gate = threading.Event()
+    dev._worker.shutdown(wait=True)
+    dev._worker = ThreadPoolExecutor(1)
+    dev._worker.submit(gate.wait, 10)
+    kicks = []
+    try:
+        for i in range(COMMIT_LAG_LIMIT + 4):
+            svc.submit(cmd({"seq": i + 1, "values": {"coolant": 0}}), clock.advance(1))
+            kicks.append(svc.cycle(clock.advance(10)))
+        # the stretch's first commit waits behind the stuck disk and is still running at
+        # every later period: the kick stops once it has run for more than the limit
+        assert kicks == [True] * (COMMIT_LAG_LIMIT + 1) + [False] * 3
+        assert dev.lag == COMMIT_LAG_LIMIT + 3
+    finally:
+        gate.set()
+    dev._commit.result(5)
+    assert svc.cycle(clock.advance(10)) is True  # the disk answered: fed again
+    assert dev.lag == 0
+    svc.stop(clock.advance(10))
+
+
+def test_a_failed_commit_is_a_lineage_fault(tmp_path):
+    svc, dev, posted = _durable_service(tmp_path)
+    clock = ScriptedClock()
+    svc.cycle(clock.advance(10))
+    dev._commit.result(5)
+    assert not svc.gov.causes & codes.C_FAULT
+    # The medium fails the next fdatasync for real: fdatasync on a pipe is EINVAL.
+    r, w = os.pipe()
+    real = dev.fd
+    dev.fd, dev._dirty = w, True
+    dev.commit_soon()
+    assert isinstance(dev._commit.exception(5), OSError)
+    dev.fd = real
+    assert svc.cycle(clock.advance(10)) is False  # the failure is seen: no kick
+    assert svc.lineage_errors == 1
+    svc.cycle(clock.advance(10))  # the pending fault is decided: latched
+    assert svc.gov.causes & codes.C_FAULT
+    faults = [m for m in messages(posted, "event") if m["event"] == "fault"]
+    assert faults and faults[0].get("fault") == "lineage", faults
+    os.close(r)
+    os.close(w)
+    svc.stop(clock.advance(10))

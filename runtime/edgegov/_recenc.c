@@ -8,9 +8,10 @@
  * that both produce identical bytes and state.
  *
  * The common case: a DECISION whose sequence number, the previous one and both times are
- * integers within 64 bits, whose values are a dict holding exactly the envelope's channels
- * as plain ints (within CBOR's 64-bit range) or bools; an EVENT that is a tick, or telemetry
- * with the same kind of values over the envelope's inputs; outputs, expected outputs and
+ * integers within 64 bits, whose values are a dict holding the envelope's channels (all of
+ * them: the vector layout; some of them, as exact str keys: the pair layout) as plain ints
+ * (within CBOR's 64-bit range) or bools; an EVENT that is a tick, or telemetry with the same
+ * kind of values over the envelope's inputs; outputs, expected outputs and
  * events as plain ints; a buffer large enough for the record. For anything else both
  * functions return False before changing anything (buffer contents included), and the
  * caller runs the Python code. They return True when the record has been written.
@@ -42,7 +43,7 @@ typedef struct {
 
 static PyObject *s_buf, *s_n, *s_t, *s_seq_ref, *s_prev_out, *s_env, *s_ch_names,
     *s_in_names, *s_seq, *s_values, *s_verdict, *s_reason, *s_rule, *s_margin, *s_output,
-    *s_proposed, *s_n_events, *s_ev_code, *s_ev_arg, *s_kind;
+    *s_proposed, *s_n_events, *s_ev_code, *s_ev_arg, *s_kind, *s_ch_index, *s_in_index;
 
 static Py_ssize_t
 head_len(uint64_t v)
@@ -246,6 +247,63 @@ items_of(PyObject *seq, Py_ssize_t n)
     return NULL;
 }
 
+/* A value the vector or pair layout writes as one head: a bool or an int item. */
+static int
+value_item(PyObject *v, Item *it)
+{
+    if (v == Py_True) {
+        it->major = 7;
+        it->u = 21;
+        return 1;
+    }
+    if (v == Py_False) {
+        it->major = 7;
+        it->u = 20;
+        return 1;
+    }
+    return int_item(v, it);
+}
+
+/* Encoder._pairs when every key is a known name (an exact str in the envelope's index)
+ * and every value a bool or an int item: 1 with the items and their indices in index
+ * order; 0 for anything else (unknown keys, markers, ...). Exact str keys and exact dicts:
+ * no look-up here runs Python code. */
+static int
+pair_items(PyObject *values, PyObject *index, Py_ssize_t n, Item *out, Py_ssize_t *idx,
+           Py_ssize_t *count)
+{
+    Py_ssize_t pos = 0, k = 0, j;
+    PyObject *key, *v, *at;
+    int64_t x;
+
+    if (!PyDict_CheckExact(index) || PyDict_GET_SIZE(values) > n)
+        return 0;
+    while (PyDict_Next(values, &pos, &key, &v)) {
+        Item it;
+        if (!PyUnicode_CheckExact(key))
+            return 0;
+        at = PyDict_GetItemWithError(index, key);
+        if (at == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (!i64(at, &x) || x < 0 || x >= n || !value_item(v, &it))
+            return 0;
+        /* insertion into index order (at most SMALL items) */
+        for (j = k; j > 0 && idx[j - 1] > (Py_ssize_t)x; j--) {
+            idx[j] = idx[j - 1];
+            out[j] = out[j - 1];
+        }
+        if (j > 0 && idx[j - 1] == (Py_ssize_t)x)
+            return 0; /* two keys for one index: the Python code */
+        idx[j] = (Py_ssize_t)x;
+        out[j] = it;
+        k++;
+    }
+    *count = k;
+    return 1;
+}
+
 /* Encoder._values for the vector case: 1 and the items, 0 for anything else (the pairs
  * layout, null, a value outside the vector, a dict subclass, ...). */
 static int
@@ -278,17 +336,8 @@ vector_items(PyObject *values, PyObject *names, Item *out, Py_ssize_t *count)
             PyErr_Clear();
             return 0;
         }
-        if (v == Py_True) {
-            out[i].major = 7;
-            out[i].u = 21;
-        }
-        else if (v == Py_False) {
-            out[i].major = 7;
-            out[i].u = 20;
-        }
-        else if (!int_item(v, &out[i])) {
+        if (!value_item(v, &out[i]))
             return 0;
-        }
     }
     *count = n;
     return 1;
@@ -297,7 +346,8 @@ vector_items(PyObject *values, PyObject *names, Item *out, Py_ssize_t *count)
 /* The attributes read from the objects; released together. */
 typedef struct {
     PyObject *buf, *t, *seq_ref, *prev_out, *env, *env_n, *names, *seq, *values, *verdict,
-        *reason, *rule, *margin, *output, *proposed, *n_events, *ev_code, *ev_arg, *kind;
+        *reason, *rule, *margin, *output, *proposed, *n_events, *ev_code, *ev_arg, *kind,
+        *index;
 } Refs;
 
 static void
@@ -322,6 +372,7 @@ release(Refs *r)
     Py_XDECREF(r->ev_code);
     Py_XDECREF(r->ev_arg);
     Py_XDECREF(r->kind);
+    Py_XDECREF(r->index);
 }
 
 /* getattr that clears the error: a missing attribute leaves the record to the Python
@@ -349,13 +400,14 @@ encode(PyObject *enc, PyObject *src, PyObject *now_ms, PyObject *d, int is_decis
     Refs r;
     Item head_dt, seq_it = {0, 0}, vr_it, rule_it, margin_it;
     Item vals[SMALL], outs[SMALL];
+    Py_ssize_t val_idx[SMALL];
     unsigned char differs[SMALL];
     PyObject *olds[SMALL];
     Item ev_c[MAX_EVENTS], ev_a[MAX_EVENTS];
     Py_ssize_t n_vals = 0, n_ch, count = 0, i, size, n_ev;
     int64_t now, t, seq = 0, seq_ref = 0, verdict, reason, n_events, kind = 0, ch;
     PyObject **out_items, **prop_items, **prev_items, **code_items, **arg_items;
-    int extra, has_values;
+    int extra, has_values, pairs = 0;
     unsigned char *p, *start;
     PyObject *result;
 
@@ -424,9 +476,33 @@ encode(PyObject *enc, PyObject *src, PyObject *now_ms, PyObject *d, int is_decis
             goto fallback;
     }
 
-    /* -- (b) the values, as a vector */
-    if (has_values && !vector_items(r.values, r.names, vals, &n_vals))
-        goto fallback;
+    /* -- (b) the values: as a vector when the dict holds as many keys as there are names
+     * (Encoder._values; its look-ups may run a key's __eq__, so a miss is handed back),
+     * else as [index, value] pairs of known names (exact str keys: no Python code runs) */
+    if (has_values) {
+        Py_ssize_t n_names;
+        if (PyList_CheckExact(r.names))
+            n_names = PyList_GET_SIZE(r.names);
+        else if (PyTuple_CheckExact(r.names))
+            n_names = PyTuple_GET_SIZE(r.names);
+        else
+            goto fallback;
+        if (!PyDict_CheckExact(r.values))
+            goto fallback;
+        if (PyDict_GET_SIZE(r.values) == n_names) {
+            if (!vector_items(r.values, r.names, vals, &n_vals))
+                goto fallback;
+        }
+        else {
+            if (PyDict_GET_SIZE(r.values) > SMALL)
+                goto fallback;
+            if (!(r.index = attr(r.env, is_decision ? s_ch_index : s_in_index)))
+                goto fallback;
+            if (!pair_items(r.values, r.index, SMALL, vals, val_idx, &n_vals))
+                goto fallback;
+            pairs = 1;
+        }
+    }
 
     /* -- (c) outputs against the expectation (_expected, _out_differs), events, size */
     if (!(out_items = items_of(r.output, n_ch)) || !(prev_items = items_of(r.prev_out, n_ch))
@@ -464,6 +540,10 @@ encode(PyObject *enc, PyObject *src, PyObject *now_ms, PyObject *d, int is_decis
         size += head_len((uint64_t)n_vals);
         for (i = 0; i < n_vals; i++)
             size += item_len(&vals[i]);
+        if (pairs) {
+            for (i = 0; i < n_vals; i++)
+                size += 1 + head_len((uint64_t)val_idx[i]); /* [2-array, index] */
+        }
     }
     size += item_len(&vr_it) + item_len(&rule_it) + item_len(&margin_it);
     if (extra) {
@@ -498,8 +578,13 @@ encode(PyObject *enc, PyObject *src, PyObject *now_ms, PyObject *d, int is_decis
     }
     if (has_values) {
         p = put_head(p, 4, (uint64_t)n_vals);
-        for (i = 0; i < n_vals; i++)
+        for (i = 0; i < n_vals; i++) {
+            if (pairs) {
+                p = put_head(p, 4, 2);
+                p = put_head(p, 0, (uint64_t)val_idx[i]);
+            }
             p = put_item(p, &vals[i]);
+        }
     }
     p = put_item(p, &vr_it);
     p = put_item(p, &rule_it);
@@ -627,7 +712,8 @@ PyInit__recenc(void)
         || intern(&s_margin, "margin") || intern(&s_output, "output")
         || intern(&s_proposed, "proposed") || intern(&s_n_events, "n_events")
         || intern(&s_ev_code, "ev_code") || intern(&s_ev_arg, "ev_arg")
-        || intern(&s_kind, "kind"))
+        || intern(&s_kind, "kind") || intern(&s_ch_index, "ch_index")
+        || intern(&s_in_index, "in_index"))
         return NULL;
     m = PyModule_Create(&recenc_module);
     if (m == NULL)

@@ -7,6 +7,7 @@ reply is published there with the same ``CorrelationData``.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -14,6 +15,10 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+# Decisions and events are small messages that must leave at once: Nagle's algorithm would
+# hold one back until the previous one is acknowledged (tens of ms with delayed ACKs).
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 class MqttUrlError(ValueError):
@@ -76,7 +81,24 @@ def make_client(settings: MqttSettings, identifier: str | None = None,
         identifier=identifier, protocol=protocol, keepalive=settings.keepalive_s,
         timeout=settings.timeout_s, tls_context=settings.tls_context(),
         will=aiomqtt.Will(will[0], will[1], qos=1, retain=True) if will else None,
-        clean_session=True if settings.protocol != 5 else None)
+        clean_session=True if settings.protocol != 5 else None, socket_options=NO_DELAY)
+
+
+def publish_now(client: aiomqtt.Client, topic: str, payload: bytes, qos: int = 0,
+                retain: bool = False, properties=None) -> bool:
+    """Hand a QoS 0 publication to the client's MQTT session without awaiting it: paho sends
+    it on the loop's next write turn. True when the session took it; False for QoS 1 (the
+    outbox keeps those until acknowledged, across reconnects) or when the session could
+    not take it (not connected): the caller queues it. Uses the paho client under
+    aiomqtt's (``_client``); without it, always False."""
+    paho = getattr(client, "_client", None)
+    if paho is None or qos != 0:
+        return False
+    try:
+        info = paho.publish(topic, payload, qos, retain, properties)
+    except (ValueError, OSError):
+        return False
+    return info.rc == 0
 
 
 def topic_of(message) -> str:
@@ -117,5 +139,5 @@ def request_properties(response_topic: str, correlation: bytes,
     return props
 
 
-__all__ = ["MqttSettings", "MqttUrlError", "parse_url", "make_client", "topic_of", "payload_of",
-           "reply_address", "reply_properties", "request_properties"]
+__all__ = ["MqttSettings", "MqttUrlError", "parse_url", "make_client", "publish_now", "topic_of",
+           "payload_of", "reply_address", "reply_properties", "request_properties"]

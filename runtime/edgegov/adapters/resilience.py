@@ -94,15 +94,21 @@ class ResilientLink:
 
     ``connect()`` returns a fresh async-context client (aiomqtt); ``on_connected(client)``
     subscribes and re-publishes the state; ``on_message(message)`` is called for each
-    inbound message and must not raise.
+    inbound message and must not raise. With ``publish_now(client, topic, payload, qos,
+    retain, properties) -> bool``, a post finding the queue empty while connected is offered
+    to the client at once (saving the publisher task's turn); when it declines (False) the
+    post is queued as usual.
     """
 
     def __init__(self, connect: Callable, on_connected: Callable[..., Awaitable],
                  on_message: Callable, errors: tuple = (Exception,),
-                 backoff: Backoff | None = None, outbox: Outbox | None = None) -> None:
+                 backoff: Backoff | None = None, outbox: Outbox | None = None,
+                 publish_now: Callable[..., bool] | None = None) -> None:
         self.connect = connect
         self.on_connected = on_connected
         self.on_message = on_message
+        self.publish_now = publish_now
+        self.sent_now = 0  # posts handed to the client at once
         self.errors = errors
         self.backoff = backoff or Backoff()
         self.outbox = outbox or Outbox()
@@ -113,6 +119,11 @@ class ResilientLink:
 
     def post(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
              properties=None) -> None:
+        client = self.client
+        if (client is not None and self.publish_now is not None and not self.outbox.items
+                and self.publish_now(client, topic, payload, qos, retain, properties)):
+            self.sent_now += 1
+            return
         self.outbox.post(topic, payload, qos, retain, properties)
 
     @property

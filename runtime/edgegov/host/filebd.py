@@ -14,6 +14,14 @@ writes). Order is kept even so: ``erase()`` flushes first, and the ``sync()`` th
 an erase is performed at once, so a sector change is always durable in order (the ring's
 recovery relies on that; see ``edgegov.core.ring``).
 
+Background group commit (``commit_soon()``, what the gateway's loop calls once per period):
+the ``fdatasync`` runs on a worker thread, so the loop never waits for the disk (an SD card
+can take tens of ms). The writes it covers were all made before it started; a failure is
+raised by the next ``commit_soon()``; while one is still running the next period's commit
+waits for the period after (``lag`` counts the periods it has been running). The loss window
+then is the records since the last completed commit: two periods while commits keep up.
+A sector change and ``flush()`` stay synchronous (they wait for a running commit first).
+
 ``durable=False`` skips ``fdatasync`` entirely (tests, tmpfs); ordering across a power
 cut is then not guaranteed.
 """
@@ -21,6 +29,7 @@ cut is then not guaranteed.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from edgegov.core.blockdev import check_geometry
 
@@ -51,6 +60,9 @@ class FileBlockDevice:
         self._dirty = False
         self._erase_pending = False
         self.datasyncs = 0  # fdatasync calls performed: what group commit saves
+        self.lag = 0  # periods the running background commit has been running
+        self._worker: ThreadPoolExecutor | None = None
+        self._commit: Future | None = None
         self.fd = self._open()
 
     # ------------------------------------------------------------ opening
@@ -154,12 +166,41 @@ class FileBlockDevice:
             self.flush()
 
     def flush(self) -> None:
-        """Perform a pending ``fdatasync``: the group-commit point, once per period."""
+        """Perform a pending ``fdatasync`` now (after a running background commit)."""
+        self._join()
         if self._dirty and self.durable:
             os.fdatasync(self.fd)
             self.datasyncs += 1
         self._dirty = False
         self._erase_pending = False
+
+    def commit_soon(self) -> None:
+        """The group-commit point, once per period, without waiting for the disk: start an
+        ``fdatasync`` of everything written so far on the worker thread. Raises the
+        ``OSError`` of an earlier one that failed. A commit still running is left to finish
+        (``lag`` counts the periods); the next call starts the one that is due."""
+        running = self._commit
+        if running is not None:
+            if not running.done():
+                self.lag += 1
+                return
+            self._commit = None
+            self.lag = 0
+            running.result()  # raises the commit's OSError
+        if not (self._dirty and self.durable):
+            self._dirty = False
+            return
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="lineage-commit")
+        self._dirty = False  # writes from now on are for the next commit
+        self.datasyncs += 1
+        self._commit = self._worker.submit(os.fdatasync, self.fd)
+
+    def _join(self) -> None:
+        running, self._commit = self._commit, None
+        self.lag = 0
+        if running is not None:
+            running.result()
 
     def _write(self, pos: int, data) -> None:
         self._dirty = True
@@ -172,8 +213,13 @@ class FileBlockDevice:
     def close(self) -> None:
         """Flush and close the file."""
         if self.fd >= 0:
-            self.flush()
-            os.close(self.fd)
+            try:
+                self.flush()
+            finally:
+                if self._worker is not None:
+                    self._worker.shutdown(wait=True)
+                    self._worker = None
+                os.close(self.fd)
             self.fd = -1
 
     def __enter__(self) -> FileBlockDevice:

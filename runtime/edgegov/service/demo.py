@@ -201,6 +201,8 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
                 plc: bool = False) -> tuple:
     import aiomqtt
 
+    from ..adapters.mqtt import NO_DELAY
+
     lineage = out / "edgegov-demo.lineage"
     lineage.unlink(missing_ok=True)
     key_file = out / "edgegov-demo.key"
@@ -222,7 +224,8 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
     await started.wait()
     base = runner.topics.base
     async with aiomqtt.Client("127.0.0.1", port, identifier="edgegov-demo-cell",
-                              protocol=aiomqtt.ProtocolVersion.V311) as client:
+                              protocol=aiomqtt.ProtocolVersion.V311,
+                              socket_options=NO_DELAY) as client:
         for kind in ("output", "state", "decision", "event"):
             await client.subscribe(f"{base}/{kind}", qos=0)
         link = None

@@ -12,6 +12,8 @@ from .. import names
 from ..core import codes
 from .wire import INPUT_KINDS
 
+_EXACT = 10**28  # the default Decimal context's 28 digits
+
 LINK_WORDS = {codes.LINK_DOWN: "down", codes.LINK_OK: "ok", codes.LINK_STALE: "stale",
               codes.LINK_LOST: "lost"}
 
@@ -22,10 +24,18 @@ class Vocabulary:
     def __init__(self, env) -> None:
         self.env = env
         self.res = [Decimal(r) for r in env.ch_res]
+        self.ratio = [r.as_integer_ratio() for r in self.res]
 
     def eng(self, i: int, scaled):
+        """scaled × resolution: an int when whole, else the nearest float."""
         if type(scaled) is not int:
             return None
+        num, den = self.ratio[i]
+        x = scaled * num
+        if -_EXACT < x < _EXACT:  # what the Decimal product below holds exactly
+            if den == 1:
+                return x
+            return x // den if x % den == 0 else x / den  # int / int: correctly rounded
         value = scaled * self.res[i]
         return int(value) if value == value.to_integral_value() else float(value)
 

@@ -112,6 +112,7 @@ class Runner:
     # ------------------------------------------------------------ construction
 
     def _build(self) -> None:
+        from ..adapters.mqtt import publish_now
         from ..adapters.resilience import ResilientLink
 
         boots, counter = previous_run(self.lineage_path)
@@ -119,7 +120,7 @@ class Runner:
                                durable=self.cfg.durable, block_count=self.cfg.lineage_blocks)
         gov = Governor(self.env, self.key, counter)
         self.link = ResilientLink(self._connect, self._on_connected, self._on_message,
-                                  errors=(Exception,))
+                                  errors=(Exception,), publish_now=publish_now)
         estop = (MqttRelayEstop(self.link.post, self.topics.estop_set, self.cfg.readback_ms)
                  if self.cfg.estop_relay else NoEstopOutput())
         self.service = GovernorService(gov, self.topics, self.link.post, lineage, estop,

@@ -45,21 +45,27 @@ class Inbound:
     note: str | None = None
 
 
+class Resolution:
+    """One resolution, as a Decimal (``to_scaled``, the reference) and as the exact ratio
+    ``num / den`` the common cases are scaled with in integer arithmetic (``scale``)."""
+
+    __slots__ = ("dec", "num", "den")
+
+    def __init__(self, dec: Decimal) -> None:
+        self.dec = dec
+        self.num, self.den = dec.as_integer_ratio()
+
+
 class Scaler:
     """Resolutions of an envelope's channels and numeric inputs, for the wire."""
 
     def __init__(self, compiled) -> None:
         adm = compiled.admitted
-        self.channels = {n: Decimal(c.resolution) for n, c in adm.channels.items()}
+        self.channels = {n: Resolution(Decimal(c.resolution)) for n, c in adm.channels.items()}
         self.inputs = {
-            n: Decimal(i.resolution or 1) for n, i in adm.inputs.items() if i.type == "number"
+            n: Resolution(Decimal(i.resolution or 1))
+            for n, i in adm.inputs.items() if i.type == "number"
         }
-
-    def to_eng(self, resolution: Decimal, scaled) -> int | float | None:
-        if type(scaled) is not int:
-            return None
-        value = scaled * resolution
-        return int(value) if value == value.to_integral_value() else float(value)
 
 
 def to_scaled(value, resolution: Decimal):
@@ -79,6 +85,35 @@ def to_scaled(value, resolution: Decimal):
         return _FAR if dec > 0 else -_FAR
 
 
+_LIMIT = 10**_MAX_DIGITS
+# The ratio path equals ``to_scaled`` (60 digits, then half-even) whenever the exact quotient
+# cannot sit within 60 digits' rounding of a half: true while den * q stays below this.
+_EXACT_DEN = 10**40
+
+
+def scale(value, res: Resolution):
+    """``to_scaled(value, res.dec)``, in integer arithmetic for ints and plain decimals (what
+    a JSON number is) below 1e15 in magnitude; everything else goes to ``to_scaled``."""
+    t = type(value)
+    if t is int:
+        if -_LIMIT < value < _LIMIT and res.den <= _EXACT_DEN:
+            return _half_even(value * res.den, res.num)
+    elif t is Decimal and value.is_finite() and -_LIMIT < value < _LIMIT:
+        p, q = value.as_integer_ratio()
+        if res.den * q <= _EXACT_DEN:
+            return _half_even(p * res.den, q * res.num)
+    return to_scaled(value, res.dec)
+
+
+def _half_even(a: int, b: int) -> int:
+    """a / b (b > 0) rounded half to even."""
+    q, r = divmod(a, b)
+    r2 = 2 * r
+    if r2 > b or (r2 == b and q & 1):
+        return q + 1
+    return q
+
+
 def _parse(payload: bytes) -> tuple[object, str | None]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None, NOTE_OVERSIZED
@@ -94,26 +129,27 @@ def _parse(payload: bytes) -> tuple[object, str | None]:
 def _cost(v) -> int:
     """Upper bound on the bytes a value takes in a lineage record."""
     if isinstance(v, str):
-        return len(v.encode("utf-8", "surrogatepass")) + 5
+        return (len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass"))) + 5
     return 10
 
 
-def _fits(values) -> bool:
-    if not isinstance(values, dict):
-        return True
-    if len(values) > MAX_ENTRIES:
-        return False
-    return sum(_cost(k) + _cost(v) for k, v in values.items()) <= VALUES_BUDGET
+_TOO_BIG = object()
 
 
-def _scale_all(values, resolutions: dict):
+def _scaled(values, resolutions: dict):
+    """The values map with every known key scaled, in one pass; ``_TOO_BIG`` when it would
+    not fit one lineage record; anything that is not a map as it came."""
     if not isinstance(values, dict):
         return values
+    if len(values) > MAX_ENTRIES:
+        return _TOO_BIG
+    budget = VALUES_BUDGET
     out = {}
     for k, v in values.items():
+        budget -= _cost(k) + _cost(v)
         res = resolutions.get(k)
-        out[k] = to_scaled(v, res) if res is not None else _plain(v)
-    return out
+        out[k] = scale(v, res) if res is not None else _plain(v)
+    return out if budget >= 0 else _TOO_BIG
 
 
 def _plain(v):
@@ -126,11 +162,11 @@ def decode_command(payload: bytes, scaler: Scaler) -> Inbound:
     doc, note = _parse(payload)
     if doc is None:
         return Inbound(Command(None, None), note)
-    values = doc.get("values")
+    values = _scaled(doc.get("values"), scaler.channels)
     seq = _plain(doc.get("seq"))
-    if not _fits(values) or _cost(seq) > 64:
+    if values is _TOO_BIG or _cost(seq) > 64:
         return Inbound(Command(None, None), NOTE_OVERSIZED)
-    return Inbound(Command(seq, _scale_all(values, scaler.channels)))
+    return Inbound(Command(seq, values))
 
 
 def decode_telemetry(payload: bytes, scaler: Scaler) -> Inbound:
@@ -138,10 +174,10 @@ def decode_telemetry(payload: bytes, scaler: Scaler) -> Inbound:
     doc, note = _parse(payload)
     if doc is None:
         return Inbound(Telemetry(None), note)
-    values = doc.get("values")
-    if not _fits(values):
+    values = _scaled(doc.get("values"), scaler.inputs)
+    if values is _TOO_BIG:
         return Inbound(Telemetry(None), NOTE_OVERSIZED)
-    return Inbound(Telemetry(_scale_all(values, scaler.inputs)))
+    return Inbound(Telemetry(values))
 
 
 def decode_operator(payload: bytes) -> Inbound:
@@ -179,7 +215,7 @@ def encode_command(seq: int, values: dict) -> bytes:
 
 
 def dumps(doc) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=_jsonable).encode()
+    return _encode(doc).encode()
 
 
 def _jsonable(v):
@@ -189,6 +225,9 @@ def _jsonable(v):
         return bytes(v).hex()
     return repr(v)
 
+
+# One encoder for every message (json.dumps with options builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_jsonable).encode
 
 INPUT_KINDS = {
     codes.EV_COMMAND: "command",
@@ -202,6 +241,8 @@ __all__ = [
     "Inbound",
     "Scaler",
     "to_scaled",
+    "scale",
+    "Resolution",
     "decode_command",
     "decode_telemetry",
     "decode_operator",
