@@ -219,8 +219,8 @@ class FileBlockDevice:
                 if self._worker is not None:
                     self._worker.shutdown(wait=True)
                     self._worker = None
-                os.close(self.fd)
-            self.fd = -1
+                fd, self.fd = self.fd, -1
+                os.close(fd)
 
     def __enter__(self) -> FileBlockDevice:
         return self
