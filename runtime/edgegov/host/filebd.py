@@ -179,14 +179,10 @@ class FileBlockDevice:
         ``fdatasync`` of everything written so far on the worker thread. Raises the
         ``OSError`` of an earlier one that failed. A commit still running is left to finish
         (``lag`` counts the periods); the next call starts the one that is due."""
-        running = self._commit
-        if running is not None:
-            if not running.done():
-                self.lag += 1
-                return
-            self._commit = None
-            self.lag = 0
-            running.result()  # raises the commit's OSError
+        if self._commit is not None and not self._commit.done():
+            self.lag += 1
+            return
+        self._join()  # a finished commit: raises its OSError
         if not (self._dirty and self.durable):
             self._dirty = False
             return

@@ -164,7 +164,7 @@ class GovernorService:
         self._publish_output(d, now_ms)
         self._publish(TICK, d, None)
         self.publish_state()
-        self._commit()
+        self._flush(soon=True)
         self.cycles += 1
         kicked = self._feed()
         self.healthy = True
@@ -197,23 +197,19 @@ class GovernorService:
         except Exception:  # noqa: BLE001 - cannot record: fail closed
             self._lineage_failed("append")
 
-    def _flush(self) -> None:
-        if self.lineage is None:
-            return
-        try:
-            self.lineage.device.flush()
-        except OSError:
-            self._lineage_failed("flush")
-
-    def _commit(self) -> None:
-        """The period's group commit, on the device's worker thread."""
+    def _flush(self, soon: bool = False) -> None:
+        """Commit the lineage: now, or (``soon``: the period's commit) on the device's worker
+        thread, withholding the kick while one has been running too long."""
         if self.lineage is None:
             return
         dev = self.lineage.device
         try:
-            dev.commit_soon()
+            if soon:
+                dev.commit_soon()
+            else:
+                dev.flush()
         except OSError:
-            self._lineage_failed("commit")
+            self._lineage_failed("commit" if soon else "flush")
             return
         if dev.lag > COMMIT_LAG_LIMIT:
             self.healthy = False
