@@ -90,6 +90,7 @@ class Drive:
         self.mode = "ok"
         self.writes: list[list[int]] = []
         self.coil: bool | None = None  # the e-stop coil as last written
+        self.reads: list[float] = []  # time.monotonic() of each coil read (the readbacks)
         self.server = None
 
     async def _action(self, fc, start, address, count, registers, values):
@@ -99,8 +100,10 @@ class Drive:
             self.writes.append(list(values))
         if fc == 5 and values is not None:
             self.coil = bool(values[0])
-        if fc == 1 and values is None and self.mode == "invert_coil":
-            registers[0] ^= 1
+        if fc == 1 and values is None:
+            self.reads.append(time.monotonic())
+            if self.mode == "invert_coil":
+                registers[0] ^= 1
         return None
 
     def device(self) -> SimDevice:
@@ -210,8 +213,9 @@ class Rig:
     """The governed service with a Modbus gateway, a drive and a PLC, on real time."""
 
     def __init__(self, tmp_path, transport: str = "tcp", operator: bool = True,
-                 period_ms: int = 10) -> None:
+                 period_ms: int = 10, poll_ms: int = 100) -> None:
         self.tmp_path = tmp_path
+        self.poll_ms = poll_ms
         self.transport = transport
         self.operator = operator
         self.period_ms = period_ms
@@ -241,7 +245,7 @@ class Rig:
         await self.drive.start()
         self.gw = ModbusGateway(self.svc, self.clock, KEY, ModbusOptions(
             server=server, target=target, operator=self.operator, baudrate=115200,
-            timeout_ms=60 if self.transport == "tcp" else 120))
+            poll_ms=self.poll_ms, timeout_ms=60 if self.transport == "tcp" else 120))
         self.gw.attach()
         self.svc.boot(self.clock.now_ms(), COMPILED.blob)
         await self.gw.start()

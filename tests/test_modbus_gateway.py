@@ -12,7 +12,7 @@ import time
 
 import pytest
 from edgegov import names
-from edgegov.adapters.modbus_client import F_DRIVE_EXCEPTION, F_DRIVE_LINK
+from edgegov.adapters.modbus_client import F_DRIVE_EXCEPTION, F_DRIVE_LINK, IDLE_POLL
 from edgegov.core import codes
 from edgegov.core.replay import Replayer
 from edgegov.core.verify import verify
@@ -149,6 +149,38 @@ def test_drive_that_dies_trips_with_drive_link_fault(tmp_path):
 
     asyncio.run(main())
     replays_exactly(tmp_path)
+
+
+def test_due_readback_goes_right_after_a_plc_write_else_on_the_idle_poll(tmp_path):
+    """The coil readback that is due takes the gap right after a PLC write (so it never
+    holds up the next governed write), never before it is due; with no writes it comes on
+    the idle poll, IDLE_POLL × poll_ms after the last one."""
+    poll_s = 1.0
+
+    async def next_read(rig: Rig, after: int) -> float:
+        await rig.until(lambda: len(rig.drive.reads) > after, timeout_s=5, what="a readback")
+        return rig.drive.reads[after]
+
+    async def main():
+        async with Rig(tmp_path, poll_ms=int(poll_s * 1000)) as rig:
+            n = len(rig.drive.reads)
+            r0 = await next_read(rig, n)  # boot: the coil written, then read back
+            # Not due yet: a write does not start a readback.
+            await asyncio.sleep(max(0.0, r0 + 0.4 * poll_s - time.monotonic()))
+            assert not (await rig.plc.beat()).isError()
+            await asyncio.sleep(0.2 * poll_s)
+            assert len(rig.drive.reads) == n + 1, "read back before it was due"
+            # Due (50 ms past poll_ms, 0.2 s before the idle poll): right after the write.
+            await asyncio.sleep(max(0.0, r0 + 1.05 * poll_s - time.monotonic()))
+            t_write = time.monotonic()
+            assert not (await rig.plc.beat()).isError()
+            r1 = await next_read(rig, n + 1)
+            assert r1 - t_write < 0.1, (r0, t_write, r1)
+            # No writes: the idle poll reads back IDLE_POLL × poll_ms after the last one.
+            r2 = await next_read(rig, n + 2)
+            assert IDLE_POLL * poll_s - 0.02 < r2 - r1 < IDLE_POLL * poll_s + 0.5, (r1, r2)
+
+    asyncio.run(main())
 
 
 def test_drive_answering_exceptions_trips_with_exception_fault(tmp_path):

@@ -2,10 +2,11 @@
 
 The governing loop never waits for the drive. It hands the latest outputs and e-stop level
 to ``DriveClient`` (``set_outputs``/``set_estop``, plain assignments) and the client's own
-asyncio task writes them, reads the e-stop coil back, and polls the coil every ``poll_ms``
-so a drive that dies while nothing changes is still noticed. Every request is bounded by
-``timeout_ms`` (``asyncio.wait_for`` around a pymodbus client with ``retries=0``), so a
-silent peer costs one timeout, never more.
+asyncio task writes them, reads the e-stop coil back every ``poll_ms`` (right after a write
+while writes flow, else within ``IDLE_POLL`` × ``poll_ms``) so a drive that dies while
+nothing changes is still noticed. Every request is bounded by ``timeout_ms`` (the pymodbus
+client's own timeout with ``retries=0``; connecting under ``asyncio.timeout``), so a silent
+peer costs one timeout, never more.
 
 What the client saw is reported as fault flags (``faults()``), which the service turns into
 ``Fault`` events (a trip; a reset needs the fault gone):
@@ -33,6 +34,11 @@ from .modbus_server import parse_endpoint
 
 log = logging.getLogger("edgegov.modbus.drive")
 
+# With nothing to do the client task wakes every IDLE_POLL × poll_ms (a readback, or a
+# reconnect attempt). The readback is due every poll_ms; while a PLC keeps writing, the
+# write that finds it due starts it right after itself, so the readback takes its turn on
+# the link in the gap before the next write instead of at a random moment that delays one.
+IDLE_POLL = 1.25
 
 
 class DriveError(Exception):
@@ -69,6 +75,10 @@ class DriveClient:
         self.requests = 0
         self.client = None
         self._wake = asyncio.Event()
+        self._wake_soon: asyncio.Handle | None = None  # set_outputs' pending wake-up
+        self._lost: tuple = (TimeoutError, OSError)  # what a lost peer raises (+ pymodbus's)
+        # (channel index, words) in the drive's register order
+        self._layout = tuple((s.index, s.words) for s in regmap.channels)
         self._lock = asyncio.Lock()
         self.on_write = None  # test/bench hook: called after each successful output write
 
@@ -76,13 +86,20 @@ class DriveClient:
 
     def set_outputs(self, scaled: list[int]) -> None:
         """New outputs to write. The client task is woken on the next loop iteration, not
-        now: a caller that ``flush()``es right after (the PLC server) has sent the write by
-        then, and the task finds nothing left to do."""
+        now, and only if nobody wrote them by then: a caller that ``flush()``es right after
+        (the PLC server) cancels the wake-up, so the request's path to the drive is not
+        interleaved with a task switch that finds nothing to do."""
         self.outputs = list(scaled)
+        if self._wake_soon is not None:
+            return
         try:
-            asyncio.get_running_loop().call_soon(self._wake.set)
+            self._wake_soon = asyncio.get_running_loop().call_soon(self._woken)
         except RuntimeError:  # no loop yet (set up before start): the task sees it first
             self._wake.set()
+
+    def _woken(self) -> None:
+        self._wake_soon = None
+        self._wake.set()
 
     def set_estop(self, level: bool) -> None:
         if level != self.estop:
@@ -97,7 +114,9 @@ class DriveClient:
     def _make_client(self):
         from pymodbus import FramerType
         from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+        from pymodbus.exceptions import ModbusException
 
+        self._lost = (TimeoutError, ModbusException, OSError)
         if self.kind == "tcp":
             host, port = self.where
             return AsyncModbusTcpClient(host, port=port, timeout=self.timeout_s, retries=0,
@@ -111,7 +130,7 @@ class DriveClient:
         try:
             while not stop_requested():
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s * IDLE_POLL)
                 except TimeoutError:
                     pass
                 self._wake.clear()
@@ -122,16 +141,23 @@ class DriveClient:
     async def flush(self) -> None:
         """Write changed outputs now, from the caller's task (the PLC request that caused
         them), saving a task switch; when the client is busy or the drive is faulted, the
-        client task does it instead. Bounded by ``timeout_ms``; never raises."""
+        client task does it instead. A readback that is due follows at once, on the client
+        task. Bounded by ``timeout_ms``; never raises."""
         if self.client is None or self._lock.locked() or self._faults[F_DRIVE_LINK] \
                 or not self.client.connected:
             return
+        if self._wake_soon is not None:  # written here: the task need not wake for it
+            self._wake_soon.cancel()
+            self._wake_soon = None
         async with self._lock:
             try:
                 await self._write_outputs()
             except DriveError as err:
                 self._fail(err.code, str(err))
                 self._wake.set()
+                return
+        if time.monotonic() - self._read_at >= self.poll_s:
+            self._wake.set()  # the readback that is due: now, in the gap after this write
 
     async def exchange(self) -> None:
         """One round: connect if needed, outputs, coil, readback. Never raises."""
@@ -170,8 +196,8 @@ class DriveClient:
             return
         outputs = self.outputs
         words = []
-        for s in self.map.channels:
-            words += mm.encode(outputs[s.index], s.words)
+        for index, n in self._layout:
+            words += mm.encode(outputs[index], n)
         await self._request(self.client.write_registers(self.output_base, words,
                                                         device_id=self.unit))
         self._written_outputs = outputs
@@ -197,7 +223,10 @@ class DriveClient:
         self.requests += 1
         # pymodbus bounds each request by the client's timeout (retries=0), and this client
         # never has two requests in flight (``_lock``): no second timer on the write path.
-        rr = await self._guarded(coro)
+        try:
+            rr = await coro
+        except self._lost as err:
+            raise self._link_lost(err) from None
         if rr is None:
             raise DriveError(F_DRIVE_LINK, "no response")
         if rr.isError():
@@ -205,16 +234,17 @@ class DriveClient:
             raise DriveError(F_DRIVE_EXCEPTION, f"exception {code}")
         return rr
 
-    async def _guarded(self, coro, timeout_s: float | None = None):
-        """Await ``coro`` (within ``timeout_s`` when given); a failure is a DriveError."""
-        from pymodbus.exceptions import ModbusException
-
+    async def _guarded(self, coro, timeout_s: float):
+        """Await ``coro`` within ``timeout_s``; a failure is a DriveError."""
         try:
-            async with asyncio.timeout(timeout_s):  # None: no timer; no extra task either way
+            async with asyncio.timeout(timeout_s):
                 return await coro
-        except (TimeoutError, ModbusException, OSError) as err:
-            if self.client is not None and self.kind == "tcp":
-                self.client.close()  # a fresh connection next round
-            raise DriveError(F_DRIVE_LINK, f"{type(err).__name__}: {err}") from None
+        except self._lost as err:
+            raise self._link_lost(err) from None
+
+    def _link_lost(self, err: Exception) -> DriveError:
+        if self.client is not None and self.kind == "tcp":
+            self.client.close()  # a fresh connection next round
+        return DriveError(F_DRIVE_LINK, f"{type(err).__name__}: {err}")
 
 __all__ = ["DriveClient", "DriveError", "F_DRIVE_LINK", "F_DRIVE_EXCEPTION"]

@@ -258,9 +258,13 @@ class PlcServer:
         self.server = None
         self.errors = 0
         self.after_write = None  # async hook after a decided write (the drive's flush)
+        self._exc_codes = None  # pymodbus's ExcCodes (imported with the server)
 
     def device(self):
+        from pymodbus.constants import ExcCodes
         from pymodbus.simulator import DataType, SimData, SimDevice
+
+        self._exc_codes = ExcCodes
 
         m = self.frontend.map
         holding = [0] * m.holding_count
@@ -276,21 +280,17 @@ class PlcServer:
                      readonly=True)]))
 
     async def _action(self, fc, start, address, count, registers, values):
-        from pymodbus.constants import ExcCodes
-
-        service = self.frontend.service
-        flush = values is not None and self.after_write is not None
         try:
             exc = self._dispatch(fc, start, address, count, registers, values)
         except Exception:  # noqa: BLE001 - one bad request must not stop the server
             exc = self._failed()
-        if flush:
+        if values is not None and self.after_write is not None:
             await self.after_write()  # the drive first (never raises),
         try:
-            service.settle()  # then the record and what is published
+            self.frontend.service.settle()  # then the record and what is published
         except Exception:  # noqa: BLE001
             exc = self._failed()
-        return ExcCodes(exc) if exc else None  # pymodbus recognises only ExcCodes members
+        return self._exc_codes(exc) if exc else None  # pymodbus takes only ExcCodes members
 
     def _failed(self) -> int:
         self.errors += 1
@@ -313,7 +313,7 @@ class PlcServer:
         if fc in (FC_WRITE_COIL, FC_WRITE_COILS):
             return fe.write_coils(address, list(values), now)
         fe.op_arg = registers[mm.H_OP_ARG - start]
-        return fe.write_holding(address, [int(v) & 0xFFFF for v in values], now)
+        return fe.write_holding(address, [v & 0xFFFF for v in values], now)
 
     async def start(self) -> None:
         from pymodbus import FramerType
