@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgegov.adapters.mqtt import NO_DELAY
+from edgegov.adapters.mqtt import NO_DELAY, publish_now
 from edgegov.host.net import free_port as _free_port
 from edgegov.host.net import wait_port as _wait_port
 
@@ -31,15 +31,18 @@ KEY = bytes(range(32))
 
 
 
-async def echo(port: int) -> None:
-    """The bare MQTT echo service: what an MQTT round trip costs without the governor."""
+async def echo(port: int, direct: bool = False) -> None:
+    """The bare MQTT echo service: what an MQTT round trip costs without the governor.
+    ``direct``: answer the way the service publishes its decisions (``publish_now``:
+    written to the socket at once, not on the loop's next write turn)."""
     import aiomqtt
 
     async with aiomqtt.Client("127.0.0.1", port, identifier="bench-echo",
                               socket_options=NO_DELAY) as client:
         await client.subscribe(ECHO_IN)
         async for m in client.messages:
-            await client.publish(ECHO_OUT, m.payload)
+            if not (direct and publish_now(client, ECHO_OUT, m.payload)):
+                await client.publish(ECHO_OUT, m.payload)
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -60,6 +63,12 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 SOAK_SEQ0 = 10_000_000  # soak proposals are numbered from here
@@ -141,7 +150,7 @@ class Bench:
 
 
 async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rate: int,
-                   service_pid: int) -> dict:
+                   service_pid: int, echo_pid: int) -> dict:
     import aiomqtt
 
     base = "edgegov/cell-7"
@@ -159,8 +168,10 @@ async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rat
         b.sent.clear()
         # With a soak to follow, it starts at once: a pause longer than the envelope's
         # link budget would (rightly) trip the governor and spoil the soak.
+        cpu0 = _cpu_s(service_pid), _cpu_s(echo_pid)
         n, elapsed = await b.stream(client, base, rate, seconds, 10_000, True,
                                     settle=0.0 if soak_s else 0.5)
+        cpu1 = _cpu_s(service_pid), _cpu_s(echo_pid)
         soak = None
         if soak_s:
             rss0 = _rss_kib(service_pid)
@@ -174,6 +185,9 @@ async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rat
             "echo_p50_ms": _pct(b.echo_lat, 50), "echo_p99_ms": _pct(b.echo_lat, 99),
             "ratio_p99": round(e2e_p99 / _pct(b.echo_lat, 99), 3), "goal_ratio_p99": 1.2,
             "sustained_hz": round(len(b.lat) / elapsed, 1), "dropped": dropped,
+            # CPU use over the latency run: what each answer costs (and a busy loop shows)
+            "service_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / elapsed, 1),
+            "echo_cpu_pct": round(100 * (cpu1[1] - cpu0[1]) / elapsed, 1),
         }
         if soak is not None:
             n, elapsed = soak
@@ -190,7 +204,8 @@ async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rat
     return figures
 
 
-def run(seconds: float, rate: int, soak_s: float, soak_rate: int, mqtt_url: str | None) -> dict:
+def run(seconds: float, rate: int, soak_s: float, soak_rate: int, mqtt_url: str | None,
+        echo_direct: bool = False) -> dict:
     work = Path(tempfile.mkdtemp(prefix="edgegov-bench-"))
     procs: list[subprocess.Popen] = []
     try:
@@ -216,11 +231,14 @@ def run(seconds: float, rate: int, soak_s: float, soak_rate: int, mqtt_url: str 
                                 str(work / "bench.lineage"), *no_fsync],
                                stderr=subprocess.DEVNULL)
         procs.append(svc)
-        procs.append(subprocess.Popen([sys.executable, "-m", "edgegov_cli.bench_mqtt", "echo",
-                                       str(port)]))
+        echo_proc = subprocess.Popen([sys.executable, "-m", "edgegov_cli.bench_mqtt", "echo",
+                                      str(port), *(["direct"] if echo_direct else [])])
+        procs.append(echo_proc)
         time.sleep(1.5)
-        figures = asyncio.run(_measure(port, rate, seconds, soak_s, soak_rate, svc.pid))
+        figures = asyncio.run(_measure(port, rate, seconds, soak_s, soak_rate, svc.pid,
+                                       echo_proc.pid))
         figures["lineage_bytes"] = os.path.getsize(work / "bench.lineage")
+        figures["echo"] = "direct write" if echo_direct else "aiomqtt publish"
         return figures
     finally:
         for p in reversed(procs):
@@ -234,6 +252,6 @@ def run(seconds: float, rate: int, soak_s: float, soak_rate: int, mqtt_url: str 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["echo"]:
     try:
-        asyncio.run(echo(int(sys.argv[2])))
+        asyncio.run(echo(int(sys.argv[2]), sys.argv[3:4] == ["direct"]))
     except KeyboardInterrupt:
         pass

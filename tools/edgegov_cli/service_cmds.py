@@ -235,12 +235,15 @@ def keygen_cmd(path):
 @click.option("--soak-seconds", default=60.0, show_default=True)
 @click.option("--soak-rate", default=1000, show_default=True)
 @click.option("--mqtt", "mqtt_url", help="Use this broker instead of starting Mosquitto.")
+@click.option("--echo-direct", is_flag=True,
+              help="The echo writes its answer to the socket at once, as the service does.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
-def bench_mqtt_cmd(seconds, rate, soak, soak_seconds, soak_rate, mqtt_url, json_path):
+def bench_mqtt_cmd(seconds, rate, soak, soak_seconds, soak_rate, mqtt_url, echo_direct,
+                   json_path):
     """Proposal → decision latency through Mosquitto vs a bare MQTT echo, same run."""
     from .bench_mqtt import run
 
-    figures = run(seconds, rate, soak_seconds if soak else 0, soak_rate, mqtt_url)
+    figures = run(seconds, rate, soak_seconds if soak else 0, soak_rate, mqtt_url, echo_direct)
     click.echo(json.dumps(figures, indent=2))
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")

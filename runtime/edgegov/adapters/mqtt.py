@@ -7,6 +7,7 @@ reply is published there with the same ``CorrelationData``.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
@@ -86,19 +87,38 @@ def make_client(settings: MqttSettings, identifier: str | None = None,
 
 def publish_now(client: aiomqtt.Client, topic: str, payload: bytes, qos: int = 0,
                 retain: bool = False, properties=None) -> bool:
-    """Hand a QoS 0 publication to the client's MQTT session without awaiting it: paho sends
-    it on the loop's next write turn. True when the session took it; False for QoS 1 (the
+    """Hand a QoS 0 publication to the client's MQTT session without awaiting it, and write
+    it to the socket at once (paho would otherwise send it on the loop's next write turn,
+    after whatever else is ready). True when the session took it; False for QoS 1 (the
     outbox keeps those until acknowledged, across reconnects) or when the session could
     not take it (not connected): the caller queues it. Uses the paho client under
-    aiomqtt's (``_client``); without it, always False."""
+    aiomqtt's (``_client``); without it, always False.
+
+    Two things to respect. paho's callback lock is not reentrant: from inside a paho
+    callback the message is left to the write turn. And aiomqtt registers the write turn
+    on the next loop iteration (``call_soon_threadsafe(add_writer)``) but unregisters it
+    at once: when this call has written everything, the registration still pending would
+    leave a writer with nothing to write, run on every iteration (a busy loop). It is
+    removed right after it is added, on the same iteration."""
     paho = getattr(client, "_client", None)
     if paho is None or qos != 0:
         return False
     try:
         info = paho.publish(topic, payload, qos, retain, properties)
+        if info.rc != 0:
+            return False
+        in_callback = getattr(paho, "_in_callback_mutex", None)
+        if in_callback is None or in_callback.locked():
+            return True  # sent on the write turn
+        paho.loop_write()
+        if not paho.want_write():
+            sock = paho.socket()
+            if sock is not None:
+                loop = asyncio.get_running_loop()
+                loop.call_soon(loop.remove_writer, sock.fileno())
     except (ValueError, OSError):
         return False
-    return info.rc == 0
+    return True
 
 
 def topic_of(message) -> str:
