@@ -44,7 +44,8 @@ def map_cmd(file: str, as_json: bool) -> None:
 
 
 @click.command("modbus")
-@click.option("--samples", default=1000, show_default=True, help="Writes per path.")
+@click.option("--samples", default=2000, show_default=True,
+              help="Writes per path (as many as bench mqtt's 10 s at 200 Hz).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
 def bench_modbus_cmd(samples: int, json_path: str | None) -> None:
     """PLC write → drive write latency through the governor vs a pass-through proxy."""

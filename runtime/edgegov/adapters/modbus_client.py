@@ -84,7 +84,7 @@ class DriveClient:
 
     # ------------------------------------------------------------ the loop's side
 
-    def set_outputs(self, scaled: list[int]) -> None:
+    def set_outputs(self, scaled: list[int], _now_ms: int | None = None) -> None:
         """New outputs to write. The client task is woken on the next loop iteration, not
         now, and only if nobody wrote them by then: a caller that ``flush()``es right after
         (the PLC server) cancels the wake-up, so the request's path to the drive is not
@@ -195,9 +195,7 @@ class DriveClient:
         if self.outputs is None or self.outputs == self._written_outputs:
             return
         outputs = self.outputs
-        words = []
-        for index, n in self._layout:
-            words += mm.encode(outputs[index], n)
+        words = mm.encode_all(self._layout, outputs)
         await self._request(self.client.write_registers(self.output_base, words,
                                                         device_id=self.unit))
         self._written_outputs = outputs

@@ -165,11 +165,23 @@ def build_map(env) -> RegisterMap:
 
 def encode(value: int, words: int) -> list[int]:
     """A signed value → 1 or 2 unsigned 16-bit words (high word first); saturates."""
-    if words == 1:
-        v = max(INT16_MIN, min(INT16_MAX, value))
-        return [v & 0xFFFF]
-    v = max(INT32_MIN, min(INT32_MAX, value)) & 0xFFFFFFFF
-    return [v >> 16, v & 0xFFFF]
+    return encode_all(((0, words),), (value,))
+
+
+def encode_all(layout, values) -> list[int]:
+    """``encode(values[index], words)`` for each (index, words) of ``layout``, back to back
+    (one call per register image: this is on the path of every drive write)."""
+    out = []
+    for index, words in layout:
+        v = values[index]
+        if words == 1:
+            v = INT16_MIN if v < INT16_MIN else INT16_MAX if v > INT16_MAX else v
+            out.append(v & 0xFFFF)
+        else:
+            v = (INT32_MIN if v < INT32_MIN else INT32_MAX if v > INT32_MAX else v) & 0xFFFFFFFF
+            out.append(v >> 16)
+            out.append(v & 0xFFFF)
+    return out
 
 
 def decode(regs, words: int) -> int:

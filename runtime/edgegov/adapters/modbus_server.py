@@ -128,7 +128,11 @@ class PlcFrontend:
             if first < address or first + words > end:
                 return None  # half a 32-bit pair
             k = first - address
-            proposal[name] = mm.decode(values[k:k + words], words)
+            if words == 1:  # mm.decode of one word, inline: this runs for every write
+                v = values[k] & 0xFFFF
+                proposal[name] = v - 0x10000 if v & 0x8000 else v
+            else:
+                proposal[name] = mm.decode(values[k:k + 2], 2)
         return proposal
 
     def _propose(self, values: dict, now_ms: int) -> int | None:
@@ -195,7 +199,9 @@ class PlcFrontend:
         refused = d.verdict == codes.REJECT or (
             d.verdict == codes.TRIP and d.reason in _VALUE_REASONS)
         exc = EXC_ILLEGAL_VALUE if refused else None
-        self.last = Outcome(d.verdict, d.reason, d.rule, d.margin, exc or 0)
+        last = self.last  # updated in place (one object per gateway, not per write)
+        last.verdict, last.reason, last.rule, last.margin = d.verdict, d.reason, d.rule, d.margin
+        last.exception = exc or 0
         if refused:
             self.refused += 1
         else:
@@ -313,7 +319,7 @@ class PlcServer:
         if fc in (FC_WRITE_COIL, FC_WRITE_COILS):
             return fe.write_coils(address, list(values), now)
         fe.op_arg = registers[mm.H_OP_ARG - start]
-        return fe.write_holding(address, [v & 0xFFFF for v in values], now)
+        return fe.write_holding(address, values, now)  # pymodbus: unsigned 16-bit words
 
     async def start(self) -> None:
         from pymodbus import FramerType

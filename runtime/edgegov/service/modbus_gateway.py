@@ -69,7 +69,7 @@ class ModbusGateway:
         """Make the drive the service's output sink and e-stop backend (before boot)."""
         if self.drive is None:
             return
-        self.service.outputs = lambda scaled, _now: self.drive.set_outputs(scaled)
+        self.service.outputs = self.drive.set_outputs  # (scaled, now_ms)
         self.service.estop = ModbusCoilEstop(self.drive, self.opts.readback_ms)
 
     async def start(self) -> None:
