@@ -50,6 +50,30 @@ def test_int32_words_round_trip_high_word_first(v):
         assert mm.decode(mm.encode(v, 1), 1) == v
 
 
+@given(st.lists(st.tuples(st.integers(-(1 << 40), 1 << 40), st.sampled_from((1, 2))),
+                max_size=6))
+def test_register_image_saturates_each_value_to_its_width(items):
+    layout = [(i, words) for i, (_, words) in enumerate(items)]
+    values = [v for v, _ in items]
+    image = mm.encode_all(layout, values)
+    k = 0
+    for v, words in items:
+        lo, hi = (mm.INT16_MIN, mm.INT16_MAX) if words == 1 else (mm.INT32_MIN, mm.INT32_MAX)
+        assert mm.decode(image[k:k + words], words) == min(hi, max(lo, v))
+        assert image[k:k + words] == mm.encode(v, words)
+        k += words
+    assert k == len(image) and all(0 <= w <= 0xFFFF for w in image)
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
+def test_a_write_decodes_each_channel_as_the_map_says(w0, w1, w2):
+    fe = armed_frontend(False)
+    words = [w0, w1, w2]
+    proposal = fe._proposal(mm.H_PROPOSALS, mm.H_PROPOSALS + 3, words)
+    assert proposal == {s.name: mm.decode(words[k:k + 1], 1)
+                        for k, s in enumerate(MAP.channels)}
+
+
 def armed_frontend(operator: bool):
     posted = []
     svc = GovernorService(Governor(ENV, KEY), Topics(ENV.device_id),
