@@ -271,3 +271,14 @@ __all__ = [
     "C", "Command", "Fault", "HEALTHY", "Harness", "KEY", "OpSigner", "Operator", "REPO",
     "TEST_TOML", "Telemetry", "compile_envelope", "load_envelope", "ENVELOPES",
 ]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A plain Mosquitto for the test module (a module that needs another kind of broker,
+    e.g. with TLS and an ACL, defines its own ``broker``)."""
+    from mosquitto_fixture import plain_broker
+
+    b = plain_broker(tmp_path_factory.mktemp("mosquitto"))
+    yield b
+    b.stop()

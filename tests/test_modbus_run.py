@@ -10,19 +10,12 @@ import pytest
 from edgegov.adapters import modbus_map as mm
 from edgegov.core import codes
 from edgegov.host.net import free_port, wait_port
-from mosquitto_fixture import needs_mosquitto, plain_broker
+from mosquitto_fixture import needs_mosquitto
 from pymodbus import ExceptionResponse
 from pymodbus.client import AsyncModbusTcpClient
 from service_harness import ENVELOPE, ServiceProcess
 
 pytestmark = [needs_mosquitto, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = plain_broker(tmp_path_factory.mktemp("mosquitto"))
-    yield b
-    b.stop()
 
 
 async def _reset_over_modbus(port: int):

@@ -7,20 +7,24 @@ is left to the outbox."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiomqtt
 import pytest
 from edgegov.adapters.mqtt import make_client, parse_url, publish_now
-from mosquitto_fixture import needs_mosquitto, plain_broker
+from mosquitto_fixture import needs_mosquitto
 
 pytestmark = [needs_mosquitto, pytest.mark.timeout(30)]
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = plain_broker(tmp_path_factory.mktemp("mosquitto"))
-    yield b
-    b.stop()
+@contextlib.asynccontextmanager
+async def _sub_and_pub(broker, tag: str):
+    """A subscriber to ``adapter/#`` and a publisher, both made the service's way."""
+    settings = parse_url(broker.url)
+    async with make_client(settings, f"{tag}-sub") as sub, \
+            make_client(settings, f"{tag}-pub") as pub:
+        await sub.subscribe("adapter/#")
+        yield sub, pub
 
 
 async def _received(sub: aiomqtt.Client, n: int) -> list[tuple[str, bytes]]:
@@ -35,10 +39,7 @@ async def _received(sub: aiomqtt.Client, n: int) -> list[tuple[str, bytes]]:
 
 def test_qos0_is_written_at_once_and_arrives(broker):
     async def main():
-        settings = parse_url(broker.url)
-        async with make_client(settings, "adapter-sub") as sub, \
-                make_client(settings, "adapter-pub") as pub:
-            await sub.subscribe("adapter/#")
+        async with _sub_and_pub(broker, "adapter") as (sub, pub):
             paho = pub._client
             assert publish_now(pub, "adapter/a", b"one")
             # No loop turn in between: the packet already left paho's queue for the socket.
@@ -77,10 +78,7 @@ def test_no_write_turn_is_left_behind_to_spin(broker):
 @pytest.mark.timeout(10, method="thread")  # a deadlock cannot be interrupted: end the run
 def test_publish_from_inside_a_paho_callback_is_queued_not_deadlocked(broker):
     async def main():
-        settings = parse_url(broker.url)
-        async with make_client(settings, "adapter-sub2") as sub, \
-                make_client(settings, "adapter-pub2") as pub:
-            await sub.subscribe("adapter/#")
+        async with _sub_and_pub(broker, "adapter2") as (sub, pub):
             paho = pub._client
             seen = []
             inner = paho.on_subscribe  # aiomqtt's; paho calls it under its callback lock

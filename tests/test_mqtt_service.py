@@ -24,7 +24,7 @@ from edgegov.host.lineage_store import read_dump
 from edgegov.service.client import pull_lineage, request, send_op
 from edgegov.service.topics import Topics
 from edgegov.service.wire import encode_operator
-from mosquitto_fixture import needs_mosquitto, plain_broker
+from mosquitto_fixture import needs_mosquitto
 from service_harness import (
     DEVICE,
     KEY,
@@ -37,13 +37,6 @@ from service_harness import (
 
 pytestmark = [needs_mosquitto, pytest.mark.timeout(90)]
 TOPICS = Topics(DEVICE)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = plain_broker(tmp_path_factory.mktemp("mosquitto"))
-    yield b
-    b.stop()
 
 
 @pytest.fixture
