@@ -137,26 +137,23 @@ def command(seq, vals, now):
 
 
 def operator(a, arg, ctr, now):
-    global OA, DIRTY
+    global OA
     OA = arg
-    try:
-        clr(now)
-        DIRTY = 1
-        ltime(now)
-        op(a, ctr, now)
-        post(0)
-    except Exception:
-        fint()
-    return DIRTY
+    return step(op, a, ctr, now)
 
 
 def fault(code, act, now):
+    return step(flt, code, act, now)
+
+
+def step(f, a, b, now):
+    # An operator action or a fault: decided by f(a, b, now); a failure latches (fint).
     global DIRTY
     try:
         clr(now)
         DIRTY = 1
         ltime(now)
-        flt(code, act, now)
+        f(a, b, now)
         post(0)
     except Exception:
         fint()

@@ -77,8 +77,7 @@ class DriveClient:
         self._wake = asyncio.Event()
         self._wake_soon: asyncio.Handle | None = None  # set_outputs' pending wake-up
         self._lost: tuple = (TimeoutError, OSError)  # what a lost peer raises (+ pymodbus's)
-        # (channel index, words) in the drive's register order
-        self._layout = tuple((s.index, s.words) for s in regmap.channels)
+        self._layout = regmap.layout  # the drive's registers are in the map's output layout
         self._lock = asyncio.Lock()
         self.on_write = None  # test/bench hook: called after each successful output write
 
@@ -187,7 +186,11 @@ class DriveClient:
     async def _connect(self) -> None:
         if self.client.connected:
             return
-        ok = await self._guarded(self.client.connect(), self.timeout_s)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                ok = await self.client.connect()
+        except self._lost as err:
+            raise self._link_lost(err) from None
         if not ok:
             raise DriveError(F_DRIVE_LINK, "cannot connect")
 
@@ -231,14 +234,6 @@ class DriveClient:
             code = getattr(rr, "exception_code", 0)
             raise DriveError(F_DRIVE_EXCEPTION, f"exception {code}")
         return rr
-
-    async def _guarded(self, coro, timeout_s: float):
-        """Await ``coro`` within ``timeout_s``; a failure is a DriveError."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await coro
-        except self._lost as err:
-            raise self._link_lost(err) from None
 
     def _link_lost(self, err: Exception) -> DriveError:
         if self.client is not None and self.kind == "tcp":

@@ -107,14 +107,17 @@ class RegisterMap:
     holding_count: int
     input_count: int
 
+    @property
+    def layout(self) -> tuple[tuple[int, int], ...]:
+        """(channel index, words) per channel, in register order: what ``encode_all``
+        takes to build the proposal or output registers from per-channel values."""
+        return tuple((s.index, s.words) for s in self.channels)
+
     def proposal_words(self, values: dict) -> list[int]:
         """Every proposal register, in order from ``H_PROPOSALS``, for ``values`` (scaled,
         by channel name; every channel must be given): what a PLC writes after its
         heartbeat."""
-        words = []
-        for s in self.channels:
-            words += encode(values[s.name], s.words)
-        return words
+        return encode_all(self.layout, [values[s.name] for s in self.channels])
 
     def slot(self, name: str) -> ChannelSlot:
         for s in self.channels:

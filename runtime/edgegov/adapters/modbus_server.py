@@ -219,8 +219,8 @@ class PlcFrontend:
             mm.NO_RULE if last.rule < 0 else last.rule, mm.encode(last.margin, 1)[0],
             last.exception, self.hb_counted & 0xFFFF, *mm.u32(self.decided),
             *mm.u32(self.refused), *mm.u32(gov.last_now)]
-        for s in self.map.channels:
-            regs[s.output:s.output + s.words] = mm.encode(gov.out[s.index], s.words)
+        outputs = mm.encode_all(self.map.layout, gov.out)
+        regs[mm.I_OUTPUTS:mm.I_OUTPUTS + len(outputs)] = outputs
         return regs
 
     def discrete_inputs(self) -> list[bool]:
