@@ -1108,3 +1108,76 @@ def test_refused_command_never_reports_values_it_did_not_propose(live, kind):
         d = live.handle(Command("x", {"press": 7}), 10)
     assert d["verdict"] == C.REJECT
     assert d["proposed"][live.ch("feed")] is None
+
+
+# ----------------------------------------------------------------------------- issue 13 rules
+
+
+class _Exploding(dict):
+    def get(self, *args):
+        raise RuntimeError("boom")
+
+
+def test_kick_stays_withheld_while_an_internal_fault_is_latched(live):
+    """README: an internal fault withholds the kick until the watchdog resets (or a reset)."""
+    live.handle(Command(live.seq + 1, _Exploding(feed=1)), 10)
+    kicks = [d["kick"] for d in live.ticks(20)]
+    assert kicks == [False] * 20
+    d = live.tel(door_closed=True, estop=False)
+    assert d["kick"] is False
+    d = live.op(C.OP_RESET)
+    assert d["state"] == C.ST_DISARMED
+    assert live.tick(10)["kick"] is True
+
+
+def test_one_operator_estop_emits_trip_once(live):
+    d = live.op(C.OP_ESTOP)
+    assert d["state"] == C.ST_TRIPPED
+    assert [c for c, _ in d["events"]].count(C.E_TRIP) == 1
+    assert (C.E_TRIP, C.R_ESTOP_OPERATOR) in d["events"]
+
+
+def test_restriction_in_force_pulls_output_toward_it_against_the_proposal(live):
+    """README: a restriction in force pulls the output toward it at the channel's rate,
+    whatever the proposal asks (press 40, bound 10, proposal 80: 40 − 1000/s × 10 ms)."""
+    drive(live, {"press": 40})
+    live.tel(pressure=20)  # low_pressure: press ≤ 10
+    d = live.cmd(dt=10, press=80)
+    assert d["verdict"] == C.CLAMP and d["reason"] == C.R_INTERLOCK
+    assert live.out("press") == 40 - step(PRESS_RATE, 10)  # 30: away from the proposal
+
+
+def test_without_a_restriction_the_output_lies_between_previous_and_proposal(live):
+    drive(live, {"press": 40})
+    d = live.cmd(dt=10, press=100)
+    assert d["verdict"] == C.CLAMP and d["reason"] == C.R_RATE
+    assert 40 < live.out("press") <= 100
+    assert live.out("press") == 40 + step(PRESS_RATE, 10)
+
+
+def test_link_that_never_engages_trips_trip_after_ms_after_arm(h):
+    """README: the budget runs from ARM when the link is not engaged then; commands at
+    gaps just over hold_after_ms never engage it, so they never reset the budget."""
+    h.reset_and_arm()
+    armed = h.now
+    while h.now + HOLD_AFTER + 1 < armed + TRIP_AFTER:
+        d = h.cmd(dt=HOLD_AFTER + 1, feed=0)
+        assert d["state"] == C.ST_ARMED and h.gov.link != C.LINK_OK
+    d = h.tick(armed + TRIP_AFTER - 1 - h.now)
+    assert d["state"] == C.ST_ARMED
+    d = h.tick(1)
+    assert h.now == armed + TRIP_AFTER
+    assert d["state"] == C.ST_TRIPPED and d["reason"] == C.R_LINK_LOST
+
+
+def test_stale_link_budget_counts_from_the_last_valid_command_before_it_went_stale(live):
+    """README: an engaged link that goes stale trips trip_after_ms after the last valid
+    command before it went stale; later commands that do not re-engage do not move it."""
+    last = go_silent(live)
+    live.tick(HOLD_AFTER + 1)
+    live.cmd(dt=HOLD_AFTER, feed=0)  # valid, but one message cannot engage (engage 50 ms)
+    assert live.gov.link != C.LINK_OK
+    d = live.tick(last + TRIP_AFTER - 1 - live.now)
+    assert d["state"] == C.ST_ARMED
+    d = live.tick(1)
+    assert d["state"] == C.ST_TRIPPED and d["reason"] == C.R_LINK_LOST

@@ -46,7 +46,7 @@ def clr(now):
     V = RE = MA = CMD = 0
     RU = CH = -1
     EV = []
-    KICK = 1
+    KICK = 0 if CAU & 128 else 1  # no kick while an internal fault is latched
     for i in range(N):
         PROP[i] = None
     if now < NOW:
@@ -278,7 +278,6 @@ def op(a, ctr, now):
     OPC = ctr
     st = ST
     if a == 3:
-        e(2, 19)
         return trip(4, RO, 19, 0)
     if not (st == 0 and a == 2 or st == 1 and a == 1):
         e(4 if st == 0 else 6, 28)

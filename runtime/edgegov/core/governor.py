@@ -348,6 +348,8 @@ class Governor:
             d.changed = True
         if self._dirty:
             d.record = True
+        if self.causes & C_INTERNAL:
+            d.kick = False  # fail closed: no kick while the fault is latched; the watchdog resets
         self._settle()
 
     def _settle(self):
@@ -853,7 +855,6 @@ class Governor:
         elif action == OP_DENY:
             self._deny(d, op.arg)
         elif action == OP_ESTOP:
-            d.event(E_TRIP, R_ESTOP_OPERATOR)
             self._trip(d, C_ESTOP_OPERATOR, env.r_operator, R_ESTOP_OPERATOR, 0)
         else:
             self._transition(d, action, now)

@@ -166,7 +166,7 @@ class GovernorService:
         self.publish_state()
         self._flush(soon=True)
         self.cycles += 1
-        kicked = self._feed()
+        kicked = self._feed() if d.kick else False  # withheld while an internal fault is latched
         self.healthy = True
         return kicked
 
