@@ -120,5 +120,21 @@ def test_service_feeds_only_healthy_cycles(tmp_path):
     assert not svc.cycle(30)
     assert _messages(sock) == []
     assert svc.gov.state == 0  # TRIPPED, fault latched
-    assert svc.cycle(40)  # the loop itself is healthy again: governed, tripped, fed
-    assert _messages(sock) == ["WATCHDOG=1"]
+    # fail closed: while the internal fault is latched no WATCHDOG=1 goes out, so systemd's
+    # watchdog restarts the process (which boots TRIPPED and records the reset reason)
+    assert [svc.cycle(40 + 10 * k) for k in range(10)] == [False] * 10
+    assert _messages(sock) == []
+
+
+def test_device_watchdog_gets_no_keepalive_while_an_internal_fault_is_latched(tmp_path):
+    dev = tmp_path / "watchdog"  # a /dev/watchdog stand-in: keepalives land as bytes
+    dev.write_bytes(b"")
+    wd = DeviceWatchdog(str(dev))
+    svc, _ = service_with(wd, tmp_path)
+    svc.boot(0)
+    assert svc.cycle(10) and svc.cycle(20)
+    assert dev.read_bytes() == b"\0\0"
+    svc.submit(Inbound(UnknownEvent()), 25)
+    assert [svc.cycle(30 + 10 * k) for k in range(20)] == [False] * 20
+    assert dev.read_bytes() == b"\0\0"  # the device would bite
+    wd.stop(orderly=False)
