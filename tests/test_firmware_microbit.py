@@ -200,3 +200,17 @@ def test_small_ring_wraps_in_the_core_format():
     assert [p.code for p in rep.problems if p.code not in (1, 3)] == []
     seqs = [s for s, _ in rep.records]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_minimal_governor_withholds_the_kick_while_an_internal_fault_is_latched():
+    gov, _, _ = build.load_minimal(compile_file(ENVELOPE).blob)
+    gov.start(0)
+    gov.tick(10)
+    assert gov.KICK == 1
+    gov.command(1, [], 20)  # too few values: an exception inside the decision
+    assert gov.CAU & 128 and gov.ST == 0
+    kicks = []
+    for k in range(10):
+        gov.tick(30 + 10 * k)
+        kicks.append(gov.KICK)
+    assert kicks == [0] * 10  # the external watchdog sees the pin stop toggling
