@@ -40,6 +40,16 @@ def test_verify_accepts_the_demo_lineage(demo_lineage):
     assert "verify OK" in proc.stdout
 
 
+def test_verify_without_key_says_macs_were_not_checked(demo_lineage):
+    proc = edgegov("lineage", "verify", demo_lineage, check=0)
+    assert "MACs NOT checked" in proc.stdout
+
+
+def test_verify_help_documents_exit_codes():
+    proc = edgegov("lineage", "verify", "--help", check=0)
+    assert "0 verified" in proc.stdout and "2 unreadable" in proc.stdout
+
+
 def test_decode_jsonl_and_csv_agree_with_the_records(demo_lineage):
     rows = [json.loads(line) for line in edgegov("lineage", "decode", demo_lineage,
                                                   check=0).stdout.splitlines()]
