@@ -40,6 +40,12 @@ def test_verify_accepts_the_demo_lineage(demo_lineage):
     assert "verify OK" in proc.stdout
 
 
+def test_simulated_demo_writes_the_key_its_lineage_verifies_with(demo_lineage):
+    key = demo_lineage.parent / "edgegov-demo.key"
+    proc = edgegov("lineage", "verify", demo_lineage, "--key", key, check=0)
+    assert "checkpoint MACs checked" in proc.stdout
+
+
 def test_verify_without_key_says_macs_were_not_checked(demo_lineage):
     proc = edgegov("lineage", "verify", demo_lineage, check=0)
     assert "MACs NOT checked" in proc.stdout
