@@ -162,3 +162,14 @@ def test_unreadable_input_is_a_clear_error_with_exit_2(tmp_path, content):
         assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
         assert "not a readable lineage" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_decode_shows_telemetry_inputs_in_engineering_units(demo_lineage):
+    rows = [json.loads(line) for line in edgegov("lineage", "decode", demo_lineage,
+                                                  check=0).stdout.splitlines()]
+    pressures = [r["input"]["values"]["hydraulic_pressure"] for r in rows
+                 if r.get("input", {}).get("type") == "telemetry"
+                 and "hydraulic_pressure" in r["input"]["values"]]
+    # the example's input is 0.0..400.0 bar at 0.1 bar: scaled integers would exceed 400
+    assert pressures and all(0 <= p <= 400 for p in pressures)
+    assert max(pressures) > 40
