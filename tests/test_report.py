@@ -210,7 +210,7 @@ def test_refusals_are_marked_on_the_channels_they_concern(demo_lineage, demo_rep
 
 
 def test_what_if_overlay_matches_lineage_replay(demo_lineage, tight_envelope, whatif_report):
-    proc = edgegov("lineage", "replay", demo_lineage, "--envelope", tight_envelope, check=0)
+    proc = edgegov("lineage", "replay", demo_lineage, "--envelope", tight_envelope, check=1)
     n, compared = map(int, re.search(r"what-if: (\d+) of (\d+)", proc.stdout).groups())
     html = whatif_report.read_text()
     data = page_data(html)

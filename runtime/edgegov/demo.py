@@ -188,6 +188,15 @@ def print_summary(console, verdicts, timeline) -> None:
     console.print(happened)
 
 
+def write_demo_key(out: Path) -> Path:
+    """Write the demo's device key (hex, mode 600) as ``edgegov-demo.key`` in ``out``."""
+    key_file = out / "edgegov-demo.key"
+    key_file.unlink(missing_ok=True)
+    key_file.write_text(DEMO_KEY.hex() + "\n")
+    key_file.chmod(0o600)
+    return key_file
+
+
 def check_lineage(console, path: Path, key: bytes = DEMO_KEY) -> int:
     """What a user does after a run (or an incident): verify the lineage, replay it, write
     the incident report; print where everything is. 0 when it verifies and replays."""
@@ -216,4 +225,5 @@ def check_lineage(console, path: Path, key: bytes = DEMO_KEY) -> int:
 
 
 __all__ = ["run_scenario", "default_envelope", "check_lineage", "print_summary",
-           "DemoResult", "SCRIPT", "DEMO_KEY"]
+           "DemoResult", "SCRIPT", "DEMO_KEY",
+           "write_demo_key"]

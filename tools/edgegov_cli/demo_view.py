@@ -14,6 +14,7 @@ from edgegov.demo import (
     default_envelope,
     print_summary,
     run_scenario,
+    write_demo_key,
 )
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +25,7 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lineage_path = out / "edgegov-demo.lineage"
+    key_file = write_demo_key(out)
     try:
         compiled = compile_file(envelope_path) if envelope_path else default_envelope()
     except EnvelopeConfigError as err:
@@ -49,6 +51,7 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = 
 
         result = run_scenario(compiled, seconds, seed, observe, lineage_path=lineage_path)
     _summary(console, result)
+    console.print(f"device key: {key_file.resolve()} (demo key, mode 600)")
     return check_lineage(console, lineage_path)
 
 

@@ -23,8 +23,7 @@ def run_replay(dump, envelope_path, key, show, json_path, progress=False) -> int
         what_if = None
         if envelope_path:
             env, _blob, digest = load_envelope_file(envelope_path)
-            if envelopes and digest not in envelopes:
-                what_if = env
+            what_if = env  # applied to every boot, even one that ran this very envelope
             envelopes.setdefault(digest, env)
     except (EnvelopeConfigError, ReplayError, Exception) as err:  # noqa: BLE001 - reported
         if isinstance(err, click.ClickException):
@@ -67,7 +66,7 @@ def _summarise(dump, report, what_if, show, json_path, replayer) -> int:
         click.echo(f"what-if: {len(diffs)} of {report.compared} recorded decisions would differ "
                    f"under the other envelope (anchored at {anchors})")
         _print_diffs(diffs, show)
-        return EXIT_OK
+        return EXIT_DIVERGENT if diffs else EXIT_OK
     if report.identical:
         click.echo(f"{dump.path}: replay identical: {report.compared} records re-derived "
                    f"exactly ({report.skipped} before the first anchor; anchored at {anchors})")

@@ -29,10 +29,10 @@ KIND_NAMES = {K_BOOT: "boot", K_DECISION: "decision", K_EVENT: "event", K_GAP: "
 GAP_CAUSES = {1: "dropped", 2: "overwritten", 3: "host"}
 
 
-def _eng(env, i: int, scaled) -> object:
+def _eng(env, i: int, scaled, res_text: str | None = None) -> object:
     if type(scaled) is not int:
         return _plain(scaled)
-    res = Decimal(env.ch_res[i])
+    res = Decimal(res_text if res_text is not None else env.ch_res[i])
     value = scaled * res
     return int(value) if value == value.to_integral_value() else float(value)
 
@@ -123,7 +123,8 @@ def _input(env, ev) -> dict:
         return {"type": "tick"}
     if ev.kind == EV_TELEMETRY:
         values = ev.values if isinstance(ev.values, dict) else {}
-        return {"type": "telemetry", "values": {str(k): _plain(v) for k, v in values.items()}}
+        return {"type": "telemetry", "values": {str(k): _telemetry(env, k, v)
+                                                for k, v in values.items()}}
     if ev.kind == EV_OPERATOR:
         action = ev.action
         return {"type": "operator",
@@ -133,6 +134,14 @@ def _input(env, ev) -> dict:
     if ev.kind == EV_FAULT:
         return {"type": "fault", "code": _plain(ev.code), "active": ev.active}
     return {"type": "unknown"}
+
+
+def _telemetry(env, name, scaled) -> object:
+    """A telemetry input in engineering units (numbers scaled by the input's resolution)."""
+    i = env.in_index.get(name) if env is not None and isinstance(name, str) else None
+    if i is None or not env.in_number[i]:
+        return _plain(scaled)
+    return _eng(env, i, scaled, env.in_res[i])
 
 
 def _by_name(env, values) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import names
 from ..core import codes
-from ..demo import DEMO_KEY, EXAMPLE, VERDICT_ORDER, check_lineage, print_summary
+from ..demo import DEMO_KEY, EXAMPLE, VERDICT_ORDER, check_lineage, print_summary, write_demo_key
 from ..host.aio import cancel_and_wait, stop_requested
 from ..host.net import free_port
 from ..operator import OperatorSigner
@@ -205,10 +205,7 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
 
     lineage = out / "edgegov-demo.lineage"
     lineage.unlink(missing_ok=True)
-    key_file = out / "edgegov-demo.key"
-    key_file.unlink(missing_ok=True)
-    key_file.write_text(DEMO_KEY.hex() + "\n")
-    key_file.chmod(0o600)
+    key_file = write_demo_key(out)
     port = free_port()
     cfg = ServiceConfig(envelope=str(EXAMPLE), key_file=str(key_file), lineage=str(lineage),
                         broker_port=port, systemd=False, durable=True, lineage_blocks=256)

@@ -1,0 +1,86 @@
+"""Wall time of device time in a lineage (recorded, never used to decide).
+
+Anchors are BOOT (field 9 ``wall_ms``), CHECKPOINT (trailing field 8 ``wall_ms``) and
+TIME ``[7, t, wall_ms]`` records. The wall time of device time ``t`` in a boot is
+``anchor.wall_ms + (t - anchor.t)`` for the latest anchor at or before ``t`` in that boot;
+before the first anchor, the first anchor after it (same formula).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+from collections.abc import Iterable
+
+K_BOOT = 1
+K_CHECKPOINT = 5
+K_TIME = 7
+_KIND_BY_NAME = {"BOOT": K_BOOT, "CHECKPOINT": K_CHECKPOINT, "TIME": K_TIME}
+
+
+def _anchor(item) -> tuple[int, int | None, int | None]:
+    """(kind, t_ms, wall_ms) of one record: a decoded CBOR array, (seq, array) or a decode dict."""
+    if isinstance(item, dict):
+        kind = item.get("kind")
+        kind = _KIND_BY_NAME.get(str(kind).upper(), kind) if isinstance(kind, str) else kind
+        return kind, item.get("t_ms"), item.get("wall_ms")
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], (list, tuple)):
+        item = item[1]
+    if not isinstance(item, (list, tuple)) or not item:
+        return -1, None, None
+    kind = item[0]
+    t = item[1] if len(item) > 1 else None
+    wall = None
+    if kind == K_BOOT and len(item) > 9:
+        wall = item[9]
+    elif kind == K_CHECKPOINT and len(item) > 8:
+        wall = item[8]
+    elif kind == K_TIME and len(item) > 2:
+        wall = item[2]
+    return kind, t, wall
+
+
+class WallClock:
+    """Maps (boot index, device ms) to wall ms from the anchors of each boot."""
+
+    def __init__(self, boots: list[list[tuple[int, int]]]):
+        self._boots = [sorted(b) for b in boots]
+
+    @classmethod
+    def from_records(cls, records: Iterable) -> WallClock:
+        """Collect anchors per boot; boot index 0 is the first BOOT (records before it: boot 0)."""
+        boots: list[list[tuple[int, int]]] = []
+        for item in records:
+            kind, t, wall = _anchor(item)
+            if kind == K_BOOT:
+                boots.append([])
+            if kind not in (K_BOOT, K_CHECKPOINT, K_TIME):
+                continue
+            if not boots:
+                boots.append([])
+            if isinstance(t, int) and isinstance(wall, int) and not isinstance(wall, bool):
+                boots[-1].append((t, wall))
+        return cls(boots)
+
+    def at(self, boot_index: int, t_ms: int) -> int | None:
+        """Wall ms (UTC) of device time ``t_ms`` in boot ``boot_index``; None when not known."""
+        if not 0 <= boot_index < len(self._boots):
+            return None
+        anchors = self._boots[boot_index]
+        if not anchors:
+            return None
+        i = bisect.bisect_right(anchors, (t_ms, float("inf"))) - 1
+        t0, w0 = anchors[max(i, 0)]
+        return w0 + (t_ms - t0)
+
+    @property
+    def known(self) -> bool:
+        """True when any boot has a wall-time anchor."""
+        return any(self._boots)
+
+
+def format_wall(wall_ms: int) -> str:
+    """ISO 8601 UTC with milliseconds: ``2026-12-04T06:33:11.123Z``."""
+    secs, ms = divmod(int(wall_ms), 1000)
+    dt = datetime.datetime.fromtimestamp(secs, tz=datetime.UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
