@@ -146,7 +146,7 @@ def test_header_names_device_firmware_envelope_boots_and_integrity(demo_lineage,
     assert f"device {boot['device']}" in html
     assert boot["envelope"] in html and boot["firmware"] in html
     assert "verify: OK" in html and "replay: identical" in html
-    assert "3 trip(s)" in html
+    assert "3 incident(s)" in html
     assert re.search(r"<th>Torn tail</th><td>none</td>", html)
     assert re.search(r"<th>Gaps</th><td>none</td>", html)
     assert "0.000 s – 20.000 s" in html
@@ -160,6 +160,44 @@ def test_every_trip_is_an_incident_with_its_cause(demo_lineage, demo_report):
     assert [i["cause"] for i in data["incidents"]] == ["interlock", "link_lost", "estop_input"]
     for inc in data["incidents"]:
         assert inc["x0"] < inc["xt"] <= inc["x1"]
+
+
+def incidents_by_definition(rows: list[dict]) -> list[str]:
+    """The README's definition, applied to `lineage decode` rows: a trip while not tripped
+    opens an incident; an accepted reset or a boot ends it."""
+    causes, tripped = [], False
+    for r in rows:
+        evs = [e["event"] for e in r.get("events", [])]
+        if tripped and ("reset" in evs or r["kind"] == "boot"):
+            tripped = False
+        for e in r.get("events", []):
+            if e["event"] == "trip" and not tripped:
+                causes.append(e.get("cause") or e.get("reason") or e.get("arg"))
+                tripped = True
+    return causes
+
+
+def test_badge_incident_table_and_cause_counts_agree_with_the_lineage(demo_lineage,
+                                                                      demo_report):
+    html = demo_report.read_text()
+    expected = incidents_by_definition(decoded(demo_lineage))
+    badge = int(re.search(r"data-incidents='(\d+)'", html).group(1))
+    table = re.search(r"<table class='grid' id='incidents'>(.*?)</table>", html, re.S).group(1)
+    assert badge == len(expected) == table.count("<tr>") - 1
+    causes = {c: int(n) for c, n in re.findall(r"data-cause='([^']+)'>(\d+)<", html)}
+    assert sum(causes.values()) == badge
+    assert causes == dict(Counter(page_data(html)["incidents"][k]["cause"]
+                                  for k in range(badge)))
+
+
+def test_clamp_and_reject_are_broken_down_by_reason(demo_lineage, demo_report):
+    rows = decoded(demo_lineage)
+    want = Counter((r["verdict"], r.get("reason") or "?") for r in rows
+                   if r.get("verdict") in ("CLAMP", "REJECT"))
+    html = demo_report.read_text()
+    got = {tuple(k.split(":", 1)): int(n)
+           for k, n in re.findall(r"data-reason='([^']+)'>(\d+)<", html)}
+    assert want and got == dict(want)
 
 
 def test_every_record_is_plotted_and_clickable_in_a_small_dump(demo_lineage, demo_report):

@@ -3,7 +3,7 @@
 # Runs as root (CI) or through sudo. Idempotent: does nothing when all are present.
 set -euo pipefail
 packages=(mosquitto mosquitto-clients qemu-system-arm firmware-microbit-micropython
-          chromium)  # chromium: the incident report's browser test (driven by Playwright)
+          chromium npm)  # npm: the report's plotly.js basic bundle (make install); chromium: the incident report's browser test (driven by Playwright)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

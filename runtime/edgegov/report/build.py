@@ -12,6 +12,7 @@ from ..host.lineage_read import decode_dump
 from . import model
 from .collect import Collector, channels_of, rule_channels
 from .page import Facts, render
+from .plotlyjs import plotly_js
 from .reading import Loaded, ReportError, load
 from .shadow import replay_track
 
@@ -63,7 +64,7 @@ def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
     data = model.build(col, channels, facts.replay, facts.what_if, collector.xs, modes,
                        loaded.what_if)
     tell("rendering", 0, None)
-    return render(facts, col, data, _plotly_js())
+    return render(facts, col, data, plotly_js())
 
 
 def _facts(loaded: Loaded, key) -> Facts:
@@ -102,12 +103,6 @@ def _decode(loaded: Loaded, channels, facts: Facts, tell) -> Collector:
                               f"{type(err).__name__}: {err}")
     tell("decoding", total, total)
     return collector
-
-
-def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
 
 
 __all__ = ["write_report", "build_report", "ReportError"]

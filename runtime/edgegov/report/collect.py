@@ -41,6 +41,7 @@ EVENT_CATEGORY = {
 }
 # Categories also marked on every channel plot (at the channel's output).
 CHANNEL_EVENT_CATEGORIES = ("trip", "reset", "link", "mode", "boot")
+REASONED = ("CLAMP", "REJECT")  # verdicts broken down by reason in the counts
 VERDICT_MARKERS = {"CLAMP": "clamp", "REJECT": "reject", "ESCALATE": "escalate"}
 
 
@@ -69,6 +70,7 @@ class Item:
 class Collected:
     rows: list = field(default_factory=list)  # Items, in order
     counts: Counter = field(default_factory=Counter)  # (kind, verdict or None)
+    by_reason: Counter = field(default_factory=Counter)  # (verdict, reason word): CLAMP/REJECT
     boots: list = field(default_factory=list)
     gaps: list = field(default_factory=list)
     holes: list = field(default_factory=list)  # (after_seq, next_seq, x)
@@ -179,6 +181,8 @@ class Collector:
         out = self.out
         kind = row["kind"]
         out.counts[(kind, row.get("verdict"))] += 1
+        if row.get("verdict") in REASONED:
+            out.by_reason[(row["verdict"], row.get("reason") or "?")] += 1
         n_holes = len(out.holes)
         x = self.clock.place(row, out.holes)
         if len(out.holes) > n_holes:

@@ -150,23 +150,32 @@ def _timeline(col: Collected, s: Strings, modes: list[str]) -> dict:
 
 
 def _incidents(col: Collected) -> list[dict]:
-    """Each trip: lead-up, the trip, and the tripped span until an accepted reset."""
+    """The incidents: the one definition every count in the page uses. An incident starts
+    at a trip event while the governor is not already tripped and lasts until an accepted
+    reset or the next boot; further trip events inside it count as its ``retrips``."""
     found, open_ = [], None
     for i, it in enumerate(col.rows):
         evs = [e for e, _ in it.events]
         if open_ is not None and ("reset" in evs or it.kind == "boot"):
             open_["x1"] = it.x
+            open_["end"] = "reset" if "reset" in evs else "boot"
             open_ = None
         for name, arg in it.events:
-            if name == "trip" and open_ is None:
-                cause = names.reason(arg) if type(arg) is int else "?"
-                first = col.t_first if col.t_first is not None else it.x
-                open_ = {"i": i, "xt": it.x, "x0": max(first, it.x - INCIDENT_LEAD_S),
-                         "x1": None, "cause": cause, "rule": it.rule, "margin": it.margin}
-                found.append(open_)
+            if name != "trip":
+                continue
+            if open_ is not None:
+                open_["retrips"] += 1
+                continue
+            cause = names.reason(arg) if type(arg) is int else "?"
+            first = col.t_first if col.t_first is not None else it.x
+            open_ = {"i": i, "xt": it.x, "x0": max(first, it.x - INCIDENT_LEAD_S),
+                     "x1": None, "cause": cause, "rule": it.rule, "margin": it.margin,
+                     "retrips": 0, "end": None}
+            found.append(open_)
     for inc in found:
         if inc["x1"] is None:
             inc["x1"] = col.t_last
+            inc["end"] = "still tripped at the end of the dump"
     return found
 
 

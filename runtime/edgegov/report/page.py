@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -50,7 +51,7 @@ def render(facts: Facts, col: Collected, data: dict, plotly_js: str) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         "<div id='error'></div>",
-        _top(facts, col),
+        _top(facts, col, data),
         "<div class='layout'><main>",
         _sections(facts, col, data),
         "</main>",
@@ -78,7 +79,7 @@ def _device(facts: Facts, col: Collected) -> str:
 # --------------------------------------------------------------------------- header
 
 
-def _top(facts: Facts, col: Collected) -> str:
+def _top(facts: Facts, col: Collected, data: dict) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     size = _size(facts.file_size)
     return (
@@ -86,11 +87,11 @@ def _top(facts: Facts, col: Collected) -> str:
         f"<h1>Incident report: device {escape(_device(facts, col))}</h1>"
         f"<p class='sub'>{escape(facts.dump_path)} · {size}, {facts.block_size}-byte sectors "
         f"× {facts.sectors} · generated {now} by edgegov {escape(facts.version)}</p>"
-        f"<div class='badges'>{''.join(_badges(facts, col))}</div></header>"
+        f"<div class='badges'>{''.join(_badges(facts, col, data))}</div></header>"
     )
 
 
-def _badges(facts: Facts, col: Collected):
+def _badges(facts: Facts, col: Collected, data: dict):
     v = facts.verify
     if v is None:
         yield "<span class='badge bad' id='badge-verify'>verify: not possible</span>"
@@ -105,8 +106,9 @@ def _badges(facts: Facts, col: Collected):
         yield "<span class='badge bad'>replay: diverges</span>"
     else:
         yield "<span class='badge warn'>replay: nothing re-derived</span>"
-    trips = sum(1 for it in col.rows for e, _ in it.events if e == "trip")
-    yield f"<span class='badge {'bad' if trips else 'ok'}' id='badge-trips'>{trips} trip(s)</span>"
+    n = len(data["incidents"])
+    yield (f"<span class='badge {'bad' if n else 'ok'}' id='badge-trips' data-incidents='{n}'>"
+           f"{n} incident(s)</span>")
     if facts.torn_tail:
         yield "<span class='badge warn'>torn tail</span>"
     lost = len(col.gaps) + len(col.holes)
@@ -190,9 +192,20 @@ def _counts_table(col: Collected) -> str:
     shown = (f"{col.kept} of {col.offered} placed records are plotted"
              + (f" (ALLOW records thinned per bucket of {col.bucket}; every other record kept)"
                 if col.bucket > 1 else " (all of them)"))
-    return (head + "".join(body) + "</table>"
+    return (head + "".join(body) + "</table>" + _reason_table(col) +
             f"<p><span data-count='records'>{total}</span> records: {kind_cells}.<br>"
             f"{escape(shown)}.</p>")
+
+
+def _reason_table(col: Collected) -> str:
+    """CLAMP and REJECT records by reason (decisions and events together), most first."""
+    if not col.by_reason:
+        return ""
+    rows = [f"<tr><td>{v}</td><td>{escape(r)}</td>"
+            f"<td class='n' data-reason='{v}:{escape(r)}'>{n}</td></tr>"
+            for (v, r), n in sorted(col.by_reason.items(), key=lambda kv: (kv[0][0], -kv[1]))]
+    return ("<table class='grid' id='reason-counts'><tr><th>verdict</th><th>reason</th>"
+            "<th class='n'>records</th></tr>" + "".join(rows) + "</table>")
 
 
 def _integrity(facts: Facts, col: Collected) -> str:
@@ -264,18 +277,39 @@ def _unplaced(col: Collected) -> str:
     return "; ".join(parts)
 
 
+INCIDENT_DEFINITION = ("An incident starts at a trip while the governor is not tripped and "
+                       "lasts until an accepted reset or the next boot; every count of "
+                       "incidents in this page uses this definition.")
+
+
 def _incidents(data: dict) -> str:
     incs = data["incidents"]
     if not incs:
         return "<p id='incidents'>No trip in this dump.</p>"
+    return (f"<p class='legend-note'>{INCIDENT_DEFINITION}</p>" + _cause_table(incs)
+            + _incident_rows(incs))
+
+
+def _cause_table(incs: list[dict]) -> str:
+    """Incidents per trip cause, most first."""
+    per = Counter(inc["cause"] for inc in incs)
+    rows = [f"<tr><td>{escape(c)}</td><td class='n' data-cause='{escape(c)}'>{n}</td></tr>"
+            for c, n in per.most_common()]
+    return ("<table class='grid' id='cause-counts'><tr><th>trip cause</th>"
+            "<th class='n'>incidents</th></tr>" + "".join(rows) + "</table>")
+
+
+def _incident_rows(incs: list[dict]) -> str:
     head = ("<div class='scroll'><table class='grid' id='incidents'><tr><th>#</th>"
             "<th class='n'>trip at (s)</th><th>cause</th><th>rule</th>"
-            "<th class='n'>tripped until (s)</th><th></th></tr>")
+            "<th class='n'>tripped until (s)</th><th>ended by</th>"
+            "<th class='n'>further trips</th><th></th></tr>")
     body = []
     for n, inc in enumerate(incs, 1):
         body.append(f"<tr><td>{n}</td><td class='n'>{inc['xt']:.3f}</td>"
                     f"<td>{escape(inc['cause'])}</td><td>{escape(str(inc['rule'] or '-'))}</td>"
-                    f"<td class='n'>{inc['x1']:.3f}</td><td><button data-x0='{inc['x0']}' "
+                    f"<td class='n'>{inc['x1']:.3f}</td><td>{escape(inc['end'])}</td>"
+                    f"<td class='n'>{inc['retrips']}</td><td><button data-x0='{inc['x0']}' "
                     f"data-x1='{inc['x1'] + 1}'>zoom</button></td></tr>")
     return (head + "".join(body) + "</table></div><p class='legend-note'>Shaded in the plots: "
             "orange = the lead-up to a trip, red = tripped until an accepted reset.</p>")
