@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml setup.py runtime/edgegov/_recenc.c
 # page; ~1.2 MB instead of the full 4.7 MB). Version pinned with runtime/edgegov/report/plotlyjs.py.
 PLOTLY_BASIC := build/js/node_modules/plotly.js-basic-dist-min/plotly-basic.min.js
 $(PLOTLY_BASIC):
+	command -v npm >/dev/null 2>&1 || bash tools/setup-system.sh
 	mkdir -p build/js
 	npm install --prefix build/js --no-audit --no-fund --no-save plotly.js-basic-dist-min@4.1.1
 

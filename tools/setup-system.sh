@@ -3,7 +3,10 @@
 # Runs as root (CI) or through sudo. Idempotent: does nothing when all are present.
 set -euo pipefail
 packages=(mosquitto mosquitto-clients qemu-system-arm firmware-microbit-micropython
-          chromium npm)  # npm: the report's plotly.js basic bundle (make install); chromium: the incident report's browser test (driven by Playwright)
+          chromium)  # chromium: the incident report's browser test (driven by Playwright)
+# npm fetches the report's plotly.js basic bundle (make install). Debian's npm only where no
+# npm is on PATH: a machine with Node.js from elsewhere already has its own.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
