@@ -1,6 +1,6 @@
-"""The page's own style and script (plotly.js itself comes from the plotly package).
+"""The page's own style and script (plotly.js itself is the basic bundle: ``plotlyjs``).
 
-Kept as Python strings so the report needs no package data beyond plotly's. The script
+Kept as Python strings so the report needs no package data beyond that bundle. The script
 reads two gzip+base64 payloads (``report-data``: the columns ``model.build`` makes;
 ``report-records``: every plotted record as ``lineage decode`` prints it, unpacked on the
 first click), draws one plot per channel and the timeline with plotly, keeps their time
