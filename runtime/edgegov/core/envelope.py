@@ -148,7 +148,6 @@ class Envelope:
         self.in_max = []
         self.in_rule = []
         self.in_res = []  # resolution as text (for people; decisions use scaled ints)
-        self.in_units = []
         for i, c in enumerate(inputs):
             _list(c, "input", 9)
             _need(isinstance(c[0], str), "input name must be text")
@@ -161,7 +160,6 @@ class Envelope:
             self.in_max.append(_int(c[5], "max", c[4]))
             self.in_rule.append(self._rule(c[8], "rule"))
             self.in_res.append(str(c[6]))
-            self.in_units.append(str(c[7]))
 
     def _interlocks(self, interlocks):
         self.n_interlocks = len(interlocks)

@@ -29,11 +29,11 @@ KIND_NAMES = {K_BOOT: "boot", K_DECISION: "decision", K_EVENT: "event", K_GAP: "
 GAP_CAUSES = {1: "dropped", 2: "overwritten", 3: "host"}
 
 
-def _eng(env, i: int, scaled, res_text: str | None = None) -> object:
+def _eng(res_text: str, scaled) -> object:
+    """A scaled integer in engineering units (``scaled`` × the resolution given as text)."""
     if type(scaled) is not int:
         return _plain(scaled)
-    res = Decimal(res_text if res_text is not None else env.ch_res[i])
-    value = scaled * res
+    value = scaled * Decimal(res_text)
     return int(value) if value == value.to_integral_value() else float(value)
 
 
@@ -114,7 +114,7 @@ def _values(env, values) -> object:
     shown = {}
     for k, v in values.items():
         i = env.ch_index.get(k) if isinstance(k, str) else None
-        shown[str(k)] = _eng(env, i, v) if i is not None else _plain(v)
+        shown[str(k)] = _eng(env.ch_res[i], v) if i is not None else _plain(v)
     return shown
 
 
@@ -141,13 +141,13 @@ def _telemetry(env, name, scaled) -> object:
     i = env.in_index.get(name) if env is not None and isinstance(name, str) else None
     if i is None or not env.in_number[i]:
         return _plain(scaled)
-    return _eng(env, i, scaled, env.in_res[i])
+    return _eng(env.in_res[i], scaled)
 
 
 def _by_name(env, values) -> dict:
     if env is None:
         return {str(i): v for i, v in enumerate(values)}
-    return {env.ch_names[i]: _eng(env, i, v) for i, v in enumerate(values)}
+    return {env.ch_names[i]: _eng(env.ch_res[i], v) for i, v in enumerate(values)}
 
 
 def _mode(env, index: int):

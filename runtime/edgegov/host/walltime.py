@@ -12,9 +12,9 @@ import bisect
 import datetime
 from collections.abc import Iterable
 
-K_BOOT = 1
-K_CHECKPOINT = 5
-K_TIME = 7
+from ..core.record import K_BOOT, K_CHECKPOINT
+
+K_TIME = 7  # TIME [7, t, wall_ms]: a step of the host clock (not yet written by the core)
 _KIND_BY_NAME = {"BOOT": K_BOOT, "CHECKPOINT": K_CHECKPOINT, "TIME": K_TIME}
 
 
