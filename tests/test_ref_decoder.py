@@ -1,14 +1,228 @@
 """The lineage spec is enough: docs/lineage-format.md is current with the code, and a
-second decoder written from it alone (tests/ref_decoder.py) reads what edgegov writes."""
+second reader written from it alone (tests/ref_decoder.py: struct, hashlib, hmac, cbor2)
+reads the golden vectors and a fresh demo lineage exactly as ``edgegov lineage decode``
+does, verifies their hash chains and MACs, and refuses tampered copies."""
 
+from __future__ import annotations
+
+import json
+import re
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
+import cbor2
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ref_decoder as ref  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "tests" / "golden" / "v1"
+GOLDEN_KEY = bytes(range(100, 132))
+SPEC = (REPO / "docs" / "lineage-format.md").read_text()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgegov_cli.main", *args],
+                          capture_output=True, text=True)
+
+
+def _cli_decode(path: Path) -> list[dict]:
+    proc = _cli("lineage", "decode", str(path), "--format", "jsonl")
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def _same_rows(mine: list[dict], theirs: list[dict]) -> None:
+    assert len(mine) == len(theirs)
+    for a, b in zip(mine, theirs, strict=True):
+        assert a == b, (a, b)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    proc = _cli("demo", "--simulated-time", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out / "edgegov-demo.lineage", out / "edgegov-demo.key"
 
 
 def test_code_tables_in_the_lineage_spec_are_generated_from_the_code():
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "render_codes.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_reference_reader_uses_no_edgegov_code(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import ref_decoder as r; "
+            f"rows = r.decode(r.read_ring(open({str(GOLDEN / 'lineage.img')!r}, 'rb').read())); "
+            f"open({str(out)!r}, 'w').write(str(len(rows))); "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'edgegov'], 'edgegov'")
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert int(out.read_text()) > 100
+
+
+def test_the_spec_worked_ring_example_reads_as_one_record():
+    header = bytes.fromhex(re.search(r"^header  ([0-9a-f ]+)$", SPEC, re.M).group(1))
+    frame = bytes.fromhex(re.search(r"^frame   ([0-9a-f ]+)$", SPEC, re.M).group(1))
+    block = header + frame
+    image = block + b"\xff" * (256 - len(block)) + b"\xff" * 256
+    ring = ref.read_ring(image)
+    assert ring.block_size == 256 and ring.problems == []
+    assert ring.records == [(0x01020304, b"abc")]
+    assert ring.offsets == {0x01020304: 28}
+
+
+def test_every_golden_record_reads_as_its_recorded_value():
+    entries = json.loads((GOLDEN / "records.json").read_text())
+    for entry in entries:
+        assert _jsonable(ref.record(bytes.fromhex(entry["hex"]))) == entry["value"]
+
+
+def test_the_golden_chain_from_seq_0_gives_every_checkpoint_head_and_mac():
+    """The chain in byte notation, recomputed from every record the golden run appended
+    (those wrap-around overwrote included); the spec's worked example quotes these."""
+    stored = [(e["seq"], bytes.fromhex(e["hex"])) for e in
+              json.loads((GOLDEN / "records.json").read_text()) if e["seq"] >= 0]
+    assert [s for s, _ in stored] == list(range(len(stored)))
+    rep = ref.verify(stored, (), GOLDEN_KEY)
+    assert rep.ok and rep.checkpoints == rep.heads_checked == rep.macs_checked >= 14
+    checkpoints = [ref.record(p) for _, p in stored if p[1] == 5]
+    first, second = checkpoints[0], checkpoints[1]
+    assert first[2] == bytes(32) and second[2] == first[3]
+    for quoted in (first[3].hex(), first[4].hex(), second[3].hex()):
+        assert quoted in SPEC
+    assert ref.mac_of(GOLDEN_KEY, first[3]) == first[4]
+
+
+def test_golden_image_reads_as_the_golden_jsonl_and_as_edgegov_decodes_it():
+    ring = ref.read_ring((GOLDEN / "lineage.img").read_bytes())
+    mine = ref.decode(ring)
+    golden = [json.loads(line) for line in (GOLDEN / "lineage.jsonl").read_text().splitlines()]
+    _same_rows(mine, golden)
+    _same_rows(mine, _cli_decode(GOLDEN / "lineage.img"))
+    # (the BOOT was overwritten by wrap-around: the records before the first surviving
+    # checkpoint are shown unplaced)
+    assert {row["kind"] for row in mine} >= {"decision", "event", "checkpoint", "gap",
+                                             "envelope"}
+    assert any(row.get("unplaced") for row in mine)
+
+
+def test_golden_image_verifies_with_its_key_and_not_with_another():
+    ring = ref.read_ring((GOLDEN / "lineage.img").read_bytes())
+    good = ref.verify(ring.records, ring.problems, GOLDEN_KEY)
+    assert good.ok and good.heads_checked >= 4 and good.macs_checked == good.checkpoints
+    bad = ref.verify(ring.records, ring.problems, bytes(32))
+    assert not bad.ok and "MAC" in bad.bad[0][1]
+
+
+def test_demo_lineage_reads_as_edgegov_decodes_it_and_verifies_with_the_demo_key(demo):
+    lineage, key_file = demo
+    ring = ref.read_ring(lineage.read_bytes())
+    mine = ref.decode(ring)
+    _same_rows(mine, _cli_decode(lineage))
+    assert sum(row["kind"] == "decision" for row in mine) > 1000
+    assert not [row for row in mine if row["kind"] == "error" or row.get("unplaced")]
+    key = ref.read_key(key_file)
+    assert key == bytes(range(32))  # the spec: the HMAC key is the decoded hex, not the text
+    rep = ref.verify(ring.records, ring.problems, key)
+    assert rep.ok, rep.bad
+    assert rep.checkpoints == rep.heads_checked == rep.macs_checked >= 5
+
+
+# ---------------------------------------------------------------- tampered copies
+
+def _decision_before_last_checkpoint(ring):
+    ckpts = [i for i, (_, p) in enumerate(ring.records) if p[1] == 5]
+    for i in range(ckpts[-1] - 1, ckpts[-2], -1):
+        seq, payload = ring.records[i]
+        rec = ref.record(payload)
+        if rec[0] == 2 and 0 <= rec[6] < 20:
+            return seq, rec
+    raise AssertionError("no DECISION to tamper with")
+
+
+def _rewrite(image: bytearray, ring, seq: int, payload: bytes, fix_crc=True) -> None:
+    """Replace record ``seq``'s payload (same length), recomputing its frame CRC."""
+    off = ring.offsets[seq]
+    n = struct.unpack_from("<H", image, off)[0]
+    assert n == len(payload)
+    image[off + 6:off + 6 + n] = payload
+    if fix_crc:
+        start = off - off % ring.block_size
+        seed = zlib.crc32(bytes(image[start:start + 20]))
+        struct.pack_into("<I", image, off + 6 + n, zlib.crc32(bytes(image[off:off + 6 + n]), seed))
+
+
+def test_a_record_changed_with_its_crc_recomputed_breaks_the_chain(demo, tmp_path):
+    lineage, key_file = demo
+    image = bytearray(lineage.read_bytes())
+    ring = ref.read_ring(bytes(image))
+    seq, rec = _decision_before_last_checkpoint(ring)
+    rec[6] += 1  # the margin
+    _rewrite(image, ring, seq, cbor2.dumps(rec))
+    bad = ref.read_ring(bytes(image))
+    assert bad.problems == ring.problems  # every frame still checks
+    rep = ref.verify(bad.records, bad.problems, ref.read_key(key_file))
+    assert not rep.ok and "head" in rep.bad[0][1] and rep.bad[0][0] > seq
+    (tmp_path / "t.lineage").write_bytes(bytes(image))  # edgegov agrees
+    assert _cli("lineage", "verify", str(tmp_path / "t.lineage"),
+                "--key", str(key_file)).returncode == 1
+
+
+def test_a_damaged_frame_in_an_older_sector_is_refused(demo):
+    lineage, key_file = demo
+    image = bytearray(lineage.read_bytes())
+    ring = ref.read_ring(bytes(image))
+    seq = ring.records[1][0]  # in the first sector, which is not the head
+    off = ring.offsets[seq]
+    image[off + 7] ^= 0x01
+    bad = ref.read_ring(bytes(image))
+    assert [(p.code, p.seq) for p in bad.problems][0] == (ref.BAD_RECORD, seq)
+    assert not ref.verify(bad.records, bad.problems, ref.read_key(key_file)).ok
+
+
+def test_a_rewritten_chain_passes_without_the_key_and_fails_the_macs(demo):
+    """Change a record, then recompute every head after it (as a forger can): the chain
+    holds together, and only the device key tells."""
+    lineage, key_file = demo
+    image = bytearray(lineage.read_bytes())
+    ring = ref.read_ring(bytes(image))
+    seq, rec = _decision_before_last_checkpoint(ring)
+    rec[6] += 1
+    _rewrite(image, ring, seq, cbor2.dumps(rec))
+    _rechain(image, ring)
+    forged = ref.read_ring(bytes(image))
+    assert ref.verify(forged.records, forged.problems).ok
+    rep = ref.verify(forged.records, forged.problems, ref.read_key(key_file))
+    assert not rep.ok and "MAC" in rep.bad[0][1]
+
+
+def _rechain(image: bytearray, ring) -> None:
+    import hashlib
+
+    h, opened = hashlib.sha256(bytes(32)), bytes(32)
+    for seq, _ in ring.records:
+        off = ring.offsets[seq]
+        n = struct.unpack_from("<H", image, off)[0]
+        payload = bytes(image[off + 6:off + 6 + n])
+        if payload[1] == 5:
+            rec = ref.record(payload)
+            rec[2], rec[3] = opened, h.digest()
+            payload = cbor2.dumps(rec)
+            _rewrite(image, ring, seq, payload)
+            h, opened = hashlib.sha256(rec[3]), rec[3]
+        h.update(struct.pack("<I", seq) + payload)
+
+
+def _jsonable(v):
+    if isinstance(v, bytes):
+        return {"bytes": v.hex()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
