@@ -545,6 +545,35 @@ def verify(records, problems=(), key: bytes | None = None) -> Verified:
     return rep
 
 
+def op_mac(key: bytes, device_id: str, action: int, arg: int, counter: int) -> bytes:
+    msg = (b"edgegov-op\x00" + device_id.encode("utf-8") + b"\x00"
+           + struct.pack(">BqQ", action, arg, counter))
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def operator_checks(records, key: bytes) -> list[tuple[int, bool, bool]]:
+    """(seq, recorded ``authentic``, recomputed) for every operator input after a BOOT or
+    CHECKPOINT (which name the device through their envelope)."""
+    envs, device, found = {}, None, []
+    for _, payload in records:
+        rec = record(payload)
+        if rec[0] == 6:
+            envs[rec[1]] = cbor_value(rec[2])[2]
+    for seq, payload in records:
+        rec = record(payload)
+        if rec[0] in (1, 5):
+            device = envs.get(rec[5] if rec[0] == 1 else rec[7])
+        if rec[0] != 3 or not isinstance(rec[2], list) or rec[2][0] != 4 or device is None:
+            continue
+        _, action, arg, counter, mac, authentic = rec[2]
+        ok = (type(action) is int and 0 < action < 256 and type(arg) is int
+              and -(1 << 63) <= arg < (1 << 63) and type(counter) is int
+              and 0 <= counter < (1 << 64) and type(mac) is bytes and len(mac) == 32
+              and hmac.compare_digest(op_mac(key, device, action, arg, counter), mac))
+        found.append((seq, authentic, ok))
+    return found
+
+
 def read_key(path) -> bytes:
     """A key file ("Device key"): hex text (decoded) or else the raw bytes, ≥ 16 bytes."""
     raw = Path(path).read_bytes()

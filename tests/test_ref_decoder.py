@@ -113,6 +113,17 @@ def test_golden_image_reads_as_the_golden_jsonl_and_as_edgegov_decodes_it():
     assert any(row.get("unplaced") for row in mine)
 
 
+def test_recorded_operator_mac_checks_are_what_the_key_gives():
+    """``authentic`` of every operator input, recomputed from the spec's op_mac: the golden
+    run has genuine actions and a forged one (an all-zero MAC)."""
+    stored = [(e["seq"], bytes.fromhex(e["hex"])) for e in
+              json.loads((GOLDEN / "records.json").read_text()) if e["seq"] >= 0]
+    checks = ref.operator_checks(stored, GOLDEN_KEY)
+    assert {authentic for _, authentic, _ in checks} == {True, False}
+    assert all(authentic == ok for _, authentic, ok in checks), checks
+    assert not any(ok for _, _, ok in ref.operator_checks(stored, bytes(32)))
+
+
 def test_golden_image_verifies_with_its_key_and_not_with_another():
     ring = ref.read_ring((GOLDEN / "lineage.img").read_bytes())
     good = ref.verify(ring.records, ring.problems, GOLDEN_KEY)
@@ -133,6 +144,8 @@ def test_demo_lineage_reads_as_edgegov_decodes_it_and_verifies_with_the_demo_key
     rep = ref.verify(ring.records, ring.problems, key)
     assert rep.ok, rep.bad
     assert rep.checkpoints == rep.heads_checked == rep.macs_checked >= 5
+    checks = ref.operator_checks(ring.records, key)
+    assert checks and all(authentic == ok for _, authentic, ok in checks)
 
 
 # ---------------------------------------------------------------- tampered copies
