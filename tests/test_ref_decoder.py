@@ -272,3 +272,35 @@ def test_a_gateway_lineage_chains_on_across_a_reboot(tmp_path):
     before = [r for r in recs[:second_boot] if r[0] == 5][-1]
     after = next(r for r in recs[second_boot:] if r[0] == 5)
     assert after[2] == before[3]
+
+
+def test_a_board_lineage_chains_on_across_a_reboot():
+    """A full-core board (firmware/edgegov_fw/boot_main.py) recovers its ring and resumes
+    the chain with ``Lineage.resume``: the ring verifies across the reboot."""
+    from edgegov.config.compile import compile_file
+    from edgegov.core.blockdev import RamBlockDevice
+    from edgegov.core.envelope import Envelope
+    from edgegov.core.events import Telemetry
+    from edgegov.core.governor import Governor
+    from edgegov.core.lineage import Lineage
+    from edgegov.core.ring import RingLog
+
+    compiled = compile_file(GOLDEN / "envelope.toml")
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    bd = RamBlockDevice(1024, 8)
+    RingLog(bd).format()
+    for boot in range(3):
+        ring = RingLog(bd)
+        ring.recover()
+        lineage = Lineage(ring, env, GOLDEN_KEY, checkpoint_every=8)
+        lineage.resume()
+        gov = Governor(env, GOLDEN_KEY)
+        lineage.boot(gov, 0, boot_count=boot, envelope_blob=compiled.blob)
+        for t in range(1, 12 + boot):  # the last boot ends after its last checkpoint
+            ok = Telemetry({"estop": False, "guard": True})
+            lineage.record(ok, t, gov.handle(ok, t), gov)
+    ring = ref.read_ring(RingLog(bd).image())
+    rep = ref.verify(ring.records, ring.problems, GOLDEN_KEY)
+    assert rep.ok, rep.bad
+    assert sum(ref.record(p)[0] == 1 for _, p in ring.records) == 3
+    assert rep.checkpoints == rep.heads_checked >= 6

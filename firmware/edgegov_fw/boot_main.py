@@ -29,7 +29,9 @@ def main():
     if found.count == 0:
         ring.format()
     env = Envelope.from_blob(blob, __import__("hashlib").sha256(blob).digest())
-    loop = BoardLoop(hal, env, Lineage(ring, env, key), key, blob)
+    lineage = Lineage(ring, env, key)
+    lineage.resume()  # the hash chain goes on from the last checkpoint the ring holds
+    loop = BoardLoop(hal, env, lineage, key, blob)
     loop.boot()
     gc.collect()
     loop.run()

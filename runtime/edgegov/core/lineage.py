@@ -19,7 +19,7 @@ import struct
 
 from . import auth
 from .codes import E_TRIP, EV_COMMAND
-from .record import GAP_DROPPED, GAP_HOST, GAP_OVERWRITTEN, Encoder
+from .record import GAP_DROPPED, GAP_HOST, GAP_OVERWRITTEN, K_CHECKPOINT, Encoder, decode
 
 ZERO_HEAD = bytes(32)
 CKPT_DOMAIN = b"edgegov-ckpt\x00"
@@ -84,6 +84,25 @@ class Lineage:
         for seq, payload in records_since:
             chain_update(self._h, seq, payload)
         self._since = len(records_since)
+
+    def resume(self):
+        """Continue the hash chain of the records already in the ring (after a reboot):
+        from the last checkpoint's ``head``, over that checkpoint and every record after
+        it. Reads one record at a time (a board's ring need not fit in RAM). A ring with
+        no checkpoint leaves the chain to start afresh."""
+        h = None
+        for seq, payload in self.ring.records():
+            if len(payload) > 1 and payload[1] == K_CHECKPOINT:
+                head = bytes(decode(payload)[3])
+                h = hashlib.sha256(head)
+                self.head = head
+                self._since = 0
+                self.last_checkpoint_seq = seq
+            if h is not None:
+                chain_update(h, seq, payload)
+                self._since += 1
+        if h is not None:
+            self._h = h
 
     def record(self, event, now_ms, d, gov):
         """Append the record for one governor call, if the decision asks for one."""
