@@ -304,3 +304,25 @@ def test_a_board_lineage_chains_on_across_a_reboot():
     assert rep.ok, rep.bad
     assert sum(ref.record(p)[0] == 1 for _, p in ring.records) == 3
     assert rep.checkpoints == rep.heads_checked >= 6
+
+
+def _section(title: str) -> str:
+    return SPEC.split(f"### {title}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+
+
+def test_the_spec_checkpoint_state_table_lists_the_governor_state_in_order():
+    from edgegov.core.governor import Governor
+
+    rows = re.findall(r"^\| (\d+) \| `(\w+)` \|", _section("CHECKPOINT state"), re.M)
+    assert [int(i) for i, _ in rows] == list(range(len(Governor._STATE)))
+    assert [name for _, name in rows] == [n.lstrip("_") for n in Governor._STATE]
+
+
+def test_the_spec_rule_id_example_matches_the_golden_envelope():
+    ring = ref.read_ring((GOLDEN / "lineage.img").read_bytes())
+    (env,) = ref.envelopes(ring.records).values()
+    quoted = re.findall(r"`([a-z_.]+)`\s+\((\d+)\)", _section("Rule ids"))
+    assert len(quoted) >= 6
+    for rule_id, index in quoted:
+        assert env.rules[int(index)] == rule_id
+    assert env.rules == sorted(env.rules)
