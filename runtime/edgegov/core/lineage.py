@@ -76,26 +76,25 @@ class Lineage:
         self._envelope_seq = self._append(now_ms)
         self._envelope_due = False
 
-    def resume_chain(self, head, records_since):
-        """Continue the hash chain after a reboot: ``head`` of the last checkpoint found in
-        the ring and the ``(seq, payload)`` records written after it."""
-        self.head = bytes(head)
-        self._h = hashlib.sha256(self.head)
-        for seq, payload in records_since:
-            chain_update(self._h, seq, payload)
-        self._since = len(records_since)
-
     def resume(self):
-        """Continue the hash chain of the records already in the ring (after a reboot):
-        from the last checkpoint's ``head``, over that checkpoint and every record after
-        it. Reads one record at a time (a board's ring need not fit in RAM). A ring with
-        no checkpoint leaves the chain to start afresh."""
+        """Continue the hash chain of the records already in the ring (after a reboot),
+        exactly as a verifier walks it (``core.verify``): from ``ZERO_HEAD`` when the ring
+        still starts at seq 0, then from each checkpoint's ``head`` over that checkpoint
+        and the records after it; a hole closes the chain until the next checkpoint.
+        Reads one record at a time (a board's ring need not fit in RAM)."""
         h = None
+        prev = -1
         for seq, payload in self.ring.records():
+            if prev >= 0 and seq != (prev + 1) & 0xFFFFFFFF:
+                h = None
+            prev = seq
+            if h is None and seq == 0:
+                h = hashlib.sha256(ZERO_HEAD)
+                self.head = ZERO_HEAD
+                self._since = 0
             if len(payload) > 1 and payload[1] == K_CHECKPOINT:
-                head = bytes(decode(payload)[3])
-                h = hashlib.sha256(head)
-                self.head = head
+                self.head = bytes(decode(payload)[3])
+                h = hashlib.sha256(self.head)
                 self._since = 0
                 self.last_checkpoint_seq = seq
             if h is not None:

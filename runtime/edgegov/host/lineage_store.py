@@ -14,7 +14,6 @@ from pathlib import Path
 from edgegov.core.blockdev import RamBlockDevice
 from edgegov.core.envelope import Envelope
 from edgegov.core.lineage import Lineage
-from edgegov.core.record import K_CHECKPOINT, decode
 from edgegov.core.replay import envelopes_in
 from edgegov.core.ring import LineageError, RingLog, detect_block_size, scan_image
 from edgegov.core.verify import record_offsets
@@ -46,22 +45,8 @@ def open_lineage(path, env: Envelope, key: bytes | None = None, *, block_size=DE
     lineage = Lineage(ring, env, key, checkpoint_every=checkpoint_every)
     lineage.device = bd  # the host flushes it once per control period in group-commit mode
     if existed:
-        _resume(lineage, ring)
+        lineage.resume()  # the hash chain goes on as a verifier walks it
     return lineage
-
-
-def _resume(lineage: Lineage, ring: RingLog) -> None:
-    records = ring.read_all()
-    last = None
-    for i, (_, payload) in enumerate(records):
-        if len(payload) > 1 and payload[1] == K_CHECKPOINT:
-            last = i
-    if last is None:
-        return  # no checkpoint survives: the next one starts a fresh chain
-    head = decode(records[last][1])[3]
-    # The checkpoint itself opens the segment after it (see core.verify), so it is chained.
-    lineage.resume_chain(head, records[last:])
-    lineage.last_checkpoint_seq = records[last][0]
 
 
 def load_envelope(blob: bytes, digest: bytes) -> Envelope:
