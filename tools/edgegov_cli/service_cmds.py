@@ -97,6 +97,7 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
             modbus_server, modbus_target, modbus_baud, verbose):
     """Run the governor as a gateway service on MQTT (stop with SIGINT/SIGTERM)."""
     from edgegov.config.problems import EnvelopeConfigError
+    from edgegov.host.lock import DeviceInUse, LineageInUse
     from edgegov.operator import KeyFileError
     from edgegov.service.runner import ServiceConfig, run
 
@@ -124,6 +125,9 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
     except KeyFileError as err:
         click.echo(str(err), err=True)
         sys.exit(2)
+    except (LineageInUse, DeviceInUse) as err:
+        click.echo(f"edgegov run: {err}", err=True)
+        sys.exit(3)
 
 
 # --------------------------------------------------------------------------- op

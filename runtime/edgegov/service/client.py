@@ -12,6 +12,8 @@ import json
 import os
 import time
 
+import aiomqtt
+
 from ..adapters.mqtt import MqttSettings, make_client, request_properties
 from ..core import auth
 from .topics import Topics
@@ -80,4 +82,45 @@ async def pull_lineage(settings: MqttSettings, topics: Topics, timeout_s: float 
     return image
 
 
-__all__ = ["send_op", "request", "pull_lineage", "PullError", "default_counter"]
+async def live_instance(settings: MqttSettings, topics: Topics, grace_s: float | None = None,
+                        first_s: float = 0.3) -> dict | None:
+    """The retained state of another live instance of this device on the broker, or None.
+
+    A retained ``online`` that does not turn ``offline`` within ``grace_s`` (default 1.5 ×
+    keepalive + 1 s: the broker publishes a dead connection's will by then) is a live
+    instance. No state, ``offline``, an unreachable broker or a denied subscription: None.
+    """
+    grace_s = settings.keepalive_s * 1.5 + 1.0 if grace_s is None else grace_s
+    rid = os.urandom(8).hex()
+    last: dict | None = None
+    try:
+        async with make_client(settings, f"edgegov-probe-{rid}") as client:
+            await client.subscribe(topics.state, qos=1)
+            last = await _state_within(client, first_s, None)
+            if last is not None and last.get("status") == "online":
+                last = await _state_within(client, grace_s, last)
+    except (OSError, aiomqtt.MqttError, TimeoutError):
+        return None
+    return last if last is not None and last.get("status") == "online" else None
+
+
+async def _state_within(client, seconds: float, last: dict | None) -> dict | None:
+    """The last state document seen within ``seconds``; stops early on ``offline``."""
+    try:
+        async with asyncio.timeout(seconds):
+            async for message in client.messages:
+                try:
+                    doc = json.loads(message.payload)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict):
+                    last = doc
+                    if doc.get("status") != "online":
+                        return last
+    except TimeoutError:
+        pass
+    return last
+
+
+__all__ = ["send_op", "request", "pull_lineage", "PullError", "default_counter",
+           "live_instance"]

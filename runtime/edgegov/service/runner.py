@@ -22,6 +22,7 @@ from ..core.record import K_BOOT, K_CHECKPOINT, K_EVENT, RecordError, decode
 from ..host.aio import cancel_and_wait
 from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
+from ..host.lock import DeviceInUse, LineageLock
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
 from .clock import MonotonicClock, next_deadline_ms
@@ -203,11 +204,20 @@ class Runner:
     # ------------------------------------------------------------ running
 
     async def serve(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> int:
+        self.lock = LineageLock(self.lineage_path).acquire()  # one writer, or LineageInUse
+        try:
+            return await self._serve(stop, started)
+        finally:
+            self.lock.release()
+
+    async def _serve(self, stop: asyncio.Event, started: asyncio.Event | None) -> int:
         if self.cfg.mqtt_url is None:
             from .broker import start_embedded_broker
 
             self.broker = await start_embedded_broker(self.cfg.broker_port)
         self.settings = self._settings()
+        if self.cfg.mqtt_url is not None:
+            await self._refuse_second_instance()
         self._build()
         svc = self.service
         if self.cfg.modbus is not None:
@@ -230,6 +240,13 @@ class Runner:
             await cancel_and_wait(tick_task)
             await self._shutdown(link_task)
         return 0
+
+    async def _refuse_second_instance(self) -> None:
+        from .client import live_instance
+
+        other = await live_instance(self.settings, self.topics)
+        if other is not None:
+            raise DeviceInUse(self.topics.device_id, other.get("boot"))
 
     async def _tick(self, stop: asyncio.Event) -> None:
         period = self.cfg.period_ms
