@@ -102,6 +102,7 @@ def verify_cmd(path: str, key_path: str | None, block_size: int | None) -> None:
                f"({rep.keyed_checkpoints} keyed); outside the hash chain: "
                f"{rep.uncovered_head} before an anchor, {rep.uncovered_tail} after the last "
                "checkpoint (CRC only)")
+    _wall_line(dump)
     for finding in rep.findings:
         label = "FAIL" if finding.fatal else "note"
         click.echo(f"  {label}: {finding}")
@@ -114,6 +115,18 @@ def verify_cmd(path: str, key_path: str | None, block_size: int | None) -> None:
     else:
         click.echo(f"{path}: verify OK (CRC, hash chain and {rep.keyed_checkpoints} "
                    "checkpoint MACs checked)")
+
+
+def _wall_line(dump) -> None:
+    from edgegov.host.walltime import format_wall, wall_span
+
+    span = wall_span(dump.records)
+    if span is None:
+        click.echo("  wall time: not recorded")
+        return
+    first, last, steps = span
+    click.echo(f"  wall time {format_wall(first)} .. {format_wall(last)} (recorded by the host, "
+               f"UTC; {steps} clock step(s))")
 
 
 @lineage.command("replay")

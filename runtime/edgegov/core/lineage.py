@@ -11,7 +11,10 @@ else) record. Around them:
   so a pulled dump is tamper-evident;
 - GAP records when wrap-around overwrote records or the ring had to drop some;
 - on a trip, the records from the last checkpoint before it to ``freeze_after`` records
-  after it are frozen, so wrap-around cannot overwrite the incident (``None``: never).
+  after it are frozen, so wrap-around cannot overwrite the incident (``None``: never);
+- wall time, as data from the host (never read here, never used to decide): ``set_wall``
+  gives a (device ms, wall ms) pair; BOOT and every CHECKPOINT carry the wall time it
+  implies, and ``time_step`` writes a TIME record when the host's clock stepped.
 """
 
 import hashlib
@@ -56,10 +59,33 @@ class Lineage:
         self._envelope = None  # (digest, blob) when the ring holds a copy of the envelope
         self._envelope_seq = -1
         self._envelope_due = False
+        self._wall_t = 0  # device ms and wall ms of the host's last wall-clock reading
+        self._wall = None
+
+    def set_wall(self, now_ms, wall_ms):
+        """The host's wall clock read ``wall_ms`` at device time ``now_ms`` (None: unknown)."""
+        self._wall_t = now_ms
+        self._wall = wall_ms
+
+    def wall_at(self, now_ms):
+        """Wall ms at device time ``now_ms`` from the last reading, or None."""
+        if self._wall is None:
+            return None
+        return self._wall + (now_ms - self._wall_t)
+
+    def time_step(self, now_ms, wall_ms):
+        """The host's wall clock stepped: record TIME [7, now_ms, wall_ms] and use it."""
+        self.set_wall(now_ms, wall_ms)
+        self.enc.time(now_ms, wall_ms)
+        return self._append(now_ms)
 
     def boot(self, gov, now_ms, boot_count=0, reset_reason=0, fw_version="", wall_ms=None,
              envelope_blob=None, digest=b""):
         """Start the governor (``gov.start``) and record BOOT, ENVELOPE and a CHECKPOINT."""
+        if wall_ms is not None:
+            self.set_wall(now_ms, wall_ms)
+        else:
+            wall_ms = self.wall_at(now_ms)
         d = gov.start(now_ms)
         self.enc.boot(now_ms, boot_count, reset_reason, fw_version, digest or self.env.digest,
                       gov.op_counter, d.output, wall_ms)
@@ -109,7 +135,8 @@ class Lineage:
         """Close the current chain segment and store the governor's full state."""
         head = self._h.digest()
         mac = checkpoint_mac(self.key, head) if self.key else None
-        self.enc.checkpoint(now_ms, self.head, head, mac, gov.snapshot_state())
+        self.enc.checkpoint(now_ms, self.head, head, mac, gov.snapshot_state(),
+                            self.wall_at(now_ms))
         self.head = head
         self._h = hashlib.sha256(head)
         self._since = 0

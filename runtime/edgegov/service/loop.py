@@ -80,12 +80,15 @@ class GovernorService:
         self._state_key = None
         self._estop_level = True
         self._unsettled = None  # (event, now_ms, note): decided, not yet recorded/published
+        self.wall = None  # host.wallsource.WallRecorder: wall time into the lineage (data only)
 
     # ------------------------------------------------------------ lifecycle
 
     def boot(self, now_ms: int, envelope_blob: bytes | None = None) -> None:
         """Start the governor (tripped, outputs safe), record BOOT, drive the safe outputs."""
         if self.lineage is not None:
+            if self.wall is not None:
+                self.wall.boot(now_ms)
             d = self.lineage.boot(self.gov, now_ms, boot_count=self.boot_count,
                                   fw_version=__version__, envelope_blob=envelope_blob)
         else:
@@ -158,6 +161,7 @@ class GovernorService:
             self._pending_faults.append(Fault(F_ESTOP_READBACK, change))
         while self._pending_faults:
             self.submit(Inbound(self._pending_faults.pop(0)), now_ms)
+        self._wall_cycle(now_ms)
         d = self.gov.handle(TICK, now_ms)
         self._effects(d, now_ms)
         self._record(TICK, now_ms, d)
@@ -196,6 +200,13 @@ class GovernorService:
             self.lineage.record(event, now_ms, d, self.gov)
         except Exception:  # noqa: BLE001 - cannot record: fail closed
             self._lineage_failed("append")
+
+    def _wall_cycle(self, now_ms: int) -> None:
+        if self.wall is not None and self.lineage is not None:
+            try:
+                self.wall.cycle(now_ms)
+            except Exception:  # noqa: BLE001 - a TIME record not written: as any append
+                self._lineage_failed("time record")
 
     def _flush(self, soon: bool = False) -> None:
         """Commit the lineage: now, or (``soon``: the period's commit) on the device's worker

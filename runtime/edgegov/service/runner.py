@@ -23,6 +23,7 @@ from ..host.aio import cancel_and_wait
 from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
 from ..host.lock import DeviceInUse, LineageLock
+from ..host.wallsource import WallRecorder
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
 from .clock import MonotonicClock, next_deadline_ms
@@ -126,6 +127,7 @@ class Runner:
                  if self.cfg.estop_relay else NoEstopOutput())
         self.service = GovernorService(gov, self.topics, self.link.post, lineage, estop,
                                        self._watchdogs(), self.compiled.hash, boots + 1)
+        self.service.wall = WallRecorder(lineage)
 
     def _watchdogs(self) -> list:
         dogs = []
