@@ -189,9 +189,12 @@ def _op_arg(action: str, arg: str, config: str | None) -> int:
               "instead (device or pyserial URL); same as `lineage pull-serial --port`.")
 @functools.partial(_mqtt_options, required=False)
 def pull_cmd(device, output, prefix, timeout, serial_port, **mqtt):
-    """Pull a device's lineage image over MQTT (checked by SHA-256), or a board's ring
-    over its serial link (``--serial``, each chunk CRC-checked), into OUTPUT."""
-    from edgegov.service.client import PullError, pull_lineage
+    """Pull a device's lineage sealed: the device first closes its hash chain with a
+    checkpoint, then sends the image (checked by SHA-256 over MQTT, chunk CRCs over
+    ``--serial``) and a signed head attestation, written beside OUTPUT as OUTPUT.att.json
+    (``lineage verify OUTPUT --key K`` checks it)."""
+    from edgegov.host import attest
+    from edgegov.service.client import PullError, pull_sealed
     from edgegov.service.topics import Topics
 
     if serial_port:
@@ -204,12 +207,16 @@ def pull_cmd(device, output, prefix, timeout, serial_port, **mqtt):
     if not device or not mqtt["mqtt_url"]:
         raise click.UsageError("give --device and --mqtt (or --serial PORT for a board)")
     try:
-        image = asyncio.run(pull_lineage(_settings(**mqtt), Topics(device, prefix), timeout))
+        pulled = asyncio.run(pull_sealed(_settings(**mqtt), Topics(device, prefix), timeout))
     except PullError as err:
         click.echo(str(err), err=True)
         sys.exit(2)
-    Path(output).write_bytes(image)
-    click.echo(f"{output}: {len(image)} bytes; try: edgegov lineage verify {output}")
+    Path(output).write_bytes(pulled.image)
+    att_path = attest.path_for(output)
+    attest.write(att_path, pulled.attestation)
+    click.echo(f"{output}: {len(pulled.image)} bytes, sealed at seq "
+               f"{pulled.attestation['head_seq']}; head attestation -> {att_path}; try: "
+               f"edgegov lineage verify {output} --key KEY")
 
 
 # --------------------------------------------------------------------------- keygen

@@ -26,10 +26,31 @@ from .record import GAP_DROPPED, GAP_HOST, GAP_OVERWRITTEN, Encoder
 
 ZERO_HEAD = bytes(32)
 CKPT_DOMAIN = b"edgegov-ckpt\x00"
+ATT_DOMAIN = b"edgegov-att\x00"
 
 
 def checkpoint_mac(key, head):
     return auth.hmac_sha256(key, CKPT_DOMAIN + bytes(head))
+
+
+def attestation_message(device_id, head_seq, chain_head, counter):
+    """The bytes a head attestation's MAC covers (docs/lineage-format.md, Head attestation):
+    ``"edgegov-att\\0" || u16le(len(device)) || device (UTF-8) || u32le(head_seq) ||
+    chain_head (32 bytes) || u64le(counter)``."""
+    dev = device_id.encode("utf-8") if isinstance(device_id, str) else bytes(device_id)
+    return (ATT_DOMAIN + struct.pack("<H", len(dev)) + dev + struct.pack("<I", head_seq)
+            + bytes(chain_head) + struct.pack("<Q", counter))
+
+
+def attestation_mac(key, device_id, head_seq, chain_head, counter):
+    return auth.hmac_sha256(key, attestation_message(device_id, head_seq, chain_head, counter))
+
+
+def sealed_head(checkpoint_head, seq, payload):
+    """The chain head after a sealing checkpoint: SHA-256(its head || u32le(seq) || payload)."""
+    h = hashlib.sha256(bytes(checkpoint_head))
+    chain_update(h, seq, payload)
+    return h.digest()
 
 
 def chain_update(h, seq, payload):
@@ -131,18 +152,34 @@ class Lineage:
             self.checkpoint(gov, now_ms)
         return seq
 
-    def checkpoint(self, gov, now_ms):
-        """Close the current chain segment and store the governor's full state."""
+    def checkpoint(self, gov, now_ms, keep=False):
+        """Close the current chain segment and store the governor's full state (``keep``:
+        return a copy of the checkpoint's payload)."""
         head = self._h.digest()
         mac = checkpoint_mac(self.key, head) if self.key else None
         self.enc.checkpoint(now_ms, self.head, head, mac, gov.snapshot_state(),
                             self.wall_at(now_ms))
+        payload = bytes(self.enc.payload()) if keep else None
         self.head = head
         self._h = hashlib.sha256(head)
         self._since = 0
         self.last_checkpoint_seq = self._append(now_ms)
         if self._envelope_due:  # wrap-around took the last copy: a dump must carry one
             self._append_envelope(now_ms)
+        return payload
+
+    def seal(self, gov, now_ms):
+        """Close the chain with a checkpoint that is the ring's last record (a pull, an
+        orderly stop). Returns ``(seq, chain_head)`` of that checkpoint (``sealed_head``),
+        or ``(-1, None)`` when it could not be appended. The caller syncs."""
+        for _ in range(3):  # an ENVELOPE copy or a GAP may follow a checkpoint: seal again
+            payload = self.checkpoint(gov, now_ms, keep=True)
+            seq = self.last_checkpoint_seq
+            if seq < 0:
+                return -1, None
+            if (self.ring.next_seq - 1) & 0xFFFFFFFF == seq:
+                break
+        return seq, sealed_head(self.head, seq, payload)
 
     def sync(self):
         self.ring.sync()
@@ -202,4 +239,5 @@ def _reached(seq, target):
     return ((seq - target) & 0xFFFFFFFF) < 0x80000000
 
 
-__all__ = ["Lineage", "checkpoint_mac", "chain_update", "ZERO_HEAD"]
+__all__ = ["Lineage", "checkpoint_mac", "chain_update", "ZERO_HEAD", "attestation_message",
+           "attestation_mac", "sealed_head"]

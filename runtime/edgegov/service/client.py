@@ -11,11 +11,13 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 
 import aiomqtt
 
 from ..adapters.mqtt import MqttSettings, make_client, request_properties
 from ..core import auth
+from ..host import attest
 from .topics import Topics
 from .wire import encode_operator
 
@@ -58,14 +60,47 @@ async def request(settings: MqttSettings, topic: str, payload: bytes, topics: To
     return None
 
 
+@dataclass
+class Pulled:
+    """A sealed pull: the lineage image and the device's head attestation of its seal."""
+
+    image: bytes
+    attestation: dict
+
+
 async def pull_lineage(settings: MqttSettings, topics: Topics, timeout_s: float = 20.0) -> bytes:
     """Ask the service for its lineage image and reassemble it; checks size and SHA-256."""
+    return (await _pull(settings, topics, timeout_s, None))[0]
+
+
+async def pull_sealed(settings: MqttSettings, topics: Topics, timeout_s: float = 20.0) -> Pulled:
+    """Pull the lineage sealed: the service first closes its hash chain with a checkpoint,
+    then sends the image and a MACed head attestation of that checkpoint, which must echo
+    this pull's counter and name a record the image ends with (``edgegov.host.attest``).
+    The MAC is checked by ``attest.check`` with the device key (``lineage verify --key``)."""
+    counter = default_counter()
+    image, att = await _pull(settings, topics, timeout_s, counter)
+    problem = attest.shape_problem(att)
+    if problem:
+        raise PullError(f"lineage pull: no usable head attestation ({problem}); is the "
+                        "service older than sealed pulls, or did the seal fail?")
+    if att["counter"] != counter:
+        raise PullError("lineage pull: the attestation answers another pull (counter "
+                        f"{att['counter']}, sent {counter})")
+    ok, why = attest.check(image, att, None)
+    if not ok:
+        raise PullError(f"lineage pull: {why}")
+    return Pulled(image, att)
+
+
+async def _pull(settings, topics, timeout_s, counter) -> tuple[bytes, dict | None]:
     rid = os.urandom(8).hex()
     chunks: dict[int, bytes] = {}
     meta: dict = {}
+    request = {"id": rid} if counter is None else {"id": rid, "counter": counter}
     async with make_client(settings, f"edgegov-pull-{rid}") as client:
         await client.subscribe(topics.lineage_data(rid), qos=1)
-        await client.publish(topics.lineage_pull, json.dumps({"id": rid}).encode(), qos=1)
+        await client.publish(topics.lineage_pull, json.dumps(request).encode(), qos=1)
         try:
             async with asyncio.timeout(timeout_s):
                 async for message in client.messages:
@@ -79,7 +114,7 @@ async def pull_lineage(settings: MqttSettings, topics: Topics, timeout_s: float 
     image = b"".join(chunks[i] for i in range(meta["count"]))
     if len(image) != meta["size"] or hashlib.sha256(image).hexdigest() != meta["sha256"]:
         raise PullError("lineage pull: size or SHA-256 mismatch")
-    return image
+    return image, meta.get("attestation")
 
 
 async def live_instance(settings: MqttSettings, topics: Topics, grace_s: float | None = None,
@@ -122,5 +157,5 @@ async def _state_within(client, seconds: float, last: dict | None) -> dict | Non
     return last
 
 
-__all__ = ["send_op", "request", "pull_lineage", "PullError", "default_counter",
-           "live_instance"]
+__all__ = ["send_op", "request", "pull_lineage", "pull_sealed", "Pulled", "PullError",
+           "default_counter", "live_instance"]

@@ -19,6 +19,7 @@ from ..core import codes
 from ..core.envelope import Envelope
 from ..core.governor import Governor
 from ..core.record import K_BOOT, K_CHECKPOINT, K_EVENT, RecordError, decode
+from ..host import attest
 from ..host.aio import cancel_and_wait
 from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
@@ -128,6 +129,7 @@ class Runner:
         self.service = GovernorService(gov, self.topics, self.link.post, lineage, estop,
                                        self._watchdogs(), self.compiled.hash, boots + 1)
         self.service.wall = WallRecorder(lineage)
+        self.service.attestation_path = attest.path_for(self.lineage_path)  # at orderly stop
 
     def _watchdogs(self) -> list:
         dogs = []
@@ -188,7 +190,7 @@ class Runner:
         elif topic == t.op:
             svc.submit(decode_operator(payload), now, reply)
         elif topic == t.lineage_pull:
-            for chunk_topic, data in svc.pull(payload):
+            for chunk_topic, data in svc.pull(payload, now):
                 self.link.post(chunk_topic, data, 1, False)
         elif topic == t.estop_state:
             svc.estop_readback(payload, now)
