@@ -68,7 +68,14 @@ def _key(path: str) -> bytes:
 @click.option("--broker-port", default=1883, show_default=True)
 @click.option("--lineage", "lineage", type=click.Path(dir_okay=False),
               help="Lineage file (default edgegov-DEVICE.lineage).")
-@click.option("--lineage-blocks", default=256, show_default=True, help="Ring size in 4 KiB blocks.")
+@click.option("--lineage-blocks", type=int, default=None,
+              help="Ring size in 4 KiB blocks (default: an existing file's size, else "
+                   "boards/linux-gateway/board.toml's 4096 = 16 MiB).")
+@click.option("--min-history-h", type=float, default=8.0, show_default=True,
+              help="Warn at start when the ring holds fewer hours of history (0: never).")
+@click.option("--expected-rate", type=float, default=None,
+              help="Records/s for that estimate (default: from the envelope's link and "
+                   "input staleness; see README, Gateway service).")
 @click.option("--username")
 @click.option("--password-file", type=click.Path(dir_okay=False))
 @click.option("--ca", "ca_file", type=click.Path(dir_okay=False))
@@ -91,7 +98,8 @@ def _key(path: str) -> bytes:
               "register 0, e-stop coil 0).")
 @click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
 @click.option("-v", "--verbose", is_flag=True)
-def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, username,
+def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, min_history_h,
+            expected_rate, username,
             password_file, ca_file, cert_file, cert_key_file, protocol, period_ms, prefix,
             watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync,
             modbus_server, modbus_target, modbus_baud, verbose):
@@ -110,7 +118,7 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
         protocol=int(protocol) if protocol else None, period_ms=period_ms, prefix=prefix,
         watchdog_device=watchdog_device, watchdog_timeout_s=watchdog_timeout,
         estop_relay=estop_relay, readback_ms=readback_ms, durable=not no_fsync,
-        lineage_blocks=lineage_blocks)
+        lineage_blocks=lineage_blocks, min_history_h=min_history_h, expected_rate=expected_rate)
     if modbus_server or modbus_target:
         from edgegov.service.modbus_gateway import ModbusOptions
 

@@ -24,6 +24,7 @@ from ..host.aio import cancel_and_wait
 from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
 from ..host.lock import DeviceInUse, LineageLock
+from ..host.ringsize import MIN_HISTORY_H, gateway_geometry, ring_blocks, start_warning
 from ..host.wallsource import WallRecorder
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
@@ -58,7 +59,9 @@ class ServiceConfig:
     estop_relay: bool = False
     readback_ms: int = 500
     durable: bool = True
-    lineage_blocks: int = 256
+    lineage_blocks: int | None = None  # None: an existing file's, else the gateway board's
+    min_history_h: float = MIN_HISTORY_H  # warn at start when the ring holds less
+    expected_rate: float | None = None  # records/s for that check (None: the envelope's)
     client_id: str | None = None
     modbus: object | None = None  # service.modbus_gateway.ModbusOptions (--modbus-*)
     extra: dict = field(default_factory=dict)
@@ -119,8 +122,15 @@ class Runner:
         from ..adapters.resilience import ResilientLink
 
         boots, counter = previous_run(self.lineage_path)
+        block_size = gateway_geometry()[0]
+        blocks = ring_blocks(self.lineage_path, block_size, self.cfg.lineage_blocks)
+        warning = start_warning(self.compiled.admitted, block_size, blocks,
+                                self.cfg.min_history_h, self.cfg.expected_rate)
+        if warning:
+            log.warning(warning)
         lineage = open_lineage(self.lineage_path, self.env, self.key, group_commit=True,
-                               durable=self.cfg.durable, block_count=self.cfg.lineage_blocks)
+                               durable=self.cfg.durable, block_size=block_size,
+                               block_count=blocks)
         gov = Governor(self.env, self.key, counter)
         self.link = ResilientLink(self._connect, self._on_connected, self._on_message,
                                   errors=(Exception,), publish_now=publish_now)
