@@ -68,7 +68,14 @@ def _key(path: str) -> bytes:
 @click.option("--broker-port", default=1883, show_default=True)
 @click.option("--lineage", "lineage", type=click.Path(dir_okay=False),
               help="Lineage file (default edgegov-DEVICE.lineage).")
-@click.option("--lineage-blocks", default=256, show_default=True, help="Ring size in 4 KiB blocks.")
+@click.option("--lineage-blocks", type=int, default=None,
+              help="Ring size in 4 KiB blocks (default: an existing file's size, else "
+                   "boards/linux-gateway/board.toml's 4096 = 16 MiB).")
+@click.option("--min-history-h", type=float, default=8.0, show_default=True,
+              help="Warn at start when the ring holds fewer hours of history (0: never).")
+@click.option("--expected-rate", type=float, default=None,
+              help="Records/s for that estimate (default: from the envelope's link and "
+                   "input staleness; see README, Gateway service).")
 @click.option("--username")
 @click.option("--password-file", type=click.Path(dir_okay=False))
 @click.option("--ca", "ca_file", type=click.Path(dir_okay=False))
@@ -91,12 +98,14 @@ def _key(path: str) -> bytes:
               "register 0, e-stop coil 0).")
 @click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
 @click.option("-v", "--verbose", is_flag=True)
-def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, username,
+def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, min_history_h,
+            expected_rate, username,
             password_file, ca_file, cert_file, cert_key_file, protocol, period_ms, prefix,
             watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync,
             modbus_server, modbus_target, modbus_baud, verbose):
     """Run the governor as a gateway service on MQTT (stop with SIGINT/SIGTERM)."""
     from edgegov.config.problems import EnvelopeConfigError
+    from edgegov.host.lock import DeviceInUse, LineageInUse
     from edgegov.operator import KeyFileError
     from edgegov.service.runner import ServiceConfig, run
 
@@ -109,7 +118,7 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
         protocol=int(protocol) if protocol else None, period_ms=period_ms, prefix=prefix,
         watchdog_device=watchdog_device, watchdog_timeout_s=watchdog_timeout,
         estop_relay=estop_relay, readback_ms=readback_ms, durable=not no_fsync,
-        lineage_blocks=lineage_blocks)
+        lineage_blocks=lineage_blocks, min_history_h=min_history_h, expected_rate=expected_rate)
     if modbus_server or modbus_target:
         from edgegov.service.modbus_gateway import ModbusOptions
 
@@ -124,6 +133,9 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
     except KeyFileError as err:
         click.echo(str(err), err=True)
         sys.exit(2)
+    except (LineageInUse, DeviceInUse) as err:
+        click.echo(f"edgegov run: {err}", err=True)
+        sys.exit(3)
 
 
 # --------------------------------------------------------------------------- op
@@ -185,9 +197,12 @@ def _op_arg(action: str, arg: str, config: str | None) -> int:
               "instead (device or pyserial URL); same as `lineage pull-serial --port`.")
 @functools.partial(_mqtt_options, required=False)
 def pull_cmd(device, output, prefix, timeout, serial_port, **mqtt):
-    """Pull a device's lineage image over MQTT (checked by SHA-256), or a board's ring
-    over its serial link (``--serial``, each chunk CRC-checked), into OUTPUT."""
-    from edgegov.service.client import PullError, pull_lineage
+    """Pull a device's lineage sealed: the device first closes its hash chain with a
+    checkpoint, then sends the image (checked by SHA-256 over MQTT, chunk CRCs over
+    ``--serial``) and a signed head attestation, written beside OUTPUT as OUTPUT.att.json
+    (``lineage verify OUTPUT --key K`` checks it)."""
+    from edgegov.host import attest
+    from edgegov.service.client import PullError, pull_sealed
     from edgegov.service.topics import Topics
 
     if serial_port:
@@ -200,12 +215,16 @@ def pull_cmd(device, output, prefix, timeout, serial_port, **mqtt):
     if not device or not mqtt["mqtt_url"]:
         raise click.UsageError("give --device and --mqtt (or --serial PORT for a board)")
     try:
-        image = asyncio.run(pull_lineage(_settings(**mqtt), Topics(device, prefix), timeout))
+        pulled = asyncio.run(pull_sealed(_settings(**mqtt), Topics(device, prefix), timeout))
     except PullError as err:
         click.echo(str(err), err=True)
         sys.exit(2)
-    Path(output).write_bytes(image)
-    click.echo(f"{output}: {len(image)} bytes; try: edgegov lineage verify {output}")
+    Path(output).write_bytes(pulled.image)
+    att_path = attest.path_for(output)
+    attest.write(att_path, pulled.attestation)
+    click.echo(f"{output}: {len(pulled.image)} bytes, sealed at seq "
+               f"{pulled.attestation['head_seq']}; head attestation -> {att_path}; try: "
+               f"edgegov lineage verify {output} --key KEY")
 
 
 # --------------------------------------------------------------------------- keygen

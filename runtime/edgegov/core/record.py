@@ -42,6 +42,7 @@ K_EVENT = const(3)
 K_GAP = const(4)
 K_CHECKPOINT = const(5)
 K_ENVELOPE = const(6)
+K_TIME = const(7)
 
 # Markers for values CBOR cannot carry (or that must stay distinguishable): [code]
 M_NAN = const(0)
@@ -355,9 +356,10 @@ class Encoder:
         self.raw(cbor.dumps(bytes(digest)))
         self.raw(cbor.dumps(bytes(blob)))
 
-    def checkpoint(self, now_ms, prev_head, head, mac, state):
-        """CHECKPOINT = [5, t, prev_head, head, mac|null, seq_ref, state, envelope_digest]."""
-        self.start(K_CHECKPOINT, 8)
+    def checkpoint(self, now_ms, prev_head, head, mac, state, wall_ms=None):
+        """CHECKPOINT = [5, t, prev_head, head, mac|null, seq_ref, state, envelope_digest,
+        (wall_ms)]: the trailing wall time only when the host knows it."""
+        self.start(K_CHECKPOINT, 8 if wall_ms is None else 9)
         self.int(now_ms)
         self.t = now_ms
         self.raw(cbor.dumps(bytes(prev_head)))
@@ -366,6 +368,15 @@ class Encoder:
         self.int(self.seq_ref)
         self.raw(cbor.dumps(state))
         self.raw(cbor.dumps(bytes(self.env.digest)))
+        if wall_ms is not None:
+            self.int(wall_ms)
+
+    def time(self, now_ms, wall_ms):
+        """TIME = [7, t, wall_ms]: the host's wall clock stepped; ``t`` is absolute and, unlike
+        the other absolute times, not a base for the next record's ``dt``."""
+        self.start(K_TIME, 3)
+        self.int(now_ms)
+        self.int(wall_ms)
 
     def gap(self, now_ms, first_lost, count, cause):
         """GAP = [4, t, first_lost_seq, count, cause]."""
@@ -408,8 +419,9 @@ _SIZES = {
     K_DECISION: (7, 9),
     K_EVENT: (6, 8),
     K_GAP: (5, 5),
-    K_CHECKPOINT: (8, 8),
+    K_CHECKPOINT: (8, 9),
     K_ENVELOPE: (3, 3),
+    K_TIME: (3, 3),
 }
 
 
@@ -463,4 +475,5 @@ __all__ = [
     "K_GAP",
     "K_CHECKPOINT",
     "K_ENVELOPE",
+    "K_TIME",
 ]

@@ -8,6 +8,7 @@ read a gateway file and a dump pulled from a device alike.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from edgegov.core.replay import envelopes_in
 from edgegov.core.ring import LineageError, RingLog, detect_block_size, scan_image
 from edgegov.core.verify import record_offsets
 
+from .attest import SUFFIX as ATTESTATION_SUFFIX
 from .filebd import FileBlockDevice
 
 DEFAULT_BLOCK_SIZE = 4096
@@ -33,6 +35,9 @@ def open_lineage(path, env: Envelope, key: bytes | None = None, *, block_size=DE
     the hash chain continues from its last checkpoint.
     """
     existed = Path(path).exists() and Path(path).stat().st_size > 0
+    # An attestation of an earlier orderly stop no longer names the last record once this
+    # writer appends: remove it (the next orderly stop writes a new one).
+    Path(os.fspath(path) + ATTESTATION_SUFFIX).unlink(missing_ok=True)
     bd = FileBlockDevice(path, block_size, block_count, durable=durable,
                          group_commit=group_commit)
     ring = RingLog(bd)
