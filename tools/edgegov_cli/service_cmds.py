@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import ssl
 import sys
 from pathlib import Path
 
@@ -31,7 +33,13 @@ def _mqtt_options(f, required: bool = True):
 
 
 def _password(path: str | None) -> str | None:
-    return Path(path).read_text().strip() if path else None
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not text"
+        raise click.UsageError(f"--password-file {path}: cannot read ({reason})") from None
 
 
 def _settings(mqtt_url, username, password_file, ca_file, cert_file, cert_key_file, protocol):
@@ -108,6 +116,7 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, mi
     from edgegov.host.lock import DeviceInUse, LineageInUse
     from edgegov.operator import KeyFileError
     from edgegov.service.runner import ServiceConfig, run
+    from edgegov.service.startup import StartupError, describe, preflight
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -125,13 +134,16 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, mi
         cfg.modbus = ModbusOptions(server=modbus_server, target=modbus_target,
                                    baudrate=modbus_baud)
     try:
+        preflight(cfg)
         sys.exit(run(cfg))
     except EnvelopeConfigError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)
+        click.echo(f"edgegov run: {config}: envelope refused; fix it (edgegov envelope "
+                   "check FILE lists the problems)", err=True)
         sys.exit(1)
-    except KeyFileError as err:
-        click.echo(str(err), err=True)
+    except (StartupError, KeyFileError, OSError) as err:
+        click.echo(f"edgegov run: {describe(err)}", err=True)
         sys.exit(2)
     except (LineageInUse, DeviceInUse) as err:
         click.echo(f"edgegov run: {err}", err=True)
@@ -163,14 +175,42 @@ def op_cmd(action, arg, device, key_file, config, counter, prefix, timeout, **mq
     settings = _settings(**mqtt)
     key = _key(key_file)
     arg_value = _op_arg(action, arg, config)
-    ack = asyncio.run(send_op(settings, Topics(device, prefix), key, names.op_code(action),
-                              arg_value, counter, timeout))
+    with _answer_or_exit(mqtt["mqtt_url"], device, timeout):
+        ack = asyncio.run(send_op(settings, Topics(device, prefix), key,
+                                  names.op_code(action), arg_value, counter, timeout))
     if ack is None:
         click.echo(f"{action} sent (no acknowledgement without MQTT 5)")
         return
     click.echo(json.dumps(ack))
     refused = ack.get("verdict") == "REJECT"
     sys.exit(1 if refused else 0)
+
+
+# Exit codes of ``op`` (and of ``status``): documented in its help and in docs/mqtt.md.
+EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_BROKER, EXIT_NO_ANSWER = 0, 1, 2, 3, 4
+
+
+@contextlib.contextmanager
+def _answer_or_exit(url: str, device: str, timeout_s: float):
+    """Broker unreachable → exit 3; nobody answering in time → exit 4; one line each."""
+    from aiomqtt import MqttError
+
+    try:
+        yield
+    except MqttError as err:
+        click.echo(f"cannot reach the broker at {url} ({err}); check --mqtt and that the "
+                   "broker runs", err=True)
+        sys.exit(EXIT_NO_BROKER)
+    except TimeoutError:
+        click.echo(f"no answer from device {device} within {timeout_s:g} s: is `edgegov run` "
+                   f"running for it on this broker (edgegov status --device {device})?",
+                   err=True)
+        sys.exit(EXIT_NO_ANSWER)
+    except (OSError, ssl.SSLError) as err:  # TLS files (the client loads them on connect)
+        name = getattr(err, "filename", None) or "TLS"
+        click.echo(f"{name}: cannot load ({getattr(err, 'strerror', None) or err}); check "
+                   "--ca/--cert/--cert-key", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 def _op_arg(action: str, arg: str, config: str | None) -> int:

@@ -171,10 +171,11 @@ class Runner:
         return make_client(self.settings, client_id, will=(self.topics.state, offline))
 
     async def _on_connected(self, client) -> None:
-        # The current state first, before any backlog: retained, so it is what newcomers see.
+        # Listen first: "online" promises that what is sent from then on is heard, so it
+        # goes out only once the broker has acknowledged every subscription (SUBACK).
+        await client.subscribe([(topic, 1) for topic in self.topics.inbound()])
+        # Then the current state, before any backlog: retained, so newcomers see it.
         await client.publish(self.topics.state, self.service.state_payload(), qos=1, retain=True)
-        for topic in self.topics.inbound():
-            await client.subscribe(topic, qos=1)
         if isinstance(self.service.estop, MqttRelayEstop):
             self.service.estop.republish()
 
