@@ -76,4 +76,22 @@ def envelope_compile(file: str, output: str | None, as_json: bool) -> None:
         click.echo(json.dumps(compiled_json(compiled), indent=2))
 
 
+@envelope.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def envelope_diff(old: str, new: str, as_json: bool) -> None:
+    """What changed from envelope OLD to NEW, in units, each change marked widens, tightens
+    or neutral, with both compiled hashes. Exit 0 same, 1 different, 2 error."""
+    from edgegov.config.diff import diff
+
+    result = diff(compile_or_exit(old, 2), compile_or_exit(new, 2))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        for line in result.summary_lines():
+            click.echo(line)
+    sys.exit(result.exit_code)
+
+
 __all__ = ["envelope", "compile_or_exit"]

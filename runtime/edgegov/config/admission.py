@@ -76,6 +76,7 @@ class Admitted:
     link: tuple[int, int, int] | None
     approval: tuple[int, int] | None
     modbus_operator: bool = False  # [modbus] operator_actions
+    modbus_addresses: dict[str, int] = field(default_factory=dict)  # [modbus.addresses]
 
 
 class _Collector:
@@ -197,6 +198,7 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
     link = _link(c, top.link)
     approval = _approval(c, top.approval, scope)
     modbus = None if top.modbus is None else c.model(schema.Modbus, top.modbus, ("modbus",))
+    pins = _pins(c, modbus, scope)
     _duplicates(c, scope)
     if c.problems or device is None or device.id is None:
         return None, c.problems
@@ -204,6 +206,7 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
         Admitted(
             device.id, device.description, scope.channels, scope.inputs, interlocks, modes,
             initial, link, approval, modbus is not None and bool(modbus.operator_actions),
+            pins,
         ),
         [],
     )
@@ -525,6 +528,16 @@ def _approval(c: _Collector, data, scope: _Scope):
     if approval is None or None in (approval.timeout_ms, approval.grant_ms):
         return None
     return (approval.timeout_ms, approval.grant_ms)
+
+
+def _pins(c: _Collector, modbus, scope: _Scope) -> dict[str, int]:
+    """``[modbus.addresses]``: channel -> register. Whether they fit one another is checked
+    on the register map (``modbus_map.pin_problems``), once the widths are known."""
+    pins = {}
+    for name, address in sorted(((modbus.addresses if modbus else None) or {}).items()):
+        if _ref(c, "channel", name, scope.channel_names, ("modbus", "addresses", name)):
+            pins[name] = address
+    return pins
 
 
 def _duplicates(c: _Collector, scope: _Scope) -> None:

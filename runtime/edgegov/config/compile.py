@@ -135,7 +135,15 @@ def compile_text(text: str, source: str = "<envelope>") -> CompiledEnvelope:
     adm, problems = admission.admit(doc)
     if problems:
         raise EnvelopeConfigError(located(problems, text, source))
-    return CompiledEnvelope(source, adm, cbor.dumps(build_array(adm)))
+    compiled = CompiledEnvelope(source, adm, cbor.dumps(build_array(adm)))
+    if adm.modbus_addresses:  # pinned registers must fit the widths the ranges give
+        from ..adapters.modbus_map import pin_problems
+        from ..core.envelope import Envelope
+
+        problems = pin_problems(Envelope.from_blob(compiled.blob), adm.modbus_addresses)
+        if problems:
+            raise EnvelopeConfigError(located(problems, text, source))
+    return compiled
 
 
 def located(problems: list[tuple[tuple, str]], text: str, source: str) -> list[Problem]:

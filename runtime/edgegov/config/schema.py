@@ -113,6 +113,7 @@ class Modbus(_Table):
     """Host-side Modbus settings of this device (not part of the governor's blob)."""
 
     operator_actions: bool = False  # Modbus has no authentication: off unless said here
+    addresses: dict[str, int] = {}  # channel -> pinned register (holding and input)
 
 
 class Top(_Table):
