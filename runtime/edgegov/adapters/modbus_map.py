@@ -267,10 +267,11 @@ def pin_problems(env, pins: dict[str, int]) -> list[tuple[tuple, str]]:
             clash = {owner.get((table, a)) for a in range(first, first + s.words)} - {None}
             if clash:
                 other = sorted(clash, key=lambda o: o.name)[0]
-                what = "" if other.pinned else " (unpinned: pin it as well, or move this one)"
-                problems.append((("modbus", "addresses", (s if s.pinned else other).name),
-                                 f"{s.name} at {s.where()} overlaps {other.name} at "
-                                 f"{other.where()}{what}"))
+                pin, hit = (s, other) if s.pinned else (other, s)  # pinned ones claim first
+                what = "" if hit.pinned else " (unpinned: pin it as well, or move this one)"
+                problems.append((("modbus", "addresses", pin.name),
+                                 f"{pin.name} at {pin.where()} overlaps {hit.name} at "
+                                 f"{hit.where()}{what}"))
                 break
         else:
             for table, first in (("H", s.proposal), ("I", s.output)):
@@ -333,18 +334,28 @@ def render_text(m: RegisterMap) -> str:
              "operator actions are enabled)",
              f"  H{H_OP_ARG:<5} op_arg         operator argument (int16)",
              f"  H{H_HEARTBEAT:<5} heartbeat      change it with every proposal (link liveness)"]
-    for s in m.channels:
+    by_proposal = sorted(m.channels, key=lambda s: s.proposal)
+    by_output = sorted(m.channels, key=lambda s: s.output)
+    for s in by_proposal:
         span = f"H{s.proposal}" + (f"-{s.proposal + 1}" if s.words == 2 else "")
         lines.append(f"  {span:<6} {s.name:<14} proposal, {s.kind}, x{s.resolution} "
-                     f"{s.unit}, scaled {s.lo}..{s.hi}")
+                     f"{s.unit}, scaled {s.lo}..{s.hi}" + (" (pinned)" if s.pinned else ""))
     lines += ["", "input registers (PLC reads):"]
     for name, addr, words in STATUS_FIELDS:
         span = f"I{addr}" + (f"-{addr + 1}" if words == 2 else "")
         lines.append(f"  {span:<6} {name}" + (" (uint32)" if words == 2 else ""))
-    for s in m.channels:
+    for s in by_output:
         span = f"I{s.output}" + (f"-{s.output + 1}" if s.words == 2 else "")
         lines.append(f"  {span:<6} {s.name:<14} governed output, {s.kind}, x{s.resolution} "
-                     f"{s.unit}")
+                     f"{s.unit}" + (" (pinned)" if s.pinned else ""))
+    ident = m.ident_words()
+    lines += [f"  I{I_MAP_VERSION:<5} map_version    {ident[0]}",
+              f"  I{I_ENVELOPE_HASH}-{I_ENVELOPE_HASH + 3} envelope_hash  "
+              + " ".join(f"{w:#06x}" for w in ident[1:5])
+              + f"  (sha256 {m.envelope_digest.hex()[:16]}…)",
+              f"  I{I_MAP_HASH}-{I_MAP_HASH + 3} map_hash       "
+              + " ".join(f"{w:#06x}" for w in ident[5:9])
+              + f"  (sha256 {m.map_digest.hex()[:16]}…)"]
     lines += ["", f"coils: C{C_ESTOP_REQUEST} estop_request (write 1: operator e-stop)",
               f"discrete inputs: D{D_ESTOP} estop · D{D_TRIPPED} tripped · D{D_ARMED} armed · "
               f"D{D_LINK_OK} link_ok", "", "modes: " + ", ".join(
@@ -353,6 +364,8 @@ def render_text(m: RegisterMap) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["RegisterMap", "ChannelSlot", "build_map", "encode", "decode", "u32", "render_text",
+__all__ = ["RegisterMap", "ChannelSlot", "build_map", "map_of", "pin_problems", "encode",
+           "decode", "u32", "render_text", "I_IDENT", "I_MAP_VERSION", "I_ENVELOPE_HASH",
+           "I_MAP_HASH", "MAP_VERSION",
            "H_OP_ACTION", "H_OP_ARG", "H_HEARTBEAT", "H_PROPOSALS", "I_OUTPUTS",
            "C_ESTOP_REQUEST", "NO_RULE", "STATUS_FIELDS"]
