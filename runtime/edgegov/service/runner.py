@@ -240,6 +240,7 @@ class Runner:
 
             opts = self.cfg.modbus
             opts.operator = self.compiled.admitted.modbus_operator  # the envelope decides
+            opts.compiled = self.compiled  # its [modbus] register pins and drive map
             self.modbus = ModbusGateway(svc, self.clock, self.key, opts)
             self.modbus.attach()
         svc.boot(self.clock.now_ms(), self.compiled.blob)
