@@ -22,7 +22,7 @@ class Store:
     """Files named by the SHA-256 of their content under ``root``."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
 
     def path(self, sha256: str, suffix: str = "") -> Path:
         return self.root / sha256[:2] / f"{sha256}{suffix}"
