@@ -10,6 +10,7 @@ import click
 
 from .device_cmds import deploy, emulate, hil
 from .envelope_cmds import envelope
+from .fleet_cmds import register as register_fleet_commands
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
 from .service_cmds import register as register_service_commands
@@ -98,6 +99,7 @@ _bench_command("lineage", "bench_lineage",
 
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
+register_fleet_commands(main, bench)
 main.add_command(emulate)
 main.add_command(hil)
 main.add_command(deploy)
