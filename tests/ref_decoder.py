@@ -60,11 +60,16 @@ def spec_tables(text: str | None = None) -> dict[str, dict[int, list[str]]]:
     return tables
 
 
+_SURROGATE_TEXT = object()  # the marker `[code, bytes]` whose stand-in is those bytes as text
+
+
 def _standin(text: str):
     """The stand-in column of the Value markers table → the value."""
     m = re.match(r'^the text "(.*)"$', text)
     if m:
         return m.group(1)
+    if text == "the text those bytes decode to with surrogates allowed":
+        return _SURROGATE_TEXT
     m = re.match(r"^2\^(\d+) \(integer\)$", text)
     if m:
         return 1 << int(m.group(1))
@@ -330,9 +335,16 @@ class Decoder:
     # values and inputs
     def value(self, v):
         if isinstance(v, list):
-            if len(v) != 1 or type(v[0]) is not int or v[0] not in self.w.markers:
+            if not v or type(v[0]) is not int or v[0] not in self.w.markers:
                 raise RefError("bad marker")
-            return self.w.markers[v[0]]
+            standin = self.w.markers[v[0]]
+            if standin is _SURROGATE_TEXT:
+                if len(v) != 2 or not isinstance(v[1], bytes):
+                    raise RefError("bad text marker")
+                return v[1].decode("utf-8", "surrogatepass")
+            if len(v) != 1:
+                raise RefError("bad marker")
+            return standin
         return v
 
     def values(self, fld, names):

@@ -44,13 +44,17 @@ def _named(table: dict[int, str]):
 
 
 _MARKS = {"nan": "NaN", "pos_inf": "+Inf", "neg_inf": "-Inf", "float": "any other float",
-          "other": "any other type (array, map, ...)", "huge": "an integer beyond 64 bits"}
+          "other": "any other type (array, map, ...)", "huge": "an integer beyond 64 bits",
+          "text": "text that is not valid Unicode (a lone surrogate): `[6, bytes]`, its UTF-8 "
+                  "with each surrogate as three bytes"}
 
 
 def _markers():
     rows = []
     for code, name in sorted(_consts(record, "M_").items()):
-        rows.append((code, f"`{name}`", _MARKS[name], _standin(record.unmark(code))))
+        standin = ("the text those bytes decode to with surrogates allowed"
+                   if code == record.M_TEXT else _standin(record.unmark(code)))
+        rows.append((code, f"`{name}`", _MARKS[name], standin))
     return rows
 
 
@@ -87,8 +91,9 @@ def tables() -> str:
                "`fault<code>`).", _named(names.FAULTS)),
         _table("GAP causes", "The `cause` of a GAP record.",
                [(c, f"`{GAP_CAUSES[c]}`") for c in sorted(GAP_CAUSES)]),
-        _table("Value markers", "A one-element array standing for a value CBOR must not "
-               "carry, and the stand-in value a reader substitutes for it.", _markers(),
+        _table("Value markers", "An array `[code]` (or `[6, bytes]` for `text`) standing "
+               "for a value a record must not carry as such, and the stand-in value a reader "
+               "substitutes for it.", _markers(),
                ("Code", "Name", "For", "Stand-in")),
         _table("Stop categories", "A channel's `stop` in the envelope blob.",
                [(c, f"`{n.upper()}`") for c, n in sorted(_consts(codes, "STOP_").items())]),
