@@ -590,8 +590,12 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
-    ring = read_ring(Path(argv[0]).read_bytes())
-    key = read_key(argv[argv.index("--key") + 1]) if "--key" in argv else None
+    try:
+        ring = read_ring(Path(argv[0]).read_bytes())
+        key = read_key(argv[argv.index("--key") + 1]) if "--key" in argv else None
+    except (OSError, IndexError, RefError) as err:
+        print(f"{argv[0]}: cannot read: {err}", file=sys.stderr)
+        return 2
     for row in decode(ring):
         print(json.dumps(row, separators=(",", ":")))
     rep = verify(ring.records, ring.problems, key)

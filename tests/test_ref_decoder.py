@@ -458,3 +458,17 @@ def test_any_recorded_input_reads_as_edgegov_reads_it():
     with tempfile.TemporaryDirectory() as tmp:
         run()
     assert {"gap", "decision", "event", "checkpoint", "envelope"} <= kinds, kinds
+
+
+def test_the_reference_reader_command_decodes_verifies_and_refuses_a_non_lineage(tmp_path):
+    script = str(REPO / "tests" / "ref_decoder.py")
+    proc = subprocess.run([sys.executable, script, str(GOLDEN / "lineage.img"), "--key",
+                           str(_key_file(tmp_path))], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 132
+    assert proc.stderr.startswith("verify OK")
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"not a lineage\n")
+    proc = subprocess.run([sys.executable, script, str(junk)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
