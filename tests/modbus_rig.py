@@ -142,10 +142,11 @@ class Drive:
 class Plc:
     """A real pymodbus client playing the PLC: heartbeat + proposals, operator registers."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, regmap: mm.RegisterMap = MAP) -> None:
         self.client = client
+        self.map = regmap
         self.hb = 0
-        self.standing = {s.name: 0 for s in MAP.channels}
+        self.standing = {s.name: 0 for s in regmap.channels}
         self.lock = asyncio.Lock()
         self._beat: asyncio.Task | None = None
 
@@ -158,7 +159,7 @@ class Plc:
         self.standing.update(values)
         self.hb = (self.hb + 1) & 0xFFFF
         return await self._call(self.client.write_registers(
-            mm.H_HEARTBEAT, [self.hb, *MAP.proposal_words(self.standing)], device_id=1))
+            mm.H_HEARTBEAT, self.map.proposal_request(self.hb, self.standing), device_id=1))
 
     async def decide(self, **values):
         """``propose`` and read the status in one go (no heartbeat write in between)."""
@@ -166,7 +167,7 @@ class Plc:
             await asyncio.sleep(0.02)  # rate budgets count from the last proposal: give time
             self.standing.update(values)
             self.hb = (self.hb + 1) & 0xFFFF
-            words = [self.hb, *MAP.proposal_words(self.standing)]
+            words = self.map.proposal_request(self.hb, self.standing)
             rr = await self.client.write_registers(mm.H_HEARTBEAT, words, device_id=1)
             return rr, await self._status()
 
@@ -200,12 +201,13 @@ class Plc:
             return await self._status()
 
     async def _status(self) -> dict:
-        rr = await self.client.read_input_registers(0, count=MAP.input_count, device_id=1)
+        rr = await self.client.read_input_registers(0, count=self.map.output_end,
+                                                    device_id=1)
         regs = rr.registers
         st = {name: (mm.decode(regs[a:a + 1], 1) if name == "margin" else regs[a])
               if w == 1 else (regs[a] << 16) | regs[a + 1] for name, a, w in mm.STATUS_FIELDS}
         st["outputs"] = {s.name: mm.decode(regs[s.output:s.output + s.words], s.words)
-                         for s in MAP.channels}
+                         for s in self.map.channels}
         return st
 
 
@@ -213,8 +215,10 @@ class Rig:
     """The governed service with a Modbus gateway, a drive and a PLC, on real time."""
 
     def __init__(self, tmp_path, transport: str = "tcp", operator: bool = True,
-                 period_ms: int = 10, poll_ms: int = 100) -> None:
+                 period_ms: int = 10, poll_ms: int = 100, compiled=None) -> None:
         self.tmp_path = tmp_path
+        self.compiled = compiled  # another build of the spindle cell (pins, drive map)
+        self.map = MAP if compiled is None else mm.map_of(compiled)
         self.poll_ms = poll_ms
         self.transport = transport
         self.operator = operator
@@ -245,14 +249,15 @@ class Rig:
         await self.drive.start()
         self.gw = ModbusGateway(self.svc, self.clock, KEY, ModbusOptions(
             server=server, target=target, operator=self.operator, baudrate=115200,
-            poll_ms=self.poll_ms, timeout_ms=60 if self.transport == "tcp" else 120))
+            poll_ms=self.poll_ms, timeout_ms=60 if self.transport == "tcp" else 120,
+            compiled=self.compiled))
         self.gw.attach()
         self.svc.boot(self.clock.now_ms(), COMPILED.blob)
         await self.gw.start()
         self.plant = dict(PLANT)
         self._ticker = asyncio.create_task(self._tick())
         await plc_client.connect()
-        self.plc = Plc(plc_client)
+        self.plc = Plc(plc_client, self.map)
         return self
 
     async def _tick(self) -> None:

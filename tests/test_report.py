@@ -26,6 +26,7 @@ from edgegov.host.lineage_store import read_dump
 from edgegov.report import ReportError, write_report
 from edgegov.report.collect import Collector, channels_of, rule_channels
 from edgegov.report.decimate import Decimator
+from edgegov.report.pack import undelta, unrecords
 from edgegov.report.sample import generate
 
 EDGEGOV = [sys.executable, "-m", "edgegov_cli.main"]
@@ -46,12 +47,57 @@ def report(dump: Path, out: Path, *extra) -> str:
     return out.read_text()
 
 
-def page_data(html: str, ident: str = "report-data"):
-    """The page's packed data, unpacked as its script does (base64 → gunzip → JSON)."""
+def packed(html: str, ident: str = "report-data"):
+    """The page's packed data as it travels (base64 → gunzip → JSON)."""
     m = re.search(rf"<script type='application/octet-stream' id='{ident}'>([^<]*)</script>",
                   html)
     assert m, f"no {ident} payload in the page"
     return json.loads(gzip.decompress(base64.b64decode(m.group(1))))
+
+
+def page_data(html: str, ident: str = "report-data"):
+    """The page's data decoded as its script does: times in seconds (device time) or ms
+    (wall time), delta-encoded columns summed up, scaled values divided back; for
+    ``report-records``, the plotted records rebuilt."""
+    data = packed(html, ident)
+    if ident == "report-records":
+        return unrecords(data, data["strings"])
+    wall = data["time"]["wall"]
+
+    def ax(v):
+        return v if v is None or wall else v / 1000
+
+    def times(col):
+        return [ax(v) for v in undelta(col)]
+
+    def dec(col):
+        if "raw" in col:
+            return col["raw"]
+        return [None if k is None else (k / 10 ** col["d"] if col["d"] else k)
+                for k in undelta(col["v"])]
+
+    rows = data["rows"]
+    rows["x"], rows["seq"] = times(rows["t"]), undelta(rows["seq"])
+    rows["out"], rows["prop"] = [dec(c) for c in rows["out"]], [dec(c) for c in rows["prop"]]
+    for per in data["markers"]:
+        for m in per.values():
+            m["i"], m["y"] = undelta(m["i"]), dec(m["y"])
+    data["timeline"]["i"] = undelta(data["timeline"]["i"])
+    for inc in data["incidents"]:
+        for k in ("x0", "xt", "x1"):
+            inc[k] = ax(inc[k])
+    for line in data["lines"]:
+        line["x"] = ax(line["x"])
+    w = data["whatif"]
+    for b in (data["bounds"] or []) + (w["bounds"] if w else []):
+        b["x"] = [ax(v) for v in b["x"]]
+    if w:
+        w["x"], w["seq"], w["out"] = times(w["t"]), undelta(w["seq"]), [dec(c) for c in w["out"]]
+    for inp in data["inputs"]:
+        inp["x"], inp["v"] = times(inp["t"]), dec(inp["v"])
+        inp["stale"] = [[ax(a), ax(b)] for a, b in inp["stale"]]
+    data["operator"]["x"] = times(data["operator"]["t"])
+    return data
 
 
 def header_counts(html: str) -> dict[str, int]:

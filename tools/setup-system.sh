@@ -3,7 +3,8 @@
 # Runs as root (CI) or through sudo. Idempotent: does nothing when all are present.
 set -euo pipefail
 packages=(mosquitto mosquitto-clients qemu-system-arm firmware-microbit-micropython
-          chromium)  # chromium: the incident report's browser test (driven by Playwright)
+          chromium  # chromium: the incident report's browser test (driven by Playwright)
+          postgresql)  # postgresql: the fleet archive's tests start a real server (initdb)
 # npm fetches the report's plotly.js basic bundle (make install). Debian's npm only where no
 # npm is on PATH: a machine with Node.js from elsewhere already has its own.
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -88,8 +88,11 @@ def _report_problems(dump) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--key", "key_path", type=click.Path(dir_okay=False),
               help="Device key file: also check the checkpoints' MACs.")
+@click.option("--attestation", "att_path", type=click.Path(dir_okay=False),
+              help="Head attestation of a sealed pull (default: PATH.att.json when present).")
 @_block
-def verify_cmd(path: str, key_path: str | None, block_size: int | None) -> None:
+def verify_cmd(path: str, key_path: str | None, att_path: str | None,
+               block_size: int | None) -> None:
     """Check every record's CRC and the hash chain (and MACs with --key).
 
     Exit codes: 0 verified, 1 a record or checkpoint proved bad, 2 unreadable input.
@@ -102,18 +105,57 @@ def verify_cmd(path: str, key_path: str | None, block_size: int | None) -> None:
                f"({rep.keyed_checkpoints} keyed); outside the hash chain: "
                f"{rep.uncovered_head} before an anchor, {rep.uncovered_tail} after the last "
                "checkpoint (CRC only)")
+    _wall_line(dump)
     for finding in rep.findings:
         label = "FAIL" if finding.fatal else "note"
         click.echo(f"  {label}: {finding}")
+    attested = _attestation(path, att_path, key_path)
     if not rep.ok:
         bad = rep.first_bad
         click.echo(f"{path}: verify FAILED at seq {bad.seq}, offset {bad.offset}", err=True)
+        sys.exit(EXIT_DIVERGENT)
+    if attested is False:
+        click.echo(f"{path}: verify FAILED: the head attestation does not hold", err=True)
         sys.exit(EXIT_DIVERGENT)
     if key_path is None:
         click.echo(f"{path}: verify OK (CRC and hash chain only; MACs NOT checked: no --key)")
     else:
         click.echo(f"{path}: verify OK (CRC, hash chain and {rep.keyed_checkpoints} "
                    "checkpoint MACs checked)")
+
+
+def _attestation(path: str, att_path: str | None, key_path: str | None) -> bool | None:
+    """Check the head attestation (given, or PATH.att.json when present); print one line.
+    None when there is none."""
+    from pathlib import Path
+
+    from edgegov.host import attest
+
+    if att_path is None and not attest.path_for(path).exists():
+        click.echo("  attestation: none (records after the last checkpoint are CRC only; "
+                   "pull with `edgegov lineage pull` to get one)")
+        return None
+    file = att_path or str(attest.path_for(path))
+    try:
+        doc = attest.load(file)
+    except attest.AttestationError as err:
+        click.echo(str(err), err=True)
+        sys.exit(EXIT_ERROR)
+    ok, why = attest.check(Path(path).read_bytes(), doc, _key(key_path))
+    click.echo(f"  {'attestation' if ok else 'FAIL: attestation'}: {why} ({file})")
+    return ok
+
+
+def _wall_line(dump) -> None:
+    from edgegov.host.walltime import format_wall, wall_span
+
+    span = wall_span(dump.records)
+    if span is None:
+        click.echo("  wall time: not recorded")
+        return
+    first, last, steps = span
+    click.echo(f"  wall time {format_wall(first)} .. {format_wall(last)} (recorded by the host, "
+               f"UTC; {steps} clock step(s))")
 
 
 @lineage.command("replay")

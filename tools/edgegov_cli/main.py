@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import click
-from edgegov.config.problems import EnvelopeConfigError
 
 from .device_cmds import deploy, emulate, hil
+from .envelope_cmds import envelope
+from .fleet_cmds import register as register_fleet_commands
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
 from .service_cmds import register as register_service_commands
@@ -24,65 +25,7 @@ def main() -> None:
 # --------------------------------------------------------------------------- envelope
 
 
-@main.group()
-def envelope() -> None:
-    """Validate and compile per-device envelopes (TOML)."""
-
-
-def _compile_or_report(path: str):
-    from edgegov.config.compile import compile_file
-
-    try:
-        return compile_file(path)
-    except EnvelopeConfigError as err:
-        for problem in err.problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{path}: {len(err.problems)} problem(s); envelope refused", err=True)
-        sys.exit(1)
-
-
-@envelope.command("check")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def envelope_check(files: tuple[str, ...]) -> None:
-    """Validate envelope FILES; one line per problem (file:line: location: message)."""
-    from edgegov.config.compile import compile_file
-
-    failed = 0
-    for path in files:
-        try:
-            compiled = compile_file(path)
-        except EnvelopeConfigError as err:
-            failed += 1
-            for problem in err.problems:
-                click.echo(str(problem), err=True)
-            continue
-        adm = compiled.admitted
-        click.echo(
-            f"{path}: ok: device {adm.device_id}, {len(adm.channels)} channels, "
-            f"{len(adm.inputs)} inputs, {len(adm.interlocks)} interlocks, "
-            f"{len(adm.modes)} modes, hash {compiled.hash[:16]}"
-        )
-    if failed:
-        sys.exit(1)
-
-
-@envelope.command("compile")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False),
-              help="Where to write the compiled CBOR blob.")
-@click.option("--json", "as_json", is_flag=True, help="Print the compiled envelope as JSON.")
-def envelope_compile(file: str, output: str | None, as_json: bool) -> None:
-    """Compile FILE to the compact CBOR envelope a device loads; print its hash."""
-    from edgegov.config.render import compiled_json
-
-    compiled = _compile_or_report(file)
-    if output is None and not as_json:
-        raise click.UsageError("give -o BLOB and/or --json")
-    if output:
-        Path(output).write_bytes(compiled.blob)
-        click.echo(f"{output}: {len(compiled.blob)} bytes, sha256 {compiled.hash}", err=as_json)
-    if as_json:
-        click.echo(json.dumps(compiled_json(compiled), indent=2))
+main.add_command(envelope)
 
 
 # --------------------------------------------------------------------------- lineage
@@ -156,6 +99,7 @@ _bench_command("lineage", "bench_lineage",
 
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
+register_fleet_commands(main, bench)
 main.add_command(emulate)
 main.add_command(hil)
 main.add_command(deploy)

@@ -23,13 +23,12 @@ def modbus_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the map as JSON.")
 def map_cmd(file: str, as_json: bool) -> None:
     """Print the Modbus register map derived from envelope FILE."""
-    from edgegov.adapters.modbus_map import build_map, render_text
-    from edgegov.core.envelope import Envelope
+    from edgegov.adapters.modbus_map import map_of, render_text
 
-    from .main import _compile_or_report
+    from .envelope_cmds import compile_or_exit
 
-    compiled = _compile_or_report(file)
-    regmap = build_map(Envelope.from_blob(compiled.blob, compiled.digest))
+    compiled = compile_or_exit(file)
+    regmap = map_of(compiled)
     operator = compiled.admitted.modbus_operator
     if as_json:
         click.echo(json.dumps({**regmap.to_dict(), "operator_actions": operator}, indent=2))

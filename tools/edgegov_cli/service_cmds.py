@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import ssl
 import sys
 from pathlib import Path
 
@@ -31,7 +33,13 @@ def _mqtt_options(f, required: bool = True):
 
 
 def _password(path: str | None) -> str | None:
-    return Path(path).read_text().strip() if path else None
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not text"
+        raise click.UsageError(f"--password-file {path}: cannot read ({reason})") from None
 
 
 def _settings(mqtt_url, username, password_file, ca_file, cert_file, cert_key_file, protocol):
@@ -68,7 +76,14 @@ def _key(path: str) -> bytes:
 @click.option("--broker-port", default=1883, show_default=True)
 @click.option("--lineage", "lineage", type=click.Path(dir_okay=False),
               help="Lineage file (default edgegov-DEVICE.lineage).")
-@click.option("--lineage-blocks", default=256, show_default=True, help="Ring size in 4 KiB blocks.")
+@click.option("--lineage-blocks", type=int, default=None,
+              help="Ring size in 4 KiB blocks (default: an existing file's size, else "
+                   "boards/linux-gateway/board.toml's 4096 = 16 MiB).")
+@click.option("--min-history-h", type=float, default=8.0, show_default=True,
+              help="Warn at start when the ring holds fewer hours of history (0: never).")
+@click.option("--expected-rate", type=float, default=None,
+              help="Records/s for that estimate (default: from the envelope's link and "
+                   "input staleness; see README, Gateway service).")
 @click.option("--username")
 @click.option("--password-file", type=click.Path(dir_okay=False))
 @click.option("--ca", "ca_file", type=click.Path(dir_okay=False))
@@ -91,14 +106,17 @@ def _key(path: str) -> bytes:
               "register 0, e-stop coil 0).")
 @click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
 @click.option("-v", "--verbose", is_flag=True)
-def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, username,
+def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, min_history_h,
+            expected_rate, username,
             password_file, ca_file, cert_file, cert_key_file, protocol, period_ms, prefix,
             watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync,
             modbus_server, modbus_target, modbus_baud, verbose):
     """Run the governor as a gateway service on MQTT (stop with SIGINT/SIGTERM)."""
     from edgegov.config.problems import EnvelopeConfigError
+    from edgegov.host.lock import DeviceInUse, LineageInUse
     from edgegov.operator import KeyFileError
     from edgegov.service.runner import ServiceConfig, run
+    from edgegov.service.startup import StartupError, describe, preflight
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -109,21 +127,27 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
         protocol=int(protocol) if protocol else None, period_ms=period_ms, prefix=prefix,
         watchdog_device=watchdog_device, watchdog_timeout_s=watchdog_timeout,
         estop_relay=estop_relay, readback_ms=readback_ms, durable=not no_fsync,
-        lineage_blocks=lineage_blocks)
+        lineage_blocks=lineage_blocks, min_history_h=min_history_h, expected_rate=expected_rate)
     if modbus_server or modbus_target:
         from edgegov.service.modbus_gateway import ModbusOptions
 
         cfg.modbus = ModbusOptions(server=modbus_server, target=modbus_target,
                                    baudrate=modbus_baud)
     try:
+        preflight(cfg)
         sys.exit(run(cfg))
     except EnvelopeConfigError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)
+        click.echo(f"edgegov run: {config}: envelope refused; fix it (edgegov envelope "
+                   "check FILE lists the problems)", err=True)
         sys.exit(1)
-    except KeyFileError as err:
-        click.echo(str(err), err=True)
+    except (StartupError, KeyFileError, OSError) as err:
+        click.echo(f"edgegov run: {describe(err)}", err=True)
         sys.exit(2)
+    except (LineageInUse, DeviceInUse) as err:
+        click.echo(f"edgegov run: {err}", err=True)
+        sys.exit(3)
 
 
 # --------------------------------------------------------------------------- op
@@ -151,14 +175,42 @@ def op_cmd(action, arg, device, key_file, config, counter, prefix, timeout, **mq
     settings = _settings(**mqtt)
     key = _key(key_file)
     arg_value = _op_arg(action, arg, config)
-    ack = asyncio.run(send_op(settings, Topics(device, prefix), key, names.op_code(action),
-                              arg_value, counter, timeout))
+    with _answer_or_exit(mqtt["mqtt_url"], device, timeout):
+        ack = asyncio.run(send_op(settings, Topics(device, prefix), key,
+                                  names.op_code(action), arg_value, counter, timeout))
     if ack is None:
         click.echo(f"{action} sent (no acknowledgement without MQTT 5)")
         return
     click.echo(json.dumps(ack))
     refused = ack.get("verdict") == "REJECT"
     sys.exit(1 if refused else 0)
+
+
+# Exit codes of ``op`` (and of ``status``): documented in its help and in docs/mqtt.md.
+EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_BROKER, EXIT_NO_ANSWER = 0, 1, 2, 3, 4
+
+
+@contextlib.contextmanager
+def _answer_or_exit(url: str, device: str, timeout_s: float):
+    """Broker unreachable → exit 3; nobody answering in time → exit 4; one line each."""
+    from aiomqtt import MqttError
+
+    try:
+        yield
+    except MqttError as err:
+        click.echo(f"cannot reach the broker at {url} ({err}); check --mqtt and that the "
+                   "broker runs", err=True)
+        sys.exit(EXIT_NO_BROKER)
+    except TimeoutError:
+        click.echo(f"no answer from device {device} within {timeout_s:g} s: is `edgegov run` "
+                   f"running for it on this broker (edgegov status --device {device})?",
+                   err=True)
+        sys.exit(EXIT_NO_ANSWER)
+    except (OSError, ssl.SSLError) as err:  # TLS files (the client loads them on connect)
+        name = getattr(err, "filename", None) or "TLS"
+        click.echo(f"{name}: cannot load ({getattr(err, 'strerror', None) or err}); check "
+                   "--ca/--cert/--cert-key", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 def _op_arg(action: str, arg: str, config: str | None) -> int:
@@ -185,9 +237,12 @@ def _op_arg(action: str, arg: str, config: str | None) -> int:
               "instead (device or pyserial URL); same as `lineage pull-serial --port`.")
 @functools.partial(_mqtt_options, required=False)
 def pull_cmd(device, output, prefix, timeout, serial_port, **mqtt):
-    """Pull a device's lineage image over MQTT (checked by SHA-256), or a board's ring
-    over its serial link (``--serial``, each chunk CRC-checked), into OUTPUT."""
-    from edgegov.service.client import PullError, pull_lineage
+    """Pull a device's lineage sealed: the device first closes its hash chain with a
+    checkpoint, then sends the image (checked by SHA-256 over MQTT, chunk CRCs over
+    ``--serial``) and a signed head attestation, written beside OUTPUT as OUTPUT.att.json
+    (``lineage verify OUTPUT --key K`` checks it)."""
+    from edgegov.host import attest
+    from edgegov.service.client import PullError, pull_sealed
     from edgegov.service.topics import Topics
 
     if serial_port:
@@ -200,12 +255,16 @@ def pull_cmd(device, output, prefix, timeout, serial_port, **mqtt):
     if not device or not mqtt["mqtt_url"]:
         raise click.UsageError("give --device and --mqtt (or --serial PORT for a board)")
     try:
-        image = asyncio.run(pull_lineage(_settings(**mqtt), Topics(device, prefix), timeout))
+        pulled = asyncio.run(pull_sealed(_settings(**mqtt), Topics(device, prefix), timeout))
     except PullError as err:
         click.echo(str(err), err=True)
         sys.exit(2)
-    Path(output).write_bytes(image)
-    click.echo(f"{output}: {len(image)} bytes; try: edgegov lineage verify {output}")
+    Path(output).write_bytes(pulled.image)
+    att_path = attest.path_for(output)
+    attest.write(att_path, pulled.attestation)
+    click.echo(f"{output}: {len(pulled.image)} bytes, sealed at seq "
+               f"{pulled.attestation['head_seq']}; head attestation -> {att_path}; try: "
+               f"edgegov lineage verify {output} --key KEY")
 
 
 # --------------------------------------------------------------------------- keygen

@@ -95,6 +95,14 @@ class PlcFrontend:
         # (name, channel index, first proposal register, words) per channel, for the
         # per-write decoding.
         self._slots = tuple((s.name, s.index, s.proposal, s.words) for s in regmap.channels)
+        self._holes = regmap.holes  # holding registers between pinned channels: no one's
+        # The input-register image, kept between reads: the identity block never changes;
+        # the outputs go in runs of (first register, layout) — one run unless pinned.
+        self._inregs = [0] * regmap.input_count
+        self._inregs[mm.I_IDENT:mm.I_IDENT + mm.IDENT_COUNT] = regmap.ident_words()
+        loose = tuple((s.index, s.words) for s in regmap.channels if not s.pinned)
+        self._out_runs = ((mm.I_OUTPUTS, loose),) + tuple(
+            (s.output, ((s.index, s.words),)) for s in regmap.channels if s.pinned)
 
     # ------------------------------------------------------------ holding registers
 
@@ -105,6 +113,8 @@ class PlcFrontend:
             if end > mm.H_HEARTBEAT:
                 return self._malformed(now_ms)  # operator registers are written alone
             return self._operator_write(address, values, now_ms)
+        if self._holes and self._holes.issuperset(range(address, end)):
+            return EXC_ILLEGAL_ADDRESS  # only registers between pinned channels: no one's
         changed_hb = address == mm.H_HEARTBEAT and values[0] != self.heartbeat
         if changed_hb:
             self.heartbeat = values[0]
@@ -212,15 +222,16 @@ class PlcFrontend:
         """The input-register image (I0 …) of the current state."""
         gov = self.service.gov
         last = self.last
-        regs = [0] * self.map.input_count
+        regs = self._inregs
         regs[mm.I_STATE:mm.I_OUTPUTS] = [
             gov.state, gov.mode, gov.link, int(self.service._estop_level), gov.causes & 0xFFFF,
             gov.faults & 0xFFFF, last.verdict, last.reason,
             mm.NO_RULE if last.rule < 0 else last.rule, mm.encode(last.margin, 1)[0],
             last.exception, self.hb_counted & 0xFFFF, *mm.u32(self.decided),
             *mm.u32(self.refused), *mm.u32(gov.last_now)]
-        outputs = mm.encode_all(self.map.layout, gov.out)
-        regs[mm.I_OUTPUTS:mm.I_OUTPUTS + len(outputs)] = outputs
+        for first, layout in self._out_runs:
+            outputs = mm.encode_all(layout, gov.out)
+            regs[first:first + len(outputs)] = outputs
         return regs
 
     def discrete_inputs(self) -> list[bool]:

@@ -134,11 +134,24 @@ def compile_text(text: str, source: str = "<envelope>") -> CompiledEnvelope:
         raise EnvelopeConfigError([problem]) from None
     adm, problems = admission.admit(doc)
     if problems:
-        lines = key_lines(text)
-        raise EnvelopeConfigError(
-            [Problem(source, loc, msg, line_of(lines, loc)) for loc, msg in problems]
-        )
-    return CompiledEnvelope(source, adm, cbor.dumps(build_array(adm)))
+        raise EnvelopeConfigError(located(problems, text, source))
+    compiled = CompiledEnvelope(source, adm, cbor.dumps(build_array(adm)))
+    if adm.modbus_addresses:  # pinned registers must fit the widths the ranges give
+        from ..adapters.modbus_map import pin_problems
+        from ..core.envelope import Envelope
+
+        problems = pin_problems(Envelope.from_blob(compiled.blob), adm.modbus_addresses)
+        if problems:
+            raise EnvelopeConfigError(located(problems, text, source))
+    return compiled
+
+
+def located(problems: list[tuple[tuple, str]], text: str, source: str) -> list[Problem]:
+    """(location, message) pairs → ``Problem`` lines with their TOML line, sorted by line
+    (then location) and without repeats: the order a person fixes them in."""
+    lines = key_lines(text)
+    found = {Problem(source, loc, msg, line_of(lines, loc)) for loc, msg in problems}
+    return sorted(found, key=lambda p: (p.line or 0, p.where, p.message))
 
 
 def compile_file(path: str | Path) -> CompiledEnvelope:

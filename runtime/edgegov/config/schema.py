@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 
 def _number(value: object) -> Decimal:
@@ -24,8 +24,10 @@ def _number(value: object) -> Decimal:
 
 
 Number = Annotated[Decimal, BeforeValidator(_number)]
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Breach = Literal["clamp", "reject", "escalate", "trip"]
+
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 
 
 class _Table(BaseModel):
@@ -79,8 +81,8 @@ class Limit(_Table):
 
 
 class Interlock(_Table):
-    when: Annotated[list[Condition], Field(min_length=1, max_length=8)]
-    limits: Annotated[dict[str, Limit], Field(min_length=1)]
+    when: Annotated[list[dict], Field(min_length=1, max_length=8)]  # each a Condition
+    limits: Annotated[dict[str, dict], Field(min_length=1)]  # channel -> Limit
     on_breach: Literal["clamp", "reject", "trip"] = "trip"
     description: str = ""
 
@@ -93,7 +95,7 @@ class ModeLimit(_Table):
 
 class Mode(_Table):
     description: str = ""
-    channels: dict[str, ModeLimit] = {}
+    channels: dict[str, dict] = {}  # channel -> ModeLimit
 
 
 class Link(_Table):
@@ -111,6 +113,7 @@ class Modbus(_Table):
     """Host-side Modbus settings of this device (not part of the governor's blob)."""
 
     operator_actions: bool = False  # Modbus has no authentication: off unless said here
+    addresses: dict[str, int] = {}  # channel -> pinned register (holding and input)
 
 
 class Top(_Table):
@@ -125,3 +128,25 @@ class Top(_Table):
     link: dict | None = None
     approval: dict | None = None
     modbus: dict | None = None
+
+
+_PARTIAL: dict[type, type] = {}
+
+
+def partial(model: type[_Table]) -> type[_Table]:
+    """``model`` with every required key optional (None when absent): what is left of a
+    table once its bad keys are taken out, so the checks that need only the good keys still
+    run and every independent problem shows in one pass."""
+    if model not in _PARTIAL:
+        fields = {
+            name: (_with_metadata(info) | None, None if info.is_required() else info.default)
+            for name, info in model.model_fields.items()
+        }
+        _PARTIAL[model] = create_model(f"Partial{model.__name__}", __base__=_Table, **fields)
+    return _PARTIAL[model]
+
+
+def _with_metadata(info) -> object:
+    if not info.metadata:
+        return info.annotation
+    return Annotated[(info.annotation, *info.metadata)]

@@ -11,7 +11,10 @@ else) record. Around them:
   so a pulled dump is tamper-evident;
 - GAP records when wrap-around overwrote records or the ring had to drop some;
 - on a trip, the records from the last checkpoint before it to ``freeze_after`` records
-  after it are frozen, so wrap-around cannot overwrite the incident (``None``: never).
+  after it are frozen, so wrap-around cannot overwrite the incident (``None``: never);
+- wall time, as data from the host (never read here, never used to decide): ``set_wall``
+  gives a (device ms, wall ms) pair; BOOT and every CHECKPOINT carry the wall time it
+  implies, and ``time_step`` writes a TIME record when the host's clock stepped.
 """
 
 import hashlib
@@ -23,10 +26,31 @@ from .record import GAP_DROPPED, GAP_HOST, GAP_OVERWRITTEN, K_CHECKPOINT, Encode
 
 ZERO_HEAD = bytes(32)
 CKPT_DOMAIN = b"edgegov-ckpt\x00"
+ATT_DOMAIN = b"edgegov-att\x00"
 
 
 def checkpoint_mac(key, head):
     return auth.hmac_sha256(key, CKPT_DOMAIN + bytes(head))
+
+
+def attestation_message(device_id, head_seq, chain_head, counter):
+    """The bytes a head attestation's MAC covers (docs/lineage-format.md, Head attestation):
+    ``"edgegov-att\\0" || u16le(len(device)) || device (UTF-8) || u32le(head_seq) ||
+    chain_head (32 bytes) || u64le(counter)``."""
+    dev = device_id.encode("utf-8") if isinstance(device_id, str) else bytes(device_id)
+    return (ATT_DOMAIN + struct.pack("<H", len(dev)) + dev + struct.pack("<I", head_seq)
+            + bytes(chain_head) + struct.pack("<Q", counter))
+
+
+def attestation_mac(key, device_id, head_seq, chain_head, counter):
+    return auth.hmac_sha256(key, attestation_message(device_id, head_seq, chain_head, counter))
+
+
+def sealed_head(checkpoint_head, seq, payload):
+    """The chain head after a sealing checkpoint: SHA-256(its head || u32le(seq) || payload)."""
+    h = hashlib.sha256(bytes(checkpoint_head))
+    chain_update(h, seq, payload)
+    return h.digest()
 
 
 def chain_update(h, seq, payload):
@@ -56,10 +80,33 @@ class Lineage:
         self._envelope = None  # (digest, blob) when the ring holds a copy of the envelope
         self._envelope_seq = -1
         self._envelope_due = False
+        self._wall_t = 0  # device ms and wall ms of the host's last wall-clock reading
+        self._wall = None
+
+    def set_wall(self, now_ms, wall_ms):
+        """The host's wall clock read ``wall_ms`` at device time ``now_ms`` (None: unknown)."""
+        self._wall_t = now_ms
+        self._wall = wall_ms
+
+    def wall_at(self, now_ms):
+        """Wall ms at device time ``now_ms`` from the last reading, or None."""
+        if self._wall is None:
+            return None
+        return self._wall + (now_ms - self._wall_t)
+
+    def time_step(self, now_ms, wall_ms):
+        """The host's wall clock stepped: record TIME [7, now_ms, wall_ms] and use it."""
+        self.set_wall(now_ms, wall_ms)
+        self.enc.time(now_ms, wall_ms)
+        return self._append(now_ms)
 
     def boot(self, gov, now_ms, boot_count=0, reset_reason=0, fw_version="", wall_ms=None,
              envelope_blob=None, digest=b""):
         """Start the governor (``gov.start``) and record BOOT, ENVELOPE and a CHECKPOINT."""
+        if wall_ms is not None:
+            self.set_wall(now_ms, wall_ms)
+        else:
+            wall_ms = self.wall_at(now_ms)
         d = gov.start(now_ms)
         self.enc.boot(now_ms, boot_count, reset_reason, fw_version, digest or self.env.digest,
                       gov.op_counter, d.output, wall_ms)
@@ -123,17 +170,34 @@ class Lineage:
             self.checkpoint(gov, now_ms)
         return seq
 
-    def checkpoint(self, gov, now_ms):
-        """Close the current chain segment and store the governor's full state."""
+    def checkpoint(self, gov, now_ms, keep=False):
+        """Close the current chain segment and store the governor's full state (``keep``:
+        return a copy of the checkpoint's payload)."""
         head = self._h.digest()
         mac = checkpoint_mac(self.key, head) if self.key else None
-        self.enc.checkpoint(now_ms, self.head, head, mac, gov.snapshot_state())
+        self.enc.checkpoint(now_ms, self.head, head, mac, gov.snapshot_state(),
+                            self.wall_at(now_ms))
+        payload = bytes(self.enc.payload()) if keep else None
         self.head = head
         self._h = hashlib.sha256(head)
         self._since = 0
         self.last_checkpoint_seq = self._append(now_ms)
         if self._envelope_due:  # wrap-around took the last copy: a dump must carry one
             self._append_envelope(now_ms)
+        return payload
+
+    def seal(self, gov, now_ms):
+        """Close the chain with a checkpoint that is the ring's last record (a pull, an
+        orderly stop). Returns ``(seq, chain_head)`` of that checkpoint (``sealed_head``),
+        or ``(-1, None)`` when it could not be appended. The caller syncs."""
+        for _ in range(3):  # an ENVELOPE copy or a GAP may follow a checkpoint: seal again
+            payload = self.checkpoint(gov, now_ms, keep=True)
+            seq = self.last_checkpoint_seq
+            if seq < 0:
+                return -1, None
+            if (self.ring.next_seq - 1) & 0xFFFFFFFF == seq:
+                break
+        return seq, sealed_head(self.head, seq, payload)
 
     def sync(self):
         self.ring.sync()
@@ -193,4 +257,5 @@ def _reached(seq, target):
     return ((seq - target) & 0xFFFFFFFF) < 0x80000000
 
 
-__all__ = ["Lineage", "checkpoint_mac", "chain_update", "ZERO_HEAD"]
+__all__ = ["Lineage", "checkpoint_mac", "chain_update", "ZERO_HEAD", "attestation_message",
+           "attestation_mac", "sealed_head"]

@@ -42,6 +42,7 @@ K_EVENT = const(3)
 K_GAP = const(4)
 K_CHECKPOINT = const(5)
 K_ENVELOPE = const(6)
+K_TIME = const(7)
 
 # Markers for values CBOR cannot carry (or that must stay distinguishable): [code]
 M_NAN = const(0)
@@ -50,6 +51,8 @@ M_NEG_INF = const(2)
 M_FLOAT = const(3)  # any other float: not an integer, so a wrong type for the governor
 M_OTHER = const(4)  # any other type (str, list, ...): a wrong type
 M_HUGE = const(5)  # an int beyond 64 bits: out of range
+M_TEXT = const(6)  # [6, bytes]: text that is not valid Unicode (a lone surrogate), as its
+# UTF-8 with each surrogate written as three bytes ("surrogatepass")
 
 _U64 = 0xFFFFFFFFFFFFFFFF
 _BUF = const(1024)
@@ -78,8 +81,23 @@ def _marker(v):
     return M_OTHER
 
 
+class Other:
+    """The stand-in for a value of any other type (an array, an object, ...): the governor
+    refuses it as a wrong type exactly as it refused the original, and the encoder writes
+    it as the same marker ``[4]``, so a replay reproduces the record byte for byte."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<other type>"
+
+
+OTHER = Other()
+
+
 def unmark(code):
-    """A stand-in value that the governor judges exactly as the recorded one."""
+    """A stand-in value that the governor judges exactly as the recorded one, and that the
+    encoder writes as the same marker."""
     if code == M_NAN:
         return float("nan")
     if code == M_POS_INF:
@@ -90,7 +108,20 @@ def unmark(code):
         return 0.5
     if code == M_HUGE:
         return 1 << 70
-    return "?"
+    if code == M_OTHER:
+        return OTHER
+    raise RecordError("unknown value marker %r" % (code,))
+
+
+def _text_marker(raw):
+    """The text an ``[6, bytes]`` marker carries (CPython: the exact string; a runtime
+    without surrogate support gets the ``Other`` stand-in, judged the same)."""
+    if not isinstance(raw, bytes):
+        raise RecordError("bad text marker")
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except (UnicodeError, LookupError, TypeError):
+        return OTHER
 
 
 class Encoder:
@@ -173,7 +204,13 @@ class Encoder:
         elif isinstance(v, int):
             self.int(v)
         else:
-            self.raw(cbor.dumps(v))
+            try:
+                data = cbor.dumps(v)
+            except UnicodeError:  # text with a lone surrogate (JSON "\ud800" can say so)
+                self.array(2)
+                self._head(0, M_TEXT)
+                data = cbor.dumps(v.encode("utf-8", "surrogatepass"))
+            self.raw(data)
 
     def raw(self, data):
         self._room(len(data))
@@ -235,7 +272,7 @@ class Encoder:
             self.array(3)
             self._head(0, EV_FAULT)
             self.value(ev.code)
-            self.value(bool(ev.active))
+            self.value(ev.active is not False)  # what the governor decides on
         else:
             raise RecordError("unknown event kind")
         self._outcome(d, extra, None)
@@ -355,9 +392,10 @@ class Encoder:
         self.raw(cbor.dumps(bytes(digest)))
         self.raw(cbor.dumps(bytes(blob)))
 
-    def checkpoint(self, now_ms, prev_head, head, mac, state):
-        """CHECKPOINT = [5, t, prev_head, head, mac|null, seq_ref, state, envelope_digest]."""
-        self.start(K_CHECKPOINT, 8)
+    def checkpoint(self, now_ms, prev_head, head, mac, state, wall_ms=None):
+        """CHECKPOINT = [5, t, prev_head, head, mac|null, seq_ref, state, envelope_digest,
+        (wall_ms)]: the trailing wall time only when the host knows it."""
+        self.start(K_CHECKPOINT, 8 if wall_ms is None else 9)
         self.int(now_ms)
         self.t = now_ms
         self.raw(cbor.dumps(bytes(prev_head)))
@@ -366,6 +404,15 @@ class Encoder:
         self.int(self.seq_ref)
         self.raw(cbor.dumps(state))
         self.raw(cbor.dumps(bytes(self.env.digest)))
+        if wall_ms is not None:
+            self.int(wall_ms)
+
+    def time(self, now_ms, wall_ms):
+        """TIME = [7, t, wall_ms]: the host's wall clock stepped; ``t`` is absolute and, unlike
+        the other absolute times, not a base for the next record's ``dt``."""
+        self.start(K_TIME, 3)
+        self.int(now_ms)
+        self.int(wall_ms)
 
     def gap(self, now_ms, first_lost, count, cause):
         """GAP = [4, t, first_lost_seq, count, cause]."""
@@ -408,14 +455,17 @@ _SIZES = {
     K_DECISION: (7, 9),
     K_EVENT: (6, 8),
     K_GAP: (5, 5),
-    K_CHECKPOINT: (8, 8),
+    K_CHECKPOINT: (8, 9),
     K_ENVELOPE: (3, 3),
+    K_TIME: (3, 3),
 }
 
 
 def value_of(v):
     """A decoded recorded value → the value to feed the governor."""
     if isinstance(v, list):
+        if len(v) == 2 and v[0] == M_TEXT:
+            return _text_marker(v[1])
         if len(v) != 1 or not isinstance(v[0], int):
             raise RecordError("bad value marker")
         return unmark(v[0])
@@ -444,6 +494,10 @@ def values_of(field, names):
             if not 0 <= k < len(names):
                 raise RecordError("value index out of range")
             k = names[k]
+        elif isinstance(k, list):
+            k = value_of(k)  # an unknown name that is not valid Unicode
+            if not isinstance(k, str):
+                raise RecordError("bad value key")
         elif not isinstance(k, str):
             raise RecordError("bad value key")
         out[k] = value_of(v)
@@ -456,6 +510,8 @@ __all__ = [
     "decode",
     "values_of",
     "value_of",
+    "Other",
+    "OTHER",
     "FORMAT_VERSION",
     "K_BOOT",
     "K_DECISION",
@@ -463,4 +519,5 @@ __all__ = [
     "K_GAP",
     "K_CHECKPOINT",
     "K_ENVELOPE",
+    "K_TIME",
 ]

@@ -25,6 +25,7 @@ from .record import (
     K_ENVELOPE,
     K_EVENT,
     K_GAP,
+    K_TIME,
     Encoder,
     RecordError,
     decode,
@@ -140,7 +141,7 @@ class Decoder:
             if rec[4] != GAP_OVERWRITTEN:
                 self.anchored = False  # inputs were lost between here and the last record
             return kind, rec, None
-        if kind == K_ENVELOPE or not self.anchored:
+        if kind == K_ENVELOPE or kind == K_TIME or not self.anchored:
             return kind, rec, None
         return kind, rec, self._outcome(seq, kind, rec)
 

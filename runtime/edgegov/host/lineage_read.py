@@ -20,12 +20,15 @@ from edgegov.core.record import (
     K_ENVELOPE,
     K_EVENT,
     K_GAP,
+    K_TIME,
     RecordError,
 )
 from edgegov.core.replay import Decoder, ReplayError
 
+from .walltime import BootIndex, dump_wall_clock, format_wall
+
 KIND_NAMES = {K_BOOT: "boot", K_DECISION: "decision", K_EVENT: "event", K_GAP: "gap",
-              K_CHECKPOINT: "checkpoint", K_ENVELOPE: "envelope"}
+              K_CHECKPOINT: "checkpoint", K_ENVELOPE: "envelope", K_TIME: "time"}
 GAP_CAUSES = {1: "dropped", 2: "overwritten", 3: "host"}
 
 
@@ -52,8 +55,11 @@ def _plain(v):
 def decode_dump(dump, envelopes: dict | None = None):
     """Yield one dict per record of ``dump`` (a ``Dump``), in ring order."""
     decoder = Decoder(envelopes if envelopes is not None else dump.envelopes())
+    wall = dump_wall_clock(dump.records)
+    boots = BootIndex()
     prev = None
     for seq, payload in dump.records:
+        boot = boots.see(payload[1] if len(payload) > 1 else -1)
         if prev is not None and seq != (prev + 1) & 0xFFFFFFFF:
             decoder.anchored = False  # times and outputs are relative: wait for an anchor
         prev = seq
@@ -64,7 +70,12 @@ def decode_dump(dump, envelopes: dict | None = None):
             yield {**base, "kind": "error", "error": str(err), "bytes": payload.hex()}
             decoder.anchored = False
             continue
-        yield {**base, **_describe(decoder, kind, rec, outcome)}
+        row = {**base, **_describe(decoder, kind, rec, outcome)}
+        t_ms = row.get("t_ms")
+        wall_ms = wall.at(boot, t_ms) if type(t_ms) is int and wall.known else None
+        if wall_ms is not None:
+            row["wall"] = format_wall(wall_ms)  # recorded by the host, never decided on
+        yield row
 
 
 def _describe(decoder, kind, rec, outcome) -> dict:
@@ -81,6 +92,10 @@ def _describe(decoder, kind, rec, outcome) -> dict:
         out.update(t_ms=rec[1], head=bytes(rec[3]).hex(), keyed=rec[4] is not None,
                    state=names.state(state[1]), mode=_mode(env, state[5]),
                    trip_causes=names.causes(state[2]), outputs=_by_name(env, state[8]))
+        if len(rec) > 8:
+            out["wall_ms"] = rec[8]
+    elif kind == K_TIME:
+        out.update(t_ms=rec[1], wall_ms=rec[2])
     elif kind == K_GAP:
         out.update(t_ms=rec[1], first_lost=rec[2], count=rec[3],
                    cause=GAP_CAUSES.get(rec[4], rec[4]))
@@ -154,8 +169,8 @@ def _mode(env, index: int):
     return env.modes[index] if env is not None and 0 <= index < len(env.modes) else index
 
 
-CSV_FIXED = ("seq", "offset", "kind", "t_ms", "cmd_seq", "input", "verdict", "reason", "rule",
-             "margin", "events")
+CSV_FIXED = ("seq", "offset", "kind", "t_ms", "wall", "cmd_seq", "input", "verdict", "reason",
+             "rule", "margin", "events")
 
 
 def csv_rows(rows, channel_names: list[str]):
@@ -165,10 +180,10 @@ def csv_rows(rows, channel_names: list[str]):
         header += [f"proposed_{ch}", f"output_{ch}"]
     yield header
     for row in rows:
-        line = [row.get(k, "") for k in CSV_FIXED[:5]]
+        line = [row.get(k, "") for k in CSV_FIXED[:6]]
         inp = row.get("input")
         line.append(inp.get("type", "") if isinstance(inp, dict) else "")
-        line += [row.get(k, "") for k in CSV_FIXED[6:10]]
+        line += [row.get(k, "") for k in CSV_FIXED[7:11]]
         line.append(";".join(f"{e['event']}:{e['arg']}" for e in row.get("events", [])))
         proposed = row.get("proposed") if isinstance(row.get("proposed"), dict) else {}
         output = row.get("output") or row.get("outputs") or {}

@@ -79,6 +79,53 @@ class WallClock:
         return any(self._boots)
 
 
+def dump_wall_clock(records) -> WallClock:
+    """The ``WallClock`` of a dump's ``(seq, payload)`` records (decodes only the anchors)."""
+    return WallClock.from_records(_anchors(records))
+
+
+def wall_span(records) -> tuple[int, int, int] | None:
+    """(first, last, steps): the wall ms of the first and the last record carrying wall
+    time in ring order, and the number of TIME records (clock steps); None when none does."""
+    first = last = None
+    steps = 0
+    for kind, _, wall in (_anchor(r) for r in _anchors(records)):
+        if kind == K_TIME:
+            steps += 1
+        if isinstance(wall, int) and not isinstance(wall, bool):
+            first = wall if first is None else first
+            last = wall
+    return None if first is None else (first, last, steps)
+
+
+def _anchors(records):
+    from ..core.record import RecordError, decode
+
+    for _, payload in records:
+        if len(payload) > 1 and payload[1] in (K_BOOT, K_CHECKPOINT, K_TIME):
+            try:
+                yield decode(payload)
+            except RecordError:
+                continue
+
+
+class BootIndex:
+    """Follows ``WallClock.from_records``'s boot numbering record by record (by kind)."""
+
+    def __init__(self) -> None:
+        self.index = 0
+        self._started = False
+
+    def see(self, kind) -> int:
+        if kind == K_BOOT:
+            if self._started:
+                self.index += 1
+            self._started = True
+        elif kind in (K_CHECKPOINT, K_TIME):
+            self._started = True
+        return self.index
+
+
 def format_wall(wall_ms: int) -> str:
     """ISO 8601 UTC with milliseconds: ``2026-12-04T06:33:11.123Z``."""
     secs, ms = divmod(int(wall_ms), 1000)

@@ -37,8 +37,18 @@ ul.findings { margin:4px 0; padding-left:20px; }
 .fail { color:var(--bad); font-weight:600; }
 .note { color:var(--warn); font-weight:600; }
 .okt { color:var(--ok); font-weight:600; }
-.plot { width:100%; height:260px; margin:0 0 6px; }
-.plot.timeline { height:auto; }
+.plot { width:100%; height:300px; margin:0 0 6px; }
+.plot.timeline, .plot.lane { height:auto; }
+.plot.input.bool { height:150px; }
+.plot.input.number { height:230px; }
+section.story { border:1px solid var(--line); border-radius:6px; padding:4px 12px; margin:8px 0; }
+section.story h4 { margin:6px 0; font-size:14px; }
+section.story ol, aside ol { margin:4px 0; padding-left:18px; }
+li.part { list-style:none; margin-left:-18px; font-weight:600; color:var(--muted); margin-top:4px; }
+li.trip { color:var(--bad); font-weight:600; }
+span.at { color:var(--muted); font-variant-numeric:tabular-nums; font-size:12px; }
+.scroll.wide { display:block; }
+tr.refused td { color:var(--bad); }
 .controls { display:flex; gap:8px; align-items:center; margin:4px 0 8px; flex-wrap:wrap; }
 button { font:inherit; padding:2px 10px; border:1px solid var(--line); border-radius:4px;
          background:var(--panel); cursor:pointer; }
@@ -99,17 +109,58 @@ async function unpack(id) {
   if (typeof DecompressionStream === 'undefined') {
     throw new Error('this browser cannot decompress the report (no DecompressionStream)');
   }
+  return JSON.parse(await unpackText(id));
+}
+async function unpackText(id) {
   const blob = new Blob([bytesOf($(id).textContent.trim())]);
   const stream = blob.stream().pipeThrough(new DecompressionStream('gzip'));
-  return JSON.parse(await new Response(stream).text());
+  return new Response(stream).text();
+}
+// plotly.js travels packed (a third of its size): run it in the global scope once unpacked.
+async function loadPlotly() {
+  if (typeof Plotly === 'undefined') (0, eval)(await unpackText('report-plotly'));
 }
 function str(k) { return k >= 0 ? S[k] : ''; }
-function fmt(x) { return x === null || x === undefined ? '' : (+x).toFixed(3); }
+// Times travel as integer ms (delta-encoded in columns); on the axes they are seconds of
+// device time, or, when the lineage has wall time, dates (plotly takes ms since the epoch).
+let WALL = false;
+function AX(ms) { return ms === null || ms === undefined ? null : (WALL ? ms : ms / 1000); }
+function undelta(a) {
+  const out = new Array(a.length);
+  let last = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === null) { out[i] = null; continue; }
+    last += a[i];
+    out[i] = last;
+  }
+  return out;
+}
+function times(a) { return undelta(a).map(AX); }
+function dec(col) {
+  if (col.raw) return col.raw;
+  const scale = Math.pow(10, col.d);
+  return undelta(col.v).map((k) => (k === null ? null : (col.d ? k / scale : k)));
+}
+function iso(ms) { return new Date(ms).toISOString().replace('T', ' ').replace('Z', ' UTC'); }
+function fmt(x) {
+  if (x === null || x === undefined) return '';
+  return WALL ? iso(x) : (+x).toFixed(3) + ' s';
+}
+let XH = '%{x:.3f} s';
+// Legends sit under each plot, left-aligned: the toolbar (modebar) is at the top right.
+function legendBelow() {
+  return { orientation: 'h', x: 0, xanchor: 'left', y: -0.16, yanchor: 'top',
+           font: { size: 11 } };
+}
+function xaxis() {
+  return WALL ? { type: 'date', zeroline: false, hoverformat: '%H:%M:%S.%L' }
+              : { zeroline: false, ticksuffix: ' s' };
+}
 
 function describe(i) {
   const v = R.v[i];
   const head = v >= 0 ? D.verdicts[v] : 'record';
-  const bits = [head + ' · seq ' + R.seq[i] + ' · t ' + fmt(R.x[i]) + ' s'];
+  const bits = [head + ' · seq ' + R.seq[i] + ' · ' + fmt(R.x[i])];
   if (v > 0) bits.push(str(R.reason[i]) + ' · rule ' + (str(R.rule[i]) || '-') +
                        ' · margin ' + R.margin[i]);
   return bits.join('<br>');
@@ -117,7 +168,7 @@ function describe(i) {
 
 // Incident bands and event lines: one trace each on a hidden [0, 1] axis laid over the plot
 // (thousands of layout shapes would make every zoom slow; a trace is one path).
-function overlays() {
+function overlays(extra) {
   const band = (pairs, color, name) => {
     const x = [], y = [];
     for (const [a, b] of pairs) x.push(a, a, b, b, null), y.push(0, 1, 1, 0, null);
@@ -127,6 +178,7 @@ function overlays() {
   };
   const out = [band(D.incidents.map((i) => [i.x0, i.xt]), 'rgba(255,152,0,0.13)', 'lead-up'),
                band(D.incidents.map((i) => [i.xt, i.x1]), 'rgba(213,0,0,0.08)', 'tripped')];
+  if (extra) out.push(band(extra, 'rgba(96,96,96,0.22)', 'stale'));
   const byCat = {};
   for (const l of D.lines) (byCat[l.cat] = byCat[l.cat] || []).push(l);
   for (const cat of Object.keys(byCat)) {
@@ -241,17 +293,17 @@ function seriesTraces(c) {
   traces.push(Object.assign(lineData(R.prop[c], null), { name: 'proposed', type: 'scatter',
     mode: 'lines', line: { shape: 'hv', color: COLORS.proposed, width: 1 }, meta: 'rows',
     _series: R.prop[c],
-    hovertemplate: 'proposed %{y} ' + ch.unit + ' at %{x:.3f} s<extra></extra>' }));
+    hovertemplate: 'proposed %{y} ' + ch.unit + ' at ' + XH + '<extra></extra>' }));
   traces.push(Object.assign(lineData(R.out[c], null), { name: 'output', type: 'scatter',
     mode: 'lines', line: { shape: 'hv', color: COLORS.output, width: 1.6 }, meta: 'rows',
     _series: R.out[c],
-    hovertemplate: 'output %{y} ' + ch.unit + ' at %{x:.3f} s<extra></extra>' }));
+    hovertemplate: 'output %{y} ' + ch.unit + ' at ' + XH + '<extra></extra>' }));
   if (W && W.x.length) {
     traces.push({ x: W.x, y: W.out[c], name: 'what-if output', type: 'scatter',
       mode: 'markers', marker: { color: COLORS.whatif, size: 6, symbol: 'diamond-open',
         maxdisplayed: sampled(W.x.length) },
       customdata: W.x.map((_, k) => k), meta: 'whatif',
-      text: W.diff.map((d) => 'what-if differs · seq ' + d.seq + '<br>' + d.summary),
+      text: W.summary.map((k, j) => 'what-if differs · seq ' + W.seq[j] + '<br>' + str(k)),
       hovertemplate: '%{text}<extra></extra>' });
   }
   const M = D.markers[c];
@@ -271,11 +323,11 @@ function channelPlot(c) {
   const ch = D.channels[c];
   const div = $('plot-' + c);
   const layout = {
-    margin: { l: 64, r: 10, t: 26, b: 34 }, hovermode: 'closest', dragmode: 'zoom',
+    margin: { l: 64, r: 10, t: 30, b: 70 }, hovermode: 'closest', dragmode: 'zoom',
     title: { text: ch.name + ' (' + ch.unit + ')', x: 0.01, font: { size: 14 } },
-    xaxis: { title: { text: '' }, zeroline: false, ticksuffix: ' s' },
+    xaxis: xaxis(),
     yaxis: { title: { text: ch.unit }, zeroline: false },
-    legend: { orientation: 'h', y: 1.16, x: 1, xanchor: 'right', font: { size: 11 } },
+    legend: legendBelow(),
     yaxis2: Y2,
   };
   return Plotly.newPlot(div, overlays().concat(seriesTraces(c)), layout,
@@ -311,14 +363,14 @@ function timelinePlot() {
     cats.push('what-if differs');
     traces.push({ x: W.x, y: W.x.map(() => 'what-if differs'), name: 'what-if differs',
       type: 'scatter', mode: 'markers', customdata: W.x.map((_, k) => k), meta: 'whatif',
-      text: W.diff.map((d) => 'seq ' + d.seq + '<br>' + d.summary),
+      text: W.summary.map((k, j) => 'seq ' + W.seq[j] + '<br>' + str(k)),
       hovertemplate: '%{text}<extra></extra>',
       marker: { size: 8, symbol: 'diamond-open', color: COLORS.whatif,
         maxdisplayed: sampled(W.x.length) } });
   }
   const layout = {
     height: Math.max(160, 60 + 22 * cats.length), showlegend: false, hovermode: 'closest',
-    margin: { l: 150, r: 10, t: 10, b: 34 }, xaxis: { ticksuffix: ' s', zeroline: false },
+    margin: { l: 150, r: 10, t: 24, b: 34 }, xaxis: xaxis(),
     yaxis: { type: 'category', categoryorder: 'array', categoryarray: cats.slice().sort() },
     yaxis2: Y2,
   };
@@ -334,6 +386,7 @@ function hook(div) {
     const meta = pt.data.meta;
     if (meta === 'rows' || meta === 'markers') showRow(pt.customdata);
     else if (meta === 'whatif') showWhatIf(pt.customdata);
+    else if (meta === 'operator' && rowOfSeq(pt.customdata) >= 0) showRow(rowOfSeq(pt.customdata));
   });
   div.on('plotly_relayout', (ev) => {
     if (syncing) return;
@@ -342,7 +395,7 @@ function hook(div) {
     else if (ev['xaxis.range']) range = ev['xaxis.range'];
     else if (ev['xaxis.autorange']) range = null;
     else return;
-    zoomAll(range, div);
+    zoomAll(range ? range.map(axisValue) : null, div);
   });
 }
 
@@ -370,7 +423,7 @@ function fillTable(range) {
       '</td><td>' + esc(str(R.rule[i])) + '</td><td>' + esc(str(R.reason[i])) +
       '</td><td class="n">' + (R.margin[i] === null ? '' : R.margin[i]) + '</td></tr>');
   }
-  $('events-table').innerHTML = '<table class="grid"><thead><tr><th class="n">t (s)</th>' +
+  $('events-table').innerHTML = '<table class="grid"><thead><tr><th class="n">at</th>' +
     '<th class="n">seq</th><th>what</th><th>verdict</th><th>rule</th><th>reason</th>' +
     '<th class="n">margin</th></tr></thead><tbody>' + body.join('') + '</tbody></table>';
   $('events-count').textContent = total > shown ?
@@ -380,9 +433,33 @@ function fillTable(range) {
 const ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
 function esc(s) { return s.replace(/[&<>"]/g, (c) => ENTITIES[c]); }
 
+function put(rec, path, v) {
+  let n = path.length;
+  if (path[n - 1] === '=') { n--; v = JSON.parse(v); }
+  for (let i = 0; i < n - 1; i++) rec = rec[path[i]] || (rec[path[i]] = {});
+  rec[path[n - 1]] = v;
+}
+// The plotted records, rebuilt from their columns (one set per record shape: pack.py).
+function unrecords(P) {
+  const cols = P.shapes.map((sh) => sh.cols.map((c) => (c.d ? undelta(c.d)
+    : c.s ? c.s.map((k) => (k >= 0 ? P.strings[k] : null)) : c.r)));
+  const cursor = P.shapes.map(() => 0);
+  return P.shape.map((k) => {
+    const j = cursor[k]++, rec = {}, paths = P.shapes[k].paths;
+    for (let m = 0; m < paths.length; m++) put(rec, paths[m], cols[k][m][j]);
+    return rec;
+  });
+}
 function loadRecords() {
-  if (!recordsPromise) recordsPromise = unpack('report-records').then((r) => (records = r));
+  if (!recordsPromise) {
+    recordsPromise = unpack('report-records').then((p) => (records = unrecords(p)));
+  }
   return recordsPromise;
+}
+let SEQ_ROW = null;
+function rowOfSeq(seq) {
+  if (!SEQ_ROW) { SEQ_ROW = new Map(); R.seq.forEach((q, i) => SEQ_ROW.set(q, i)); }
+  return SEQ_ROW.has(seq) ? SEQ_ROW.get(seq) : -1;
 }
 async function showRow(i) {
   const pre = $('record');
@@ -394,25 +471,153 @@ async function showRow(i) {
 }
 async function showWhatIf(k) {
   const W = D.whatif;
-  const d = W.diff[k];
+  const d = W.detail[k] || {};
   await loadRecords();
   const row = W.row[k];
-  $('record-title').textContent = 'What-if difference at seq ' + d.seq;
-  $('record').textContent = JSON.stringify({ summary: d.summary, recorded: d.recorded,
+  $('record-title').textContent = 'What-if difference at seq ' + W.seq[k];
+  $('record').textContent = JSON.stringify({ summary: str(W.summary[k]), recorded: d.recorded,
     what_if: d.what_if, record: row >= 0 ? records[row] : null }, null, 2);
+}
+
+// ------------------------------------------------------------------ decoding the data
+function decodeData() {
+  WALL = !!(D.time && D.time.wall);
+  XH = WALL ? '%{x|%Y-%m-%d %H:%M:%S.%L} UTC' : '%{x:.3f} s';
+  R = D.rows; S = D.strings;
+  R.x = times(R.t); R.seq = undelta(R.seq);
+  R.out = R.out.map(dec); R.prop = R.prop.map(dec);
+  BREAKS = new Set(R.breaks);
+  for (const M of D.markers) {
+    for (const cat of Object.keys(M)) { M[cat].i = undelta(M[cat].i); M[cat].y = dec(M[cat].y); }
+  }
+  D.timeline.i = undelta(D.timeline.i);
+  for (const inc of D.incidents) { inc.x0 = AX(inc.x0); inc.xt = AX(inc.xt); inc.x1 = AX(inc.x1); }
+  for (const l of D.lines) l.x = AX(l.x);
+  if (D.bounds) for (const b of D.bounds) b.x = b.x.map(AX);
+  const W = D.whatif;
+  if (W) {
+    W.x = times(W.t); W.seq = undelta(W.seq); W.out = W.out.map(dec);
+    for (const b of W.bounds) b.x = b.x.map(AX);
+  }
+  for (const inp of D.inputs) {
+    inp.x = times(inp.t); inp.v = dec(inp.v);
+    inp.stale = inp.stale.map(([a, b]) => [AX(a), AX(b)]);
+  }
+  D.operator.x = times(D.operator.t);
+  for (const g of D.segments) { g.x0 = AX(g.x0); g.x1 = AX(g.x1); }
+}
+// A range from plotly (numbers, or date strings on a date axis: UTC) → axis numbers.
+function axisValue(v) {
+  if (typeof v !== 'string') return v;
+  return Date.parse(v.replace(' ', 'T') + (v.endsWith('Z') ? '' : 'Z'));
+}
+
+// ------------------------------------------------------------------ inputs lane
+function extent() {
+  const X = R.x;
+  let lo = X.length ? X[0] : 0, hi = X.length ? X[X.length - 1] : 1;
+  for (const inp of D.inputs) {
+    if (inp.x.length) { lo = Math.min(lo, inp.x[0]); hi = Math.max(hi, inp.x[inp.x.length - 1]); }
+  }
+  return [lo, hi];
+}
+function hline(y, name, color, dash, span) {
+  return { x: span, y: [y, y], name: name, type: 'scatter', mode: 'lines', meta: 'limit',
+    line: { color: color, width: 1, dash: dash }, hovertemplate: name + '<extra></extra>' };
+}
+function inputPlot(k) {
+  const inp = D.inputs[k];
+  const div = $('plot-input-' + k);
+  const span = extent();
+  const traces = overlays(inp.stale);
+  const unit = inp.unit ? ' ' + inp.unit : '';
+  traces.push({ x: inp.x, y: inp.v, name: inp.name, type: 'scatter', mode: 'lines',
+    meta: 'input', line: { shape: 'hv', color: inp.number ? '#3949ab' : '#00695c', width: 1.6 },
+    fill: inp.number ? 'none' : 'tozeroy', fillcolor: 'rgba(0,105,92,0.10)',
+    hovertemplate: inp.name + ' %{y}' + unit + ' at ' + XH + '<extra></extra>' });
+  if (inp.number) {
+    for (const side of ['min', 'max']) {
+      if (inp[side] === null) continue;
+      traces.push(hline(inp[side], 'declared ' + side + ' ' + inp[side] + unit, '#2e7d32',
+        'dash', span));
+    }
+  }
+  for (const th of inp.thresholds) {
+    const y = typeof th.value === 'boolean' ? +th.value : th.value;
+    traces.push(hline(y, 'interlock ' + th.label + unit, '#c62828', 'dot', span));
+  }
+  traces.push({ x: [null], y: [null], name: 'stale (held stale by the governor)', type: 'scatter',
+    mode: 'markers', marker: { color: 'rgba(96,96,96,0.35)', symbol: 'square', size: 10 },
+    hoverinfo: 'skip', meta: 'legend-only' });
+  const layout = {
+    height: inp.number ? 230 : 150, margin: { l: 64, r: 10, t: 30, b: 64 },
+    hovermode: 'closest', title: { text: 'input ' + inp.name + (inp.unit ? ' (' + inp.unit + ')' :
+      inp.number ? '' : ' (bool)') + (inp.estop ? ' · e-stop' : ''), x: 0.01, font: { size: 14 } },
+    xaxis: xaxis(), legend: legendBelow(), yaxis2: Y2,
+    yaxis: inp.number ? { title: { text: inp.unit }, zeroline: false }
+      : { tickvals: [0, 1], ticktext: ['false', 'true'], range: [-0.2, 1.25], fixedrange: true },
+  };
+  return Plotly.newPlot(div, traces, layout,
+    { displaylogo: false, responsive: true, scrollZoom: true }).then(() => hook(div));
+}
+
+// ------------------------------------------------------------------ operator lane
+function operatorPlot() {
+  const O = D.operator, div = $('plot-operator');
+  if (!div) return Promise.resolve();
+  const kinds = { accepted: [], refused: [], 'not authentic': [] };
+  O.x.forEach((x, k) => {
+    const text = str(O.text[k]);
+    const kind = O.authentic[k] === false ? 'not authentic'
+      : (text.includes(': refused') ? 'refused' : 'accepted');
+    kinds[kind].push(k);
+  });
+  const style = { accepted: ['circle', '#00897b'], refused: ['x', '#e65100'],
+    'not authentic': ['x-open', '#d50000'] };
+  const shown = Object.keys(kinds).filter((k) => kinds[k].length);
+  const traces = overlays().concat(shown.map((kind) => ({
+    x: kinds[kind].map((k) => O.x[k]), y: kinds[kind].map((k) => str(O.action[k])),
+    name: kind, type: 'scatter', mode: 'markers', meta: 'operator',
+    customdata: kinds[kind].map((k) => O.seq[k]),
+    text: kinds[kind].map((k) => str(O.text[k]) + '<br>seq ' + O.seq[k] + ' · ' + fmt(O.x[k])),
+    hovertemplate: '%{text}<extra></extra>',
+    marker: { symbol: style[kind][0], color: style[kind][1], size: 11,
+      line: { width: 2, color: style[kind][1] } } })));
+  const cats = [...new Set(O.action.map(str))].sort();
+  const layout = { height: Math.max(170, 90 + 24 * cats.length),
+    margin: { l: 150, r: 10, t: 30, b: 64 },
+    hovermode: 'closest', title: { text: 'operator actions', x: 0.01, font: { size: 14 } },
+    xaxis: xaxis(), legend: legendBelow(), yaxis2: Y2,
+    yaxis: { type: 'category', categoryorder: 'array', categoryarray: cats } };
+  return Plotly.newPlot(div, traces, layout,
+    { displaylogo: false, responsive: true, scrollZoom: true }).then(() => hook(div));
+}
+
+function showStory(n) {
+  const story = $('narrative-' + n);
+  if (!story) return;
+  $('record-title').textContent = 'Incident ' + n;
+  $('record').innerHTML = '';
+  $('record').appendChild(story.querySelector('ol').cloneNode(true));
 }
 
 async function main() {
   const t0 = performance.now();
   const timings = {};
+  await loadPlotly();
+  timings.plotly_ms = performance.now() - t0;
   D = await unpack('report-data');
+  decodeData();
   timings.unpack_ms = performance.now() - t0;
-  R = D.rows; S = D.strings; BREAKS = new Set(R.breaks);
-  window.edgegovReport = { data: D, plots: plots, showRow: showRow, timings: timings };
+  window.edgegovReport = { data: D, plots: plots, showRow: showRow, timings: timings,
+    AX: AX, zoomAll: zoomAll };
   for (let c = 0; c < D.channels.length; c++) {
     await channelPlot(c);
     timings['plot_' + c + '_ms'] = performance.now() - t0;
+    if (c === 0) timings.first_plot_ms = timings['plot_0_ms'];
   }
+  for (let k = 0; k < D.inputs.length; k++) await inputPlot(k);
+  await operatorPlot();
   await timelinePlot();
   fillTable(null);
   timings.ready_ms = performance.now() - t0;
@@ -423,7 +628,11 @@ async function main() {
     showRow(+tr.dataset.row).then(() => tr.classList.add('sel'));
   });
   document.querySelectorAll('button[data-x0]').forEach((b) => b.addEventListener('click',
-    () => { zoomAll([+b.dataset.x0, +b.dataset.x1], null); $('channels').scrollIntoView(); }));
+    () => {
+      zoomAll([AX(+b.dataset.x0), AX(+b.dataset.x1)], null);
+      showStory(b.dataset.incident);
+      $('channels').scrollIntoView();
+    }));
   $('zoom-reset').addEventListener('click', () => zoomAll(null, null));
   document.body.dataset.ready = '1';
 }

@@ -9,12 +9,16 @@ from pathlib import Path
 from .. import __version__
 from ..core.verify import verify
 from ..host.lineage_read import decode_dump
+from ..host.walltime import format_wall
 from . import model
-from .collect import Collector, channels_of, rule_channels
+from .collect import Collector, channels_of, rule_channels, wall_clock_of
+from .inputs import InputTrack, input_units, unit_of_blob
+from .narrative import Narrator
 from .page import Facts, render
 from .plotlyjs import plotly_js
 from .reading import Loaded, ReportError, load
 from .shadow import replay_track
+from .whatif_view import summarise
 
 PROGRESS_EVERY = 8192  # records between progress calls
 
@@ -58,13 +62,36 @@ def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
         facts.what_if = replay_track(dump.records, loaded.envelopes, key, loaded.what_if,
                                      progress=lambda i: tell("what-if", i, total))
     channels = channels_of(loaded.envelopes)
-    collector = _decode(loaded, channels, facts, tell)
+    wall = wall_clock_of(dump.records)
+    units = input_units(dump.records)
+    if loaded.what_if is not None and loaded.what_if_blob:
+        units = {**unit_of_blob(loaded.what_if_blob), **units}
+    inputs = InputTrack(loaded.envelopes, units)
+    narrator = Narrator(loaded.envelopes, units)
+    collector = _decode(loaded, channels, facts, tell, wall, (inputs, narrator))
     col = collector.finish()
     modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []
+    stories = narrator.finish(col.t_last)
     data = model.build(col, channels, facts.replay, facts.what_if, collector.xs, modes,
-                       loaded.what_if)
+                       loaded.what_if, inputs.finish(), stories)
+    if facts.what_if is not None:
+        facts.whatif_summary = summarise(loaded.image, loaded.what_if_source, facts.what_if,
+                                         key, _wall_text(wall, collector))
     tell("rendering", 0, None)
-    return render(facts, col, data, plotly_js())
+    return render(facts, col, data, plotly_js(), stories)
+
+
+def _wall_text(wall, collector):
+    """diff → its wall time as text, when the dump has wall time."""
+    if wall is None:
+        return None
+    xs = collector.xs
+
+    def at(d):
+        x = xs[d.index] if d.index < len(xs) else float("nan")
+        return None if x != x else format_wall(round(x * 1000))
+
+    return at
 
 
 def _facts(loaded: Loaded, key) -> Facts:
@@ -85,12 +112,12 @@ def _facts(loaded: Loaded, key) -> Facts:
     return facts
 
 
-def _decode(loaded: Loaded, channels, facts: Facts, tell) -> Collector:
+def _decode(loaded: Loaded, channels, facts: Facts, tell, wall=None, watchers=()) -> Collector:
     dump = loaded.dump
     names_ = [c[0] for c in channels]
     seqs = {d.seq for d in facts.what_if.diffs} if facts.what_if is not None else ()
     collector = Collector(len(dump.records), names_, rule_channels(loaded.envelopes, names_),
-                          seqs)
+                          seqs, wall=wall, watchers=watchers)
     total = len(dump.records)
     index = -1
     try:

@@ -13,12 +13,12 @@ record shown on click is exactly what ``edgegov lineage decode`` prints. On the 
 
 from __future__ import annotations
 
-import json
 import math
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..core.record import K_BOOT, K_CHECKPOINT
 from .decimate import Decimator
 
 U32 = 0xFFFFFFFF
@@ -75,6 +75,9 @@ class Collected:
     gaps: list = field(default_factory=list)
     holes: list = field(default_factory=list)  # (after_seq, next_seq, x)
     errors: list = field(default_factory=list)  # decoded 'error' rows
+    operator: list = field(default_factory=list)  # every operator action (dicts)
+    segments: list = field(default_factory=list)  # per boot: {"boot", "x0", "x1", "wall"}
+    wall: bool = False  # report times are wall time (s since the epoch, UTC)
     unplaced: int = 0
     after_hole: int = 0
     t_first: float | None = None
@@ -85,13 +88,19 @@ class Collected:
 
 
 class Clock:
-    """Device time → report time (s): boots laid end to end; ``None`` where unplaceable."""
+    """Device time → report time (s); ``None`` where unplaceable. Without wall time, boots
+    are laid end to end (each boot's clock starts again at 0). With ``wall`` (a
+    ``WallClock`` that knows every boot), a record's report time is its wall time (s since
+    the epoch, UTC), so boots sit where they happened, each its own segment."""
 
-    def __init__(self):
+    def __init__(self, wall=None):
         self.offset_ms = 0
         self.last_ms: int | None = None
         self.prev_seq: int | None = None
         self.after_hole = False
+        self.wall = wall
+        self.boot_index = -1  # as WallClock counts boots
+        self.new_segment = False  # the record just placed starts a boot's segment
 
     def place(self, row: dict, holes: list) -> float | None:
         seq = row["seq"]
@@ -100,16 +109,52 @@ class Clock:
             holes.append((self.prev_seq, seq))
         self.prev_seq = seq
         kind = row["kind"]
+        self.new_segment = kind == "boot"
+        if kind == "boot":
+            self.boot_index += 1
+        elif kind == "checkpoint" and self.boot_index < 0:
+            self.boot_index = 0
         if kind in ("boot", "checkpoint"):
             self.after_hole = False
         t = row.get("t_ms")
         if type(t) is not int or self.after_hole or row.get("unplaced"):
             return None
+        if self.wall is not None:
+            wall = self.wall.at(max(0, self.boot_index), t)
+            if wall is not None:
+                self.last_ms = wall
+                return wall / 1000
         if kind == "boot" and self.last_ms is not None:
             self.offset_ms = max(self.offset_ms, self.last_ms - t)
         ms = t + self.offset_ms
         self.last_ms = ms if self.last_ms is None else max(self.last_ms, ms)
         return ms / 1000
+
+
+def wall_clock_of(records) -> object | None:
+    """A ``WallClock`` of the dump's raw records when every boot in it has wall time (only
+    BOOT, CHECKPOINT and TIME records are decoded for this); else ``None`` (device time)."""
+    import cbor2
+
+    from ..host.walltime import K_TIME, WallClock
+
+    anchors = []
+    boots = 0
+    for _, payload in records:
+        if len(payload) < 2 or payload[1] not in (K_BOOT, K_CHECKPOINT, K_TIME):
+            continue
+        try:
+            arr = cbor2.loads(payload)
+        except Exception:  # noqa: BLE001 - a damaged record is not an anchor
+            continue
+        if isinstance(arr, list) and arr:
+            boots += arr[0] == K_BOOT
+            anchors.append(arr)
+    if not anchors:
+        return None
+    wall = WallClock.from_records(anchors)
+    every = all(wall.at(b, 0) is not None for b in range(max(1, boots)))
+    return wall if every else None
 
 
 def channels_of(envelopes: dict) -> list[tuple[str, str, str]]:
@@ -143,12 +188,20 @@ def _num(v):
     return None
 
 
-def record_text(row: dict) -> str:
-    """The record as one JSON line (``lineage decode``'s form; strict JSON for browsers)."""
-    try:
-        return json.dumps(row, separators=(",", ":"), allow_nan=False)
-    except ValueError:  # a non-finite float somewhere: spell it as decode's text does
-        return json.dumps(_finite(row), separators=(",", ":"))
+def finite(row: dict) -> dict:
+    """The record with non-finite floats spelled as ``lineage decode``'s text does (the
+    page's JSON must be strict for browsers)."""
+    return _finite(row) if _nonfinite(row) else row
+
+
+def _nonfinite(v) -> bool:
+    if type(v) is float:
+        return not math.isfinite(v)
+    if isinstance(v, dict):
+        return any(_nonfinite(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_nonfinite(x) for x in v)
+    return False
 
 
 def _finite(v):
@@ -165,13 +218,14 @@ class Collector:
     """Consumes decoded rows (``feed``) and keeps what the page plots."""
 
     def __init__(self, total: int, channels: list[str], rule_map: dict, important_seqs=(),
-                 decimator: Decimator | None = None):
+                 decimator: Decimator | None = None, wall=None, watchers=()):
         self.channels = channels
         self.rule_map = rule_map
         self.important_seqs = set(important_seqs)
         self.dec = decimator or Decimator(total)
-        self.clock = Clock()
-        self.out = Collected(bucket=self.dec.size)
+        self.clock = Clock(wall)
+        self.out = Collected(bucket=self.dec.size, wall=wall is not None)
+        self.watchers = list(watchers)  # each fed (x, row) of every placed record
         self._streaks: dict = {}  # source -> (key, first Item of its current run)
         self._pending_streak = None
         self._broken = False
@@ -198,9 +252,20 @@ class Collector:
             return
         out.t_first = x if out.t_first is None else out.t_first
         out.t_last = x
+        for w in self.watchers:
+            w.feed(x, row)
         item, important = self._item(x, row)
-        if self._broken:
+        if self._broken or (self.clock.new_segment and out.wall):
             item.after_break, self._broken = True, False
+        self._segment(x, row)
+        inp = row.get("input")
+        if isinstance(inp, dict) and inp.get("type") == "operator":
+            from .narrative import operator_text
+
+            out.operator.append({"x": x, "seq": row["seq"], "action": inp.get("action"),
+                                 "authentic": inp.get("authentic"),
+                                 "verdict": row.get("verdict"), "reason": row.get("reason"),
+                                 "text": operator_text(row)})
         if kind == "boot":
             out.boots.append(row)
         elif kind == "gap":
@@ -216,8 +281,17 @@ class Collector:
 
     def _keep(self, items: list) -> None:
         for item in items:
-            item.text = record_text(item.text)  # only plotted records: JSON costs
+            item.text = finite(item.text)
         self.out.rows.extend(items)
+
+    def _segment(self, x: float, row: dict) -> None:
+        segs = self.out.segments
+        if row["kind"] == "boot" or not segs:
+            boot = row.get("boot_count") if row["kind"] == "boot" else None
+            wall = row.get("wall_ms") if row["kind"] == "boot" else None
+            segs.append({"boot": boot, "x0": x, "x1": x, "wall": wall})
+        else:
+            segs[-1]["x1"] = x
 
     def _unplaced(self, row: dict) -> None:
         if row["kind"] in ("envelope",):
@@ -279,5 +353,6 @@ class Collector:
         return sorted(hit) if hit else list(range(len(self.channels)))
 
 
-__all__ = ["Collector", "Collected", "Item", "Clock", "channels_of", "rule_channels",
+__all__ = ["Collector", "Collected", "Item", "Clock", "channels_of", "rule_channels", "finite",
+           "wall_clock_of",
            "VERDICTS", "EVENT_CATEGORY", "CHANNEL_EVENT_CATEGORIES", "VERDICT_MARKERS"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import names
+from . import pack
 from .collect import (
     CHANNEL_EVENT_CATEGORIES,
     EVENT_CATEGORY,
@@ -19,7 +20,8 @@ from .collect import (
 )
 
 INCIDENT_LEAD_S = 2.0  # seconds shown as lead-up before each trip
-WHAT_IF_MAX = 100_000  # what-if differences plotted (evenly thinned beyond)
+WHAT_IF_MAX = 20_000  # what-if differences plotted (evenly thinned beyond)
+WHAT_IF_DETAILS = 1000  # of which the first carry both sides in full (the click shows them)
 
 
 class Strings:
@@ -64,44 +66,69 @@ def _nan_to_none(x: float):
 
 
 def build(col: Collected, channels: list, limits, what_if, xs, modes: list[str],
-          what_if_env=None) -> dict:
-    """Assemble the page's data from the decode pass and the replay tracks."""
+          what_if_env=None, inputs=None, narratives=None) -> dict:
+    """Assemble the page's data from the decode pass and the replay tracks. Every time in
+    it travels as integer milliseconds (delta-encoded in columns): device time laid end to
+    end, or wall time (ms since the epoch) when ``col.wall``."""
     s = Strings()
     names_ = [c[0] for c in channels]
+    decs = [pack.decimals_of(c[2]) for c in channels]
+    incidents = _incidents(col)
+    for inc, story in zip(incidents, narratives or (), strict=False):
+        inc["story"] = story
     data = {
+        "time": {"wall": col.wall},
         "channels": [{"name": n, "unit": u, "res": r} for n, u, r in channels],
         "verdicts": list(VERDICTS),
-        "rows": _rows(col, s, len(names_)),
-        "markers": _markers(col, len(names_)),
+        "rows": _rows(col, s, decs),
+        "markers": _markers(col, decs),
         "timeline": _timeline(col, s, modes),
-        "incidents": _incidents(col),
-        "lines": _vlines(col, s, modes),
-        "bounds": _bounds(limits, xs, names_, col.t_last) if limits else None,
-        "whatif": _what_if(what_if, xs, names_, col, col.t_last, what_if_env)
+        "incidents": [_ms_incident(inc) for inc in incidents],
+        "lines": [dict(line, x=pack.ms(line["x"])) for line in _vlines(col, s, modes)],
+        "bounds": _bounds(limits, xs, names_, col.t_last, decs) if limits else None,
+        "whatif": _what_if(what_if, xs, names_, col, col.t_last, what_if_env, s, decs)
         if what_if else None,
+        "inputs": [_input(k) for k in inputs or ()],
+        "operator": _operator(col, s),
+        "segments": [dict(g, x0=pack.ms(g["x0"]), x1=pack.ms(g["x1"])) for g in col.segments],
         "decimated": {"records": col.offered, "plotted": col.kept, "bucket": col.bucket},
     }
     data["strings"] = s.table
     return data
 
 
-def _rows(col: Collected, s: Strings, n: int) -> dict:
+def incidents_of(col: Collected) -> list[dict]:
+    """The incidents in report seconds (``_incidents``), for the page's tables."""
+    return _incidents(col)
+
+
+def _ms_incident(inc: dict) -> dict:
+    out = {k: v for k, v in inc.items() if k != "story"}
+    for k in ("x0", "xt", "x1"):
+        out[k] = pack.ms(inc[k])
+    return out
+
+
+def _rows(col: Collected, s: Strings, decs: list[int]) -> dict:
     rows = col.rows
+    n = len(decs)
     return {
-        "x": [it.x for it in rows],
-        "seq": [it.seq for it in rows],
+        "t": pack.times(it.x for it in rows),
+        "seq": pack.delta([it.seq for it in rows]),
         "v": [it.verdict for it in rows],
         "rule": [s(it.rule) for it in rows],
         "reason": [s(it.reason) for it in rows],
         "margin": [it.margin if type(it.margin) is int else None for it in rows],
-        "out": [[it.outs[c] for it in rows] for c in range(n)],
-        "prop": [[it.props[c] for it in rows] for c in range(n)],
+        "out": [pack.decimal([it.outs[c] for it in rows], decs[c]) for c in range(n)],
+        "prop": [pack.decimal([it.props[c] for it in rows], decs[c]) for c in range(n)],
         "breaks": [i for i, it in enumerate(rows) if it.after_break],
     }
 
 
-def _markers(col: Collected, n: int) -> list[dict]:
-    """Per channel, category → row indices and y (the refused proposal, or the output)."""
+def _markers(col: Collected, decs: list[int]) -> list[dict]:
+    """Per channel, category → row indices (delta) and y (the refused proposal, or the
+    output)."""
+    n = len(decs)
     per: list[dict] = [{} for _ in range(n)]
 
     def add(c, cat, i, y):
@@ -122,13 +149,36 @@ def _markers(col: Collected, n: int) -> list[dict]:
                 for c in range(n):
                     if it.outs[c] is not None:
                         add(c, cat, i, it.outs[c])
-    return per
+    return [{cat: {"i": pack.delta(m["i"]), "y": pack.decimal(m["y"], decs[c])}
+             for cat, m in per[c].items()} for c in range(n)]
+
+
+def _input(k: dict) -> dict:
+    out = {key: v for key, v in k.items() if key not in ("x", "v", "stale")}
+    out["t"] = pack.times(k["x"])
+    if k["number"]:
+        out["v"] = pack.decimal(k["v"], max(pack.decimals_of(v) for v in k["v"]
+                                            if v is not None) if any(
+                                                v is not None for v in k["v"]) else 0)
+    else:
+        out["v"] = {"raw": k["v"]}
+    out["stale"] = [[pack.ms(a), pack.ms(b)] for a, b in k["stale"]]
+    return out
+
+
+def _operator(col: Collected, s: Strings) -> dict:
+    ops = col.operator
+    return {"t": pack.times(o["x"] for o in ops), "seq": [o["seq"] for o in ops],
+            "action": [s(o["action"]) for o in ops], "authentic": [o["authentic"] for o in ops],
+            "verdict": [s(o["verdict"]) for o in ops], "reason": [s(o["reason"]) for o in ops],
+            "text": [s(o["text"]) for o in ops]}
 
 
 def _timeline(col: Collected, s: Strings, modes: list[str]) -> dict:
     """Rows of the timeline plot and table: every event, boot and gap, and the first
     record of every run of identically refused records."""
     out = {"i": [], "cat": [], "label": []}
+    encode = out
 
     def add(i, cat, label):
         out["i"].append(i)
@@ -146,7 +196,8 @@ def _timeline(col: Collected, s: Strings, modes: list[str]) -> dict:
             add(i, f"verdict {verdict}", f"{verdict} {it.reason}{more}")
         for name, arg in it.events:
             add(i, EVENT_CATEGORY.get(name, name), event_label(name, arg, modes))
-    return out
+    encode["i"] = pack.delta(out["i"])
+    return encode
 
 
 def _incidents(col: Collected) -> list[dict]:
@@ -197,7 +248,7 @@ def _vlines(col: Collected, s: Strings, modes: list[str]) -> list[dict]:
     return lines
 
 
-def _bounds(track, xs, channels: list[str], t_last) -> list[dict]:
+def _bounds(track, xs, channels: list[str], t_last, decs=None) -> list[dict]:
     """Step lines of the limits in force. Where the replay lost its anchor inside a stretch
     that cannot be placed in time, the line ends at the last placed record before it."""
     per = [{"x": [], "lo": [], "hi": []} for _ in channels]
@@ -216,6 +267,8 @@ def _bounds(track, xs, channels: list[str], t_last) -> list[dict]:
         _bound_point(per, channels, x, ch.limits)
     if t_last is not None and per and per[0]["x"] and per[0]["x"][-1] < t_last:
         _bound_point(per, channels, t_last, last)
+    for p in per:
+        p["x"] = [pack.ms(x) for x in p["x"]]
     return per
 
 
@@ -234,32 +287,39 @@ def _bound_point(per, channels, x, limits) -> None:
         per[c]["hi"].append(hi)
 
 
-def _what_if(track, xs, channels: list[str], col: Collected, t_last, env) -> dict:
+def _what_if(track, xs, channels: list[str], col: Collected, t_last, env, s: Strings,
+             decs: list[int]) -> dict:
     kept = {it.seq: i for i, it in enumerate(col.rows)}
     diffs = track.diffs
     step = max(1, -(-len(diffs) // WHAT_IF_MAX))
     shown = diffs[::step]
+    xs_shown, outs = [], [[] for _ in channels]
     out = {
         "envelope": env.digest.hex() if env is not None else "",
         "total": len(diffs), "shown": len(shown),
-        "x": [], "seq": [], "row": [], "out": [[] for _ in channels], "diff": [],
+        "seq": [], "row": [], "summary": [], "detail": [],
         "bounds": _bounds(track, xs, channels, t_last),
     }
     for d in shown:
         x = xs[d.index] if d.index < len(xs) else float("nan")
         if math.isnan(x):
             continue
-        out["x"].append(x)
+        xs_shown.append(x)
         out["seq"].append(d.seq)
         out["row"].append(kept.get(d.seq, -1))
         side = (d.what_if or {}).get("output", {})
         recorded = (d.recorded or {}).get("output", {})
         for c, name in enumerate(channels):  # a channel shows where its own output differs
             mine = side.get(name)
-            out["out"][c].append(mine if mine != recorded.get(name) else None)
-        out["diff"].append({"seq": d.seq, "t_ms": d.t_ms, "summary": d.summary,
-                            "recorded": d.recorded, "what_if": d.what_if})
+            outs[c].append(mine if mine != recorded.get(name) else None)
+        out["summary"].append(s(d.summary))
+        if len(out["detail"]) < WHAT_IF_DETAILS:
+            out["detail"].append({"seq": d.seq, "t_ms": d.t_ms, "recorded": d.recorded,
+                                  "what_if": d.what_if})
+    out["t"] = pack.times(xs_shown)
+    out["seq"] = pack.delta(out["seq"])
+    out["out"] = [pack.decimal(o, decs[c]) for c, o in enumerate(outs)]
     return out
 
 
-__all__ = ["build", "event_label", "INCIDENT_LEAD_S"]
+__all__ = ["build", "event_label", "incidents_of", "INCIDENT_LEAD_S"]

@@ -36,6 +36,8 @@ class Loaded:
     envelopes: dict  # digest -> Envelope
     what_if: Envelope | None = None
     what_if_source: str = ""
+    image: bytes = b""  # the dump's bytes as read
+    what_if_blob: bytes = b""  # the what-if envelope, compiled
     findings: list[str] = field(default_factory=list)
 
 
@@ -43,13 +45,13 @@ def load(dump_path, envelope_path=None, block_size: int | None = None) -> Loaded
     """Read ``dump_path`` (and ``envelope_path``: the recorded envelope when the dump lost
     its own, another one for a what-if)."""
     findings: list[str] = []
-    dump, size = _read(Path(dump_path), block_size, findings)
+    dump, size, image = _read(Path(dump_path), block_size, findings)
     try:
         envelopes = dump.envelopes()
     except LineageError as err:
         envelopes = {}
         findings.append(f"the dump's envelope record does not load: {err}")
-    loaded = Loaded(dump, size, envelopes, findings=findings)
+    loaded = Loaded(dump, size, envelopes, image=image, findings=findings)
     if envelope_path is not None:
         _add_envelope(loaded, str(envelope_path))
     if not loaded.envelopes:
@@ -58,7 +60,7 @@ def load(dump_path, envelope_path=None, block_size: int | None = None) -> Loaded
     return loaded
 
 
-def _read(path: Path, block_size: int | None, findings: list[str]) -> tuple[Dump, int]:
+def _read(path: Path, block_size: int | None, findings: list[str]) -> tuple[Dump, int, bytes]:
     try:
         image = path.read_bytes()
     except OSError as err:
@@ -70,9 +72,9 @@ def _read(path: Path, block_size: int | None, findings: list[str]) -> tuple[Dump
     whole = max(MIN_BLOCKS * bs, -(-len(image) // bs) * bs)
     try:
         if whole == len(image):
-            return read_dump(path, bs), len(image)
+            return read_dump(path, bs), len(image), image
         findings.append(_truncated(len(image), bs, whole))
-        return _read_padded(path, image, bs, whole), len(image)
+        return _read_padded(path, image, bs, whole), len(image), image
     except LineageError as err:
         raise ReportError(f"{path}: not a readable lineage: {err.msg}") from None
 
@@ -102,10 +104,10 @@ def _read_padded(path: Path, image: bytes, block_size: int, whole: int) -> Dump:
     return dump
 
 
-def load_envelope_file(path: str) -> tuple[Envelope, bytes]:
-    """An envelope TOML (compiled here) or compiled blob → (Envelope, digest)."""
+def load_envelope_file(path: str) -> tuple[Envelope, bytes, bytes]:
+    """An envelope TOML (compiled here) or compiled blob → (Envelope, digest, blob)."""
     try:
-        env, _blob, digest = envelope_from_file(path)
+        env, blob, digest = envelope_from_file(path)
     except EnvelopeConfigError as err:
         lines = "; ".join(str(p) for p in err.problems)
         raise ReportError(f"{path}: envelope refused: {lines}") from None
@@ -113,15 +115,15 @@ def load_envelope_file(path: str) -> tuple[Envelope, bytes]:
         raise ReportError(f"{path}: cannot read: {err.strerror}") from None
     except EnvelopeError as err:
         raise ReportError(f"{path}: {err}") from None
-    return env, digest
+    return env, digest, blob
 
 
 def _add_envelope(loaded: Loaded, path: str) -> None:
-    env, digest = load_envelope_file(path)
+    env, digest, blob = load_envelope_file(path)
     if digest in loaded.envelopes:
         loaded.findings.append(f"--envelope {path} is the recorded envelope: no what-if")
     elif loaded.envelopes:
-        loaded.what_if, loaded.what_if_source = env, path
+        loaded.what_if, loaded.what_if_source, loaded.what_if_blob = env, path, blob
     else:
         loaded.envelopes[digest] = env
         loaded.findings.append(f"the dump carries no envelope record: records whose envelope "

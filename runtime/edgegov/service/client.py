@@ -11,9 +11,13 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
+
+import aiomqtt
 
 from ..adapters.mqtt import MqttSettings, make_client, request_properties
 from ..core import auth
+from ..host import attest
 from .topics import Topics
 from .wire import encode_operator
 
@@ -56,14 +60,47 @@ async def request(settings: MqttSettings, topic: str, payload: bytes, topics: To
     return None
 
 
+@dataclass
+class Pulled:
+    """A sealed pull: the lineage image and the device's head attestation of its seal."""
+
+    image: bytes
+    attestation: dict
+
+
 async def pull_lineage(settings: MqttSettings, topics: Topics, timeout_s: float = 20.0) -> bytes:
     """Ask the service for its lineage image and reassemble it; checks size and SHA-256."""
+    return (await _pull(settings, topics, timeout_s, None))[0]
+
+
+async def pull_sealed(settings: MqttSettings, topics: Topics, timeout_s: float = 20.0) -> Pulled:
+    """Pull the lineage sealed: the service first closes its hash chain with a checkpoint,
+    then sends the image and a MACed head attestation of that checkpoint, which must echo
+    this pull's counter and name a record the image ends with (``edgegov.host.attest``).
+    The MAC is checked by ``attest.check`` with the device key (``lineage verify --key``)."""
+    counter = default_counter()
+    image, att = await _pull(settings, topics, timeout_s, counter)
+    problem = attest.shape_problem(att)
+    if problem:
+        raise PullError(f"lineage pull: no usable head attestation ({problem}); is the "
+                        "service older than sealed pulls, or did the seal fail?")
+    if att["counter"] != counter:
+        raise PullError("lineage pull: the attestation answers another pull (counter "
+                        f"{att['counter']}, sent {counter})")
+    ok, why = attest.check(image, att, None)
+    if not ok:
+        raise PullError(f"lineage pull: {why}")
+    return Pulled(image, att)
+
+
+async def _pull(settings, topics, timeout_s, counter) -> tuple[bytes, dict | None]:
     rid = os.urandom(8).hex()
     chunks: dict[int, bytes] = {}
     meta: dict = {}
+    request = {"id": rid} if counter is None else {"id": rid, "counter": counter}
     async with make_client(settings, f"edgegov-pull-{rid}") as client:
         await client.subscribe(topics.lineage_data(rid), qos=1)
-        await client.publish(topics.lineage_pull, json.dumps({"id": rid}).encode(), qos=1)
+        await client.publish(topics.lineage_pull, json.dumps(request).encode(), qos=1)
         try:
             async with asyncio.timeout(timeout_s):
                 async for message in client.messages:
@@ -77,7 +114,48 @@ async def pull_lineage(settings: MqttSettings, topics: Topics, timeout_s: float 
     image = b"".join(chunks[i] for i in range(meta["count"]))
     if len(image) != meta["size"] or hashlib.sha256(image).hexdigest() != meta["sha256"]:
         raise PullError("lineage pull: size or SHA-256 mismatch")
-    return image
+    return image, meta.get("attestation")
 
 
-__all__ = ["send_op", "request", "pull_lineage", "PullError", "default_counter"]
+async def live_instance(settings: MqttSettings, topics: Topics, grace_s: float | None = None,
+                        first_s: float = 0.3) -> dict | None:
+    """The retained state of another live instance of this device on the broker, or None.
+
+    A retained ``online`` that does not turn ``offline`` within ``grace_s`` (default 1.5 ×
+    keepalive + 1 s: the broker publishes a dead connection's will by then) is a live
+    instance. No state, ``offline``, an unreachable broker or a denied subscription: None.
+    """
+    grace_s = settings.keepalive_s * 1.5 + 1.0 if grace_s is None else grace_s
+    rid = os.urandom(8).hex()
+    last: dict | None = None
+    try:
+        async with make_client(settings, f"edgegov-probe-{rid}") as client:
+            await client.subscribe(topics.state, qos=1)
+            last = await _state_within(client, first_s, None)
+            if last is not None and last.get("status") == "online":
+                last = await _state_within(client, grace_s, last)
+    except (OSError, aiomqtt.MqttError, TimeoutError):
+        return None
+    return last if last is not None and last.get("status") == "online" else None
+
+
+async def _state_within(client, seconds: float, last: dict | None) -> dict | None:
+    """The last state document seen within ``seconds``; stops early on ``offline``."""
+    try:
+        async with asyncio.timeout(seconds):
+            async for message in client.messages:
+                try:
+                    doc = json.loads(message.payload)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict):
+                    last = doc
+                    if doc.get("status") != "online":
+                        return last
+    except TimeoutError:
+        pass
+    return last
+
+
+__all__ = ["send_op", "request", "pull_lineage", "pull_sealed", "Pulled", "PullError",
+           "default_counter", "live_instance"]

@@ -17,7 +17,9 @@ link queues it, tests collect it.
   expiries, ramps), effects, one group commit of the lineage, and — only if every decision
   since the last cycle allowed it, every effect was performed and every lineage append
   succeeded — the watchdog kick.
-- ``stop(now_ms)``: final checkpoint, flush, retained ``offline``, magic close.
+- ``stop(now_ms)``: seal (a final checkpoint, attested beside the lineage file), flush,
+  retained ``offline``, magic close.
+- ``pull(request)``: seal, then the whole image in chunks with the seal's head attestation.
 
 Declared lineage loss window: a record is appended before its decision is published; each
 period starts one ``fdatasync`` of the file on a worker thread (the loop never waits for
@@ -37,6 +39,7 @@ import os
 from .. import __version__
 from ..core import codes
 from ..core.events import TICK, Fault
+from ..host import attest
 from ..host.estop import F_ESTOP_READBACK, F_LINEAGE, F_OUTPUT, NoEstopOutput
 from .messages import Vocabulary
 from .topics import Topics
@@ -80,12 +83,16 @@ class GovernorService:
         self._state_key = None
         self._estop_level = True
         self._unsettled = None  # (event, now_ms, note): decided, not yet recorded/published
+        self.wall = None  # host.wallsource.WallRecorder: wall time into the lineage (data only)
+        self.attestation_path = None  # where an orderly stop writes its head attestation
 
     # ------------------------------------------------------------ lifecycle
 
     def boot(self, now_ms: int, envelope_blob: bytes | None = None) -> None:
         """Start the governor (tripped, outputs safe), record BOOT, drive the safe outputs."""
         if self.lineage is not None:
+            if self.wall is not None:
+                self.wall.boot(now_ms)
             d = self.lineage.boot(self.gov, now_ms, boot_count=self.boot_count,
                                   fw_version=__version__, envelope_blob=envelope_blob)
         else:
@@ -100,9 +107,12 @@ class GovernorService:
         self.settle()
         if self.lineage is not None:
             try:
-                self.lineage.checkpoint(self.gov, max(now_ms, self.gov.last_now))
+                att = attest.seal(self.lineage, self.gov, max(now_ms, self.gov.last_now),
+                                  self.topics.device_id)
                 self.lineage.sync()
                 self.lineage.device.close()
+                if att is not None and self.attestation_path is not None:
+                    attest.write(self.attestation_path, att)
             except Exception:  # noqa: BLE001 - stopping anyway; the loss window applies
                 log.exception("lineage close failed")
         self.post(self.topics.state, dumps(self._state_doc("offline", reason="stopped")), 1, True)
@@ -158,6 +168,7 @@ class GovernorService:
             self._pending_faults.append(Fault(F_ESTOP_READBACK, change))
         while self._pending_faults:
             self.submit(Inbound(self._pending_faults.pop(0)), now_ms)
+        self._wall_cycle(now_ms)
         d = self.gov.handle(TICK, now_ms)
         self._effects(d, now_ms)
         self._record(TICK, now_ms, d)
@@ -196,6 +207,13 @@ class GovernorService:
             self.lineage.record(event, now_ms, d, self.gov)
         except Exception:  # noqa: BLE001 - cannot record: fail closed
             self._lineage_failed("append")
+
+    def _wall_cycle(self, now_ms: int) -> None:
+        if self.wall is not None and self.lineage is not None:
+            try:
+                self.wall.cycle(now_ms)
+            except Exception:  # noqa: BLE001 - a TIME record not written: as any append
+                self._lineage_failed("time record")
 
     def _flush(self, soon: bool = False) -> None:
         """Commit the lineage: now, or (``soon``: the period's commit) on the device's worker
@@ -273,22 +291,30 @@ class GovernorService:
 
     # ------------------------------------------------------------ lineage pull
 
-    def lineage_image(self) -> bytes:
-        """A consistent copy of the lineage file (flushed first)."""
+    def lineage_image(self, now_ms: int | None = None, counter: int | None = None):
+        """A consistent copy of the lineage file, sealed first (a checkpoint as its last
+        record, flushed), and the head attestation of that seal (None if it failed)."""
         if self.lineage is None:
-            return b""
+            return b"", None
         self.settle()
+        now = self.gov.last_now if now_ms is None else max(now_ms, self.gov.last_now)
+        att = None
+        try:
+            att = attest.seal(self.lineage, self.gov, now, self.topics.device_id, counter)
+        except Exception:  # noqa: BLE001 - cannot record: fail closed, still answer
+            self._lineage_failed("seal")
         self._flush()
         dev = self.lineage.device
         size = dev.block_size * dev.block_count
-        return os.pread(dev.fd, size, 0)
+        return os.pread(dev.fd, size, 0), att
 
-    def pull(self, request: bytes) -> list[tuple[str, bytes]]:
-        """Answer a lineage pull: the chunks to publish, last one carrying the SHA-256."""
-        rid = _request_id(request)
+    def pull(self, request: bytes, now_ms: int | None = None) -> list[tuple[str, bytes]]:
+        """Answer a lineage pull: seal, then the chunks to publish, each carrying the
+        image's size and SHA-256 and the head attestation of the seal."""
+        rid, counter = _request_id(request)
         if rid is None:
             return []
-        image = self.lineage_image()
+        image, att = self.lineage_image(now_ms, counter)
         topic = self.topics.lineage_data(rid)
         digest = hashlib.sha256(image).hexdigest()
         count = max(1, -(-len(image) // LINEAGE_CHUNK_BYTES))
@@ -298,24 +324,27 @@ class GovernorService:
             out.append((topic, dumps({
                 "id": rid, "index": i, "count": count, "offset": i * LINEAGE_CHUNK_BYTES,
                 "size": len(image), "sha256": digest, "block_size": self._block_size(),
-                "data": base64.b64encode(chunk).decode("ascii")})))
+                "attestation": att, "data": base64.b64encode(chunk).decode("ascii")})))
         return out
 
     def _block_size(self) -> int:
         return self.lineage.device.block_size if self.lineage is not None else 0
 
 
-def _request_id(request: bytes) -> str | None:
+def _request_id(request: bytes) -> tuple[str | None, int | None]:
+    """(request id, the puller's attestation counter or None) of a pull request."""
     try:
         doc = json.loads(request)
     except ValueError:
-        return None
+        return None, None
     rid = doc.get("id") if isinstance(doc, dict) else None
     if not isinstance(rid, str) or not 0 < len(rid) <= 64:
-        return None
+        return None, None
     if any(c in rid for c in "+#/\x00"):
-        return None
-    return rid
+        return None, None
+    counter = doc.get("counter")
+    valid = type(counter) is int and 0 <= counter < 1 << 64
+    return rid, counter if valid else None
 
 
 __all__ = ["GovernorService", "LINEAGE_CHUNK_BYTES", "COMMIT_LAG_LIMIT"]

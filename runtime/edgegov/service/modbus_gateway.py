@@ -43,6 +43,7 @@ class ModbusOptions:
     readback_ms: int = 200
     output_base: int = 0
     coil: int = 0
+    compiled: object | None = None  # the CompiledEnvelope: its [modbus] pins and drive map
 
 
 class ModbusGateway:
@@ -52,7 +53,8 @@ class ModbusGateway:
         self.service = service
         self.clock = clock
         self.opts = opts
-        self.map = mm.build_map(service.gov.env)
+        pins = opts.compiled.admitted.modbus_addresses if opts.compiled is not None else None
+        self.map = mm.build_map(service.gov.env, pins)
         self.frontend = PlcFrontend(service, self.map, key, opts.operator)
         self.server = (PlcServer(self.frontend, clock, opts.server, opts.unit, opts.baudrate)
                        if opts.server else None)

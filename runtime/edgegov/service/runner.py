@@ -19,9 +19,13 @@ from ..core import codes
 from ..core.envelope import Envelope
 from ..core.governor import Governor
 from ..core.record import K_BOOT, K_CHECKPOINT, K_EVENT, RecordError, decode
+from ..host import attest
 from ..host.aio import cancel_and_wait
 from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
+from ..host.lock import DeviceInUse, LineageLock
+from ..host.ringsize import MIN_HISTORY_H, gateway_geometry, ring_blocks, start_warning
+from ..host.wallsource import WallRecorder
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
 from .clock import MonotonicClock, next_deadline_ms
@@ -55,7 +59,9 @@ class ServiceConfig:
     estop_relay: bool = False
     readback_ms: int = 500
     durable: bool = True
-    lineage_blocks: int = 256
+    lineage_blocks: int | None = None  # None: an existing file's, else the gateway board's
+    min_history_h: float = MIN_HISTORY_H  # warn at start when the ring holds less
+    expected_rate: float | None = None  # records/s for that check (None: the envelope's)
     client_id: str | None = None
     modbus: object | None = None  # service.modbus_gateway.ModbusOptions (--modbus-*)
     extra: dict = field(default_factory=dict)
@@ -116,8 +122,15 @@ class Runner:
         from ..adapters.resilience import ResilientLink
 
         boots, counter = previous_run(self.lineage_path)
+        block_size = gateway_geometry()[0]
+        blocks = ring_blocks(self.lineage_path, block_size, self.cfg.lineage_blocks)
+        warning = start_warning(self.compiled.admitted, block_size, blocks,
+                                self.cfg.min_history_h, self.cfg.expected_rate)
+        if warning:
+            log.warning(warning)
         lineage = open_lineage(self.lineage_path, self.env, self.key, group_commit=True,
-                               durable=self.cfg.durable, block_count=self.cfg.lineage_blocks)
+                               durable=self.cfg.durable, block_size=block_size,
+                               block_count=blocks)
         gov = Governor(self.env, self.key, counter)
         self.link = ResilientLink(self._connect, self._on_connected, self._on_message,
                                   errors=(Exception,), publish_now=publish_now)
@@ -125,6 +138,8 @@ class Runner:
                  if self.cfg.estop_relay else NoEstopOutput())
         self.service = GovernorService(gov, self.topics, self.link.post, lineage, estop,
                                        self._watchdogs(), self.compiled.hash, boots + 1)
+        self.service.wall = WallRecorder(lineage)
+        self.service.attestation_path = attest.path_for(self.lineage_path)  # at orderly stop
 
     def _watchdogs(self) -> list:
         dogs = []
@@ -156,10 +171,11 @@ class Runner:
         return make_client(self.settings, client_id, will=(self.topics.state, offline))
 
     async def _on_connected(self, client) -> None:
-        # The current state first, before any backlog: retained, so it is what newcomers see.
+        # Listen first: "online" promises that what is sent from then on is heard, so it
+        # goes out only once the broker has acknowledged every subscription (SUBACK).
+        await client.subscribe([(topic, 1) for topic in self.topics.inbound()])
+        # Then the current state, before any backlog: retained, so newcomers see it.
         await client.publish(self.topics.state, self.service.state_payload(), qos=1, retain=True)
-        for topic in self.topics.inbound():
-            await client.subscribe(topic, qos=1)
         if isinstance(self.service.estop, MqttRelayEstop):
             self.service.estop.republish()
 
@@ -185,7 +201,7 @@ class Runner:
         elif topic == t.op:
             svc.submit(decode_operator(payload), now, reply)
         elif topic == t.lineage_pull:
-            for chunk_topic, data in svc.pull(payload):
+            for chunk_topic, data in svc.pull(payload, now):
                 self.link.post(chunk_topic, data, 1, False)
         elif topic == t.estop_state:
             svc.estop_readback(payload, now)
@@ -203,11 +219,20 @@ class Runner:
     # ------------------------------------------------------------ running
 
     async def serve(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> int:
+        self.lock = LineageLock(self.lineage_path).acquire()  # one writer, or LineageInUse
+        try:
+            return await self._serve(stop, started)
+        finally:
+            self.lock.release()
+
+    async def _serve(self, stop: asyncio.Event, started: asyncio.Event | None) -> int:
         if self.cfg.mqtt_url is None:
             from .broker import start_embedded_broker
 
             self.broker = await start_embedded_broker(self.cfg.broker_port)
         self.settings = self._settings()
+        if self.cfg.mqtt_url is not None:
+            await self._refuse_second_instance()
         self._build()
         svc = self.service
         if self.cfg.modbus is not None:
@@ -215,6 +240,7 @@ class Runner:
 
             opts = self.cfg.modbus
             opts.operator = self.compiled.admitted.modbus_operator  # the envelope decides
+            opts.compiled = self.compiled  # its [modbus] register pins and drive map
             self.modbus = ModbusGateway(svc, self.clock, self.key, opts)
             self.modbus.attach()
         svc.boot(self.clock.now_ms(), self.compiled.blob)
@@ -230,6 +256,13 @@ class Runner:
             await cancel_and_wait(tick_task)
             await self._shutdown(link_task)
         return 0
+
+    async def _refuse_second_instance(self) -> None:
+        from .client import live_instance
+
+        other = await live_instance(self.settings, self.topics)
+        if other is not None:
+            raise DeviceInUse(self.topics.device_id, other.get("boot"))
 
     async def _tick(self, stop: asyncio.Event) -> None:
         period = self.cfg.period_ms

@@ -1,0 +1,165 @@
+"""Compact column encodings for the page's data (decoded by the page's script, ``assets``).
+
+The page's weight is the plotly bundle plus the data; the data has to stay small for long
+dumps, so it travels column-wise and the columns are encoded so gzip finds them cheap:
+
+- ``delta(ints)``: integers as differences from the previous one (times, sequence numbers,
+  byte offsets: mostly the same small step). ``None`` entries stay ``None`` and do not move
+  the running value.
+- ``decimal(values, decimals)``: engineering values as delta-encoded integers of
+  ``value × 10^decimals`` when every value round-trips exactly that way; otherwise the
+  values as they are (``{"raw": [...]}``).
+- ``records(rows, strings)``: decoded records (``lineage decode``'s dicts) as one set of
+  columns per record *shape* (the ordered key paths), so that the page can rebuild each
+  record exactly, keys in order, without carrying a dict per record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+
+def delta(values) -> list:
+    """Integers (or None) → first value, then differences; None stays None."""
+    out, last = [], 0
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        out.append(v - last)
+        last = v
+    return out
+
+
+def undelta(values) -> list:
+    """The inverse of ``delta`` (tests use it; the page has its own)."""
+    out, last = [], 0
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        last += v
+        out.append(last)
+    return out
+
+
+def ms(x) -> int | None:
+    """Report time (s, float) → integer milliseconds, the unit the page's times travel in."""
+    if x is None or (type(x) is float and math.isnan(x)):
+        return None
+    return round(x * 1000)
+
+
+def times(xs) -> list:
+    """Report times (s) → delta-encoded milliseconds."""
+    return delta([ms(x) for x in xs])
+
+
+def decimal(values, decimals: int) -> dict:
+    """Numbers (or None) → ``{"d": decimals, "v": delta ints}`` when exact, else raw."""
+    scale = 10 ** decimals
+    ints = []
+    for v in values:
+        if v is None:
+            ints.append(None)
+            continue
+        k = round(v * scale)
+        if type(v) not in (int, float) or (k / scale if decimals else k) != v:
+            return {"raw": list(values)}
+        ints.append(k)
+    return {"d": decimals, "v": delta(ints)}
+
+
+def decimals_of(res) -> int:
+    """Decimals a resolution text needs ("0.1" → 1, "1" → 0, "0.25" → 2)."""
+    text = str(res)
+    if "e" in text.lower():
+        text = f"{float(text):f}".rstrip("0")
+    return len(text.split(".", 1)[1].rstrip("0")) if "." in text else 0
+
+
+# --------------------------------------------------------------------------- records
+
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def _flatten(obj: dict, prefix: tuple, paths: list, values: list) -> None:
+    for key, value in obj.items():
+        path = prefix + (key,)
+        if isinstance(value, dict) and value:
+            _flatten(value, path, paths, values)
+        elif isinstance(value, _SCALARS):
+            paths.append(path)
+            values.append(value)
+        else:  # lists, empty dicts: one JSON text (events lists are short)
+            paths.append(path + ("=",))
+            values.append(json.dumps(value, separators=(",", ":")))
+
+
+def _column(values: list, strings) -> dict:
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {int}:
+        return {"d": delta(values)}
+    if kinds <= {str}:
+        return {"s": [strings(v) for v in values]}
+    return {"r": values}
+
+
+def records(rows: list[dict], strings) -> dict:
+    """Decoded records → ``{"shape": [shape index per record], "shapes": [{"paths",
+    "cols"}]}``. A path ending in ``"="`` holds JSON text (a list or an empty dict)."""
+    index: dict[tuple, int] = {}
+    shapes: list[tuple[list, list]] = []
+    order = []
+    for row in rows:
+        paths, values = [], []
+        _flatten(row, (), paths, values)
+        sig = tuple(paths)
+        k = index.get(sig)
+        if k is None:
+            k = index[sig] = len(shapes)
+            shapes.append((paths, [[] for _ in paths]))
+        for col, v in zip(shapes[k][1], values, strict=True):
+            col.append(v)
+        order.append(k)
+    return {"shape": order,
+            "shapes": [{"paths": [list(p) for p in paths],
+                        "cols": [_column(c, strings) for c in cols]} for paths, cols in shapes]}
+
+
+def unrecords(packed: dict, strings: list[str]) -> list[dict]:
+    """The inverse of ``records`` (the page's script does the same; tests use this)."""
+    cols = []
+    for shape in packed["shapes"]:
+        decoded = []
+        for c in shape["cols"]:
+            if "d" in c:
+                decoded.append(undelta(c["d"]))
+            elif "s" in c:
+                decoded.append([strings[k] if k >= 0 else None for k in c["s"]])
+            else:
+                decoded.append(c["r"])
+        cols.append(decoded)
+    cursor = [0] * len(packed["shapes"])
+    out = []
+    for k in packed["shape"]:
+        j = cursor[k]
+        cursor[k] += 1
+        rec: dict = {}
+        for path, col in zip(packed["shapes"][k]["paths"], cols[k], strict=True):
+            _put(rec, path, col[j])
+        out.append(rec)
+    return out
+
+
+def _put(rec: dict, path: list, value) -> None:
+    if path[-1] == "=":
+        path, value = path[:-1], json.loads(value)
+    for key in path[:-1]:
+        rec = rec.setdefault(key, {})
+    rec[path[-1]] = value
+
+
+__all__ = ["delta", "undelta", "times", "ms", "decimal", "decimals_of", "records",
+           "unrecords"]
