@@ -376,16 +376,23 @@ def _any_value():
     scalar = st.one_of(st.integers(-(1 << 70), 1 << 70), st.booleans(), st.none(),
                        st.sampled_from([float("nan"), float("inf"), float("-inf"), 2.5]),
                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
-                       st.binary(max_size=4))
+                       st.binary(max_size=4), _lone_surrogates())
     return st.one_of(scalar, st.lists(scalar, max_size=2), st.dictionaries(
         st.text(max_size=3), scalar, max_size=2))
+
+
+def _lone_surrogates():
+    from hypothesis import strategies as st
+
+    return st.sampled_from(["\ud800", "a\udfffb"])  # JSON "\ud800" can carry them
 
 
 def _events():
     from edgegov.core.events import TICK, Command, Fault, Operator, Telemetry
     from hypothesis import strategies as st
 
-    names = st.sampled_from(["axis", "tool", "turbo", "estop", "guard", ""])
+    names = st.one_of(st.sampled_from(["axis", "tool", "turbo", "estop", "guard", ""]),
+                      _lone_surrogates())
     values = st.one_of(st.dictionaries(names, _any_value(), max_size=3),
                        st.dictionaries(names, st.integers(-900, 900), max_size=3),
                        _any_value())
@@ -399,6 +406,7 @@ def _events():
                   st.one_of(st.integers(-3, 3), _any_value()), _any_value(),
                   st.one_of(st.binary(min_size=32, max_size=32), _any_value())),
         st.builds(Fault, st.one_of(st.integers(0, 40), _any_value()), st.booleans()),
+        st.sampled_from(["clock step", "reboot"]),  # the host's clock steps; a reboot
     ), min_size=1, max_size=80)
 
 
@@ -433,16 +441,30 @@ def test_any_recorded_input_reads_as_edgegov_reads_it():
     env = Envelope.from_blob(compiled.blob, compiled.digest)
 
     @settings(max_examples=60, deadline=None)
-    @given(_events(), st.integers(0, 60))
-    def run(events, wrap):
-        ring = RingLog(RamBlockDevice(1024, 4))
-        ring.format()
-        lineage = Lineage(ring, env, GOLDEN_KEY, checkpoint_every=5)
-        gov = Governor(env, GOLDEN_KEY)
-        lineage.boot(gov, 0, envelope_blob=compiled.blob)
+    @given(_events(), st.integers(0, 60), st.one_of(st.none(), st.integers(0, 1 << 42)))
+    def run(events, wrap, wall_ms):
+        bd = RamBlockDevice(1024, 4)
+        RingLog(bd).format()
         filler = [Command((1 << 40) + k, {"axis": k % 30, "tool": 5}) for k in range(wrap)]
-        for k, event in enumerate(_armed(env) + events + filler):  # filler: wrap-around
-            lineage.record(event, 3 * k + 1, gov.handle(event, 3 * k + 1), gov)
+        lineage = gov = None
+        start = 0
+        for k, event in enumerate(["reboot"] + _armed(env) + events + filler):
+            if event == "reboot":
+                start = k  # device time starts again at each boot
+            now = 3 * (k - start) + 1
+            if event == "reboot":
+                ring = RingLog(bd)
+                ring.recover()
+                lineage = Lineage(ring, env, GOLDEN_KEY, checkpoint_every=5)
+                lineage.resume()
+                gov = Governor(env, GOLDEN_KEY)
+                boot_wall = None if wall_ms is None else wall_ms + 1_000_000 * k
+                lineage.boot(gov, now, wall_ms=boot_wall, envelope_blob=compiled.blob)
+            elif event == "clock step":
+                lineage.time_step(now, 1_800_000_000_000 + 7 * now)
+            else:
+                lineage.record(event, now, gov.handle(event, now), gov)
+        image = RingLog(bd).image()
         image = ring.image()
         path = Path(tmp) / "any.img"
         path.write_bytes(image)
@@ -451,13 +473,16 @@ def test_any_recorded_input_reads_as_edgegov_reads_it():
         _same_rows(mine, theirs)
         assert ref.verify(ref.read_ring(image).records, (), GOLDEN_KEY).ok
         kinds.update(row["kind"] for row in mine)
+        kinds.update("wall" for row in mine if "wall" in row)
+        kinds.update("text marker" for _, p in ref.read_ring(image).records if b"\x82\x06" in p)
 
     import tempfile
 
     kinds: set = set()
     with tempfile.TemporaryDirectory() as tmp:
         run()
-    assert {"gap", "decision", "event", "checkpoint", "envelope"} <= kinds, kinds
+    assert {"gap", "decision", "event", "checkpoint", "envelope", "time", "boot",
+            "wall", "text marker"} <= kinds, kinds
 
 
 def test_the_reference_reader_command_decodes_verifies_and_refuses_a_non_lineage(tmp_path):

@@ -44,13 +44,18 @@ def _named(table: dict[int, str]):
 
 
 _MARKS = {"nan": "NaN", "pos_inf": "+Inf", "neg_inf": "-Inf", "float": "any other float",
-          "other": "any other type (array, map, ...)", "huge": "an integer beyond 64 bits"}
+          "other": "any other type (array, map, ...)", "huge": "an integer beyond 64 bits",
+          "text": "text that is not valid Unicode (a lone surrogate)"}
+_TEXT_STANDIN = ("`[6, bytes]` (two elements): the text the bytes give as UTF-8 with lone "
+                 "surrogates allowed (Python's `surrogatepass`); bytes that do not decode "
+                 "count as marker 4")
 
 
 def _markers():
     rows = []
     for code, name in sorted(_consts(record, "M_").items()):
-        rows.append((code, f"`{name}`", _MARKS[name], _standin(record.unmark(code))))
+        standin = _TEXT_STANDIN if name == "text" else _standin(record.unmark(code))
+        rows.append((code, f"`{name}`", _MARKS.get(name, name), standin))
     return rows
 
 
@@ -60,7 +65,9 @@ def _standin(v) -> str:
         return "NaN (float)" if v != v else f"{text} (float)"
     if isinstance(v, int):
         return f"2^{v.bit_length() - 1} (integer)"
-    return f'the text "{v}"'
+    if isinstance(v, str):
+        return f'the text "{v}"'
+    return f"a value of no type the governor accepts, shown as `{v!r}`"
 
 
 def tables() -> str:
@@ -87,8 +94,9 @@ def tables() -> str:
                "`fault<code>`).", _named(names.FAULTS)),
         _table("GAP causes", "The `cause` of a GAP record.",
                [(c, f"`{GAP_CAUSES[c]}`") for c in sorted(GAP_CAUSES)]),
-        _table("Value markers", "A one-element array standing for a value CBOR must not "
-               "carry, and the stand-in value a reader substitutes for it.", _markers(),
+        _table("Value markers", "A marker array `[code]` (one element; `text` has two) "
+               "standing for a value CBOR must not carry, and the stand-in value a reader "
+               "substitutes for it.", _markers(),
                ("Code", "Name", "For", "Stand-in")),
         _table("Stop categories", "A channel's `stop` in the envelope blob.",
                [(c, f"`{n.upper()}`") for c, n in sorted(_consts(codes, "STOP_").items())]),
