@@ -679,6 +679,39 @@ def operator_checks(records, key: bytes) -> list[tuple[int, bool, bool]]:
     return found
 
 
+def attestation_mac(key: bytes, device: str, head_seq: int, chain_head: bytes,
+                    counter: int) -> bytes:
+    dev = device.encode("utf-8")
+    msg = (b"edgegov-att\x00" + struct.pack("<H", len(dev)) + dev + struct.pack("<I", head_seq)
+           + chain_head + struct.pack("<Q", counter))
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def check_attestation(ring: Ring, att: dict, key: bytes | None) -> tuple[bool, str]:
+    """"Head attestation": does the dump hold the attested sealing checkpoint, unchanged,
+    with an intact chain up to it (and, with the key, is the attestation the device's)?"""
+    seq, head = att["head_seq"], bytes.fromhex(att["chain_head"])
+    if key is not None:
+        want = attestation_mac(key, att["device"], seq, head, att["counter"])
+        if att["mac"] is None or not hmac.compare_digest(want, bytes.fromhex(att["mac"])):
+            return False, "attestation MAC"
+    index = next((i for i, (s, _) in enumerate(ring.records) if s == seq), None)
+    if index is None:
+        return False, "attested head not in the dump"
+    payload = ring.records[index][1]
+    rec = record(payload)
+    if rec[0] != 5 or hashlib.sha256(rec[3] + struct.pack("<I", seq) + payload).digest() != head:
+        return False, "not the attested sealing checkpoint"
+    boots = [record(p) for _, p in ring.records[:index] if _kind(p) == 1]
+    if boots and boots[-1][6] != att["device"]:
+        return False, "another device"
+    before = [p for p in ring.problems if p.seq == -1 or (p.seq - seq) & U32 >= 0x80000000]
+    rep = verify(ring.records[:index + 1], before, key)
+    if not rep.ok:
+        return False, f"chain before the head: {rep.bad[0]}"
+    return True, f"{len(ring.records) - index - 1} records after the seal not attested"
+
+
 def read_key(path) -> bytes:
     """A key file ("Device key"): hex text (decoded) or else the raw bytes, ≥ 16 bytes."""
     raw = Path(path).read_bytes()

@@ -497,3 +497,41 @@ def test_the_reference_reader_command_decodes_verifies_and_refuses_a_non_lineage
     proc = subprocess.run([sys.executable, script, str(junk)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_head_attestation_holds_for_the_sealed_dump_and_fails_for_a_cut_one(tmp_path):
+    """The spec's Head attestation, checked by the reference reader: a sealed gateway
+    lineage satisfies its attestation; the same dump cut after the pull, or checked with
+    another key, does not (and edgegov.host.attest agrees)."""
+    from edgegov.config.compile import compile_file
+    from edgegov.core.envelope import Envelope
+    from edgegov.core.events import Telemetry
+    from edgegov.core.governor import Governor
+    from edgegov.host import attest
+    from edgegov.host.lineage_store import open_lineage
+
+    compiled = compile_file(GOLDEN / "envelope.toml")
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    path = tmp_path / "sealed.lineage"
+    lineage = open_lineage(path, env, GOLDEN_KEY, block_size=1024, block_count=8)
+    gov = Governor(env, GOLDEN_KEY)
+    lineage.boot(gov, 0, envelope_blob=compiled.blob)
+    for t in range(1, 30):
+        ok = Telemetry({"estop": False, "guard": True})
+        lineage.record(ok, t, gov.handle(ok, t), gov)
+    doc = attest.seal(lineage, gov, 30, env.device_id, counter=123456789)
+    lineage.sync()
+    lineage.device.close()
+    image = path.read_bytes()
+    ring = ref.read_ring(image)
+    assert ring.records[-1][0] == doc["head_seq"]
+    assert ref.check_attestation(ring, doc, GOLDEN_KEY)[0]
+    assert attest.check(image, doc, GOLDEN_KEY)[0]
+    assert not ref.check_attestation(ring, doc, bytes(32))[0]
+    cut = bytearray(image)
+    off = ring.offsets[doc["head_seq"]]
+    cut[off:off + 1] = b"\xff"  # the sealing checkpoint's frame no longer checks: cut there
+    cut_ring = ref.read_ring(bytes(cut))
+    assert ref.verify(cut_ring.records, cut_ring.problems, GOLDEN_KEY).ok  # alone: unseen
+    assert not ref.check_attestation(cut_ring, doc, GOLDEN_KEY)[0]
+    assert not attest.check(bytes(cut), doc, GOLDEN_KEY)[0]
