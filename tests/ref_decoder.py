@@ -11,6 +11,7 @@ and compares it with ``edgegov lineage decode`` field by field.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -55,21 +56,41 @@ def spec_tables(text: str | None = None) -> dict[str, dict[int, list[str]]]:
             continue
         m = re.match(r"^\|\s*(-?\d+)\s*\|(.*)\|\s*$", line)
         if title and m:
-            cells = [c.strip().strip("`") for c in m.group(2).split("|")]
+            cells = [_unquote(c.strip()) for c in m.group(2).split("|")]
             tables.setdefault(title, {})[int(m.group(1))] = cells
     return tables
 
 
-_SURROGATE_TEXT = object()  # the marker `[code, bytes]` whose stand-in is those bytes as text
+class Shown:
+    """A stand-in of no type the governor accepts, shown in the decoded form as ``text``."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+TEXT_MARKER = object()  # the stand-in column of a two-element [code, bytes] text marker
+
+
+def _unquote(cell: str) -> str:
+    """A cell that is one code span (`` `ok` ``) → its text."""
+    if len(cell) > 1 and cell[0] == cell[-1] == "`" and cell.count("`") == 2:
+        return cell[1:-1]
+    return cell
 
 
 def _standin(text: str):
     """The stand-in column of the Value markers table → the value."""
+    if text.startswith("`[") and "bytes]`" in text and "UTF-8" in text:
+        return TEXT_MARKER
     m = re.match(r'^the text "(.*)"$', text)
     if m:
         return m.group(1)
-    if text == "the text those bytes decode to with surrogates allowed":
-        return _SURROGATE_TEXT
+    m = re.match(r"^a value of no type the governor accepts, shown as `(.*)`$", text)
+    if m:
+        return Shown(m.group(1))
     m = re.match(r"^2\^(\d+) \(integer\)$", text)
     if m:
         return 1 << int(m.group(1))
@@ -77,6 +98,10 @@ def _standin(text: str):
     if m:
         return float(m.group(1).replace("Infinity", "inf"))
     raise RefError(f"unknown stand-in {text!r}")
+
+
+def cells_name(tables, code):
+    return tables["Value markers"][code][0]
 
 
 class Words:
@@ -98,6 +123,7 @@ class Words:
         self.faults = names("Faults")
         self.gap_causes = names("GAP causes")
         self.markers = {code: _standin(cells[-1]) for code, cells in t["Value markers"].items()}
+        self.other = next(v for c, v in self.markers.items() if cells_name(t, c) == "other")
         self.event_fault = {code for code, name in self.events.items()
                             if name in ("fault", "fault_cleared")}
 
@@ -222,7 +248,7 @@ def _walk(image: bytes, bs: int, s: Sector, is_head: bool, problems: list) -> No
 
 # ---------------------------------------------------------------- records ("Records")
 
-_COUNTS = {1: (11, 11), 2: (7, 9), 3: (6, 8), 4: (5, 5), 5: (8, 8), 6: (3, 3)}
+_COUNTS = {1: (11, 11), 2: (7, 9), 3: (6, 8), 4: (5, 5), 5: (8, 9), 6: (3, 3), 7: (3, 3)}
 
 
 def _check_subset(v) -> None:
@@ -335,14 +361,16 @@ class Decoder:
     # values and inputs
     def value(self, v):
         if isinstance(v, list):
-            if not v or type(v[0]) is not int or v[0] not in self.w.markers:
-                raise RefError("bad marker")
-            standin = self.w.markers[v[0]]
-            if standin is _SURROGATE_TEXT:
-                if len(v) != 2 or not isinstance(v[1], bytes):
+            code = v[0] if v and type(v[0]) is int else None
+            standin = self.w.markers.get(code)
+            if standin is TEXT_MARKER and len(v) == 2:
+                if type(v[1]) is not bytes:
                     raise RefError("bad text marker")
-                return v[1].decode("utf-8", "surrogatepass")
-            if len(v) != 1:
+                try:
+                    return v[1].decode("utf-8", "surrogatepass")
+                except UnicodeError:
+                    return self.w.other
+            if len(v) != 1 or code is None or standin is None or standin is TEXT_MARKER:
                 raise RefError("bad marker")
             return standin
         return v
@@ -365,6 +393,10 @@ class Decoder:
                 if not 0 <= k < len(names):
                     raise RefError("index out of range")
                 k = names[k]
+            elif isinstance(k, list):  # an unknown name that is not valid Unicode
+                k = self.value(k)
+                if type(k) is not str:
+                    raise RefError("bad key")
             elif type(k) is not str:
                 raise RefError("bad key")
             out[k] = self.value(v)
@@ -392,6 +424,8 @@ class Decoder:
                            mode=env.modes[st[5]] if 0 <= st[5] < len(env.modes) else st[5],
                            trip_causes=[n for b, n in sorted(self.w.causes.items()) if st[2] & b],
                            outputs=self.by_name(st[8]))
+                if len(rec) > 8:
+                    out["wall_ms"] = rec[8]
             return out
         if kind == 4:
             self.T = rec[1]
@@ -402,6 +436,9 @@ class Decoder:
             return out
         if kind == 6:
             out.update(envelope=rec[1].hex(), bytes=len(rec[2]))
+            return out
+        if kind == 7:
+            out.update(t_ms=rec[1], wall_ms=rec[2])
             return out
         if not self.placed:
             out.update(unplaced=True, raw=repr(rec))
@@ -486,18 +523,74 @@ class Decoder:
 def decode(ring: Ring, words: Words | None = None) -> list[dict]:
     """The decoded form of every record, in ring order."""
     dec = Decoder(envelopes(ring.records), words or Words())
+    boots = boot_numbers(ring.records)
+    wall = wall_anchors(ring.records, boots)
     rows, prev = [], None
-    for seq, payload in ring.records:
+    for (seq, payload), boot in zip(ring.records, boots, strict=True):
         if prev is not None and seq != (prev + 1) & U32:
             dec.placed = False
         prev = seq
         base = {"seq": seq, "offset": ring.offsets[seq]}
         try:
-            rows.append({**base, **dec.row(seq, payload)})
+            row = {**base, **dec.row(seq, payload)}
         except (RefError, IndexError, KeyError, TypeError) as err:
             rows.append({**base, "kind": "error", "error": str(err), "bytes": payload.hex()})
             dec.placed = False
+            continue
+        if type(row.get("t_ms")) is int and wall.get(boot):
+            row["wall"] = format_wall(wall_at(wall[boot], row["t_ms"]))
+        rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------- wall time ("Wall time")
+
+def _kind(payload: bytes) -> int:
+    try:
+        return record(payload)[0]
+    except RefError:
+        return -1
+
+
+def boot_numbers(records) -> list[int]:
+    """The boot each record belongs to (step 1)."""
+    out, n, seen = [], 0, False
+    for _, payload in records:
+        kind = _kind(payload)
+        if kind == 1:
+            n += 1 if seen else 0
+            seen = True
+        elif kind in (5, 7):
+            seen = True
+        out.append(n)
+    return out
+
+
+def wall_anchors(records, boots) -> dict[int, list]:
+    """Boot → its sorted (t, wall_ms) anchors (step 2)."""
+    found: dict[int, list] = {}
+    for (_, payload), boot in zip(records, boots, strict=True):
+        if _kind(payload) not in (1, 5, 7):
+            continue
+        rec = record(payload)
+        wall = rec[9] if rec[0] == 1 else rec[8] if rec[0] == 5 and len(rec) > 8 else \
+            rec[2] if rec[0] == 7 else None
+        if type(wall) is int and type(rec[1]) is int:
+            found.setdefault(boot, []).append((rec[1], wall))
+    return {b: sorted(a) for b, a in found.items()}
+
+
+def wall_at(anchors: list, t_ms: int) -> int:
+    """Step 3."""
+    before = [a for a in anchors if a[0] <= t_ms]
+    t, wall = before[-1] if before else anchors[0]
+    return wall + (t_ms - t)
+
+
+def format_wall(wall_ms: int) -> str:
+    secs, ms = divmod(wall_ms, 1000)
+    when = datetime.datetime.fromtimestamp(secs, tz=datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
 
 
 # ---------------------------------------------------------------- hash chain and MACs
@@ -586,6 +679,39 @@ def operator_checks(records, key: bytes) -> list[tuple[int, bool, bool]]:
     return found
 
 
+def attestation_mac(key: bytes, device: str, head_seq: int, chain_head: bytes,
+                    counter: int) -> bytes:
+    dev = device.encode("utf-8")
+    msg = (b"edgegov-att\x00" + struct.pack("<H", len(dev)) + dev + struct.pack("<I", head_seq)
+           + chain_head + struct.pack("<Q", counter))
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def check_attestation(ring: Ring, att: dict, key: bytes | None) -> tuple[bool, str]:
+    """"Head attestation": does the dump hold the attested sealing checkpoint, unchanged,
+    with an intact chain up to it (and, with the key, is the attestation the device's)?"""
+    seq, head = att["head_seq"], bytes.fromhex(att["chain_head"])
+    if key is not None:
+        want = attestation_mac(key, att["device"], seq, head, att["counter"])
+        if att["mac"] is None or not hmac.compare_digest(want, bytes.fromhex(att["mac"])):
+            return False, "attestation MAC"
+    index = next((i for i, (s, _) in enumerate(ring.records) if s == seq), None)
+    if index is None:
+        return False, "attested head not in the dump"
+    payload = ring.records[index][1]
+    rec = record(payload)
+    if rec[0] != 5 or hashlib.sha256(rec[3] + struct.pack("<I", seq) + payload).digest() != head:
+        return False, "not the attested sealing checkpoint"
+    boots = [record(p) for _, p in ring.records[:index] if _kind(p) == 1]
+    if boots and boots[-1][6] != att["device"]:
+        return False, "another device"
+    before = [p for p in ring.problems if p.seq == -1 or (p.seq - seq) & U32 >= 0x80000000]
+    rep = verify(ring.records[:index + 1], before, key)
+    if not rep.ok:
+        return False, f"chain before the head: {rep.bad[0]}"
+    return True, f"{len(ring.records) - index - 1} records after the seal not attested"
+
+
 def read_key(path) -> bytes:
     """A key file ("Device key"): hex text (decoded) or else the raw bytes, ≥ 16 bytes."""
     raw = Path(path).read_bytes()
@@ -602,8 +728,12 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
-    ring = read_ring(Path(argv[0]).read_bytes())
-    key = read_key(argv[argv.index("--key") + 1]) if "--key" in argv else None
+    try:
+        ring = read_ring(Path(argv[0]).read_bytes())
+        key = read_key(argv[argv.index("--key") + 1]) if "--key" in argv else None
+    except (OSError, IndexError, RefError) as err:
+        print(f"{argv[0]}: cannot read: {err}", file=sys.stderr)
+        return 2
     for row in decode(ring):
         print(json.dumps(row, separators=(",", ":")))
     rep = verify(ring.records, ring.problems, key)
