@@ -105,3 +105,99 @@ def _diff_dict(d, env_old, env_new) -> dict:
         summary = "; ".join(parts) or d.note or "encoding differs"
     return {"seq": d.seq, "t_ms": d.t, "recorded": rec, "replayed": mine, "note": d.note,
             "summary": summary}
+
+
+# ------------------------------------------------------------------ what-if
+
+
+def run_whatif_view(path, envelope_path, boots, key, show, json_path, progress=None) -> int:
+    """``replay --envelope``: the what-if summary, then the records; its exit code."""
+    import sys
+
+    from edgegov.core.ring import LineageError
+    from edgegov.host.whatif import WhatIfError, run_whatif
+
+    compiled = _load_envelope(envelope_path)
+    if compiled is None:
+        return EXIT_ERROR
+    try:
+        with open(path, "rb") as f:
+            image = f.read()
+    except OSError as err:
+        click.echo(f"{path}: cannot read: {err.strerror}", err=True)
+        return EXIT_ERROR
+    try:
+        with _progress(progress, sys.stderr) as tick:
+            result = run_whatif(image, compiled, boots=boots, key=key, progress=tick)
+    except LineageError as err:
+        click.echo(f"{path}: not a readable lineage: {err}", err=True)
+        return EXIT_ERROR
+    except (WhatIfError, ReplayError) as err:
+        click.echo(f"{path}: cannot run the what-if: {err}", err=True)
+        return EXIT_ERROR
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"{path}: " + "\n".join(result.summary_lines()))
+    if not result.identical:
+        click.echo("\n".join(result.record_lines(show)))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result.to_json(), f, indent=1)
+    return result.exit_code
+
+
+def _load_envelope(envelope_path):
+    """The what-if envelope (TOML compiled here, or a blob), or None after saying why."""
+    from edgegov.config.compile import envelope_from_file
+    from edgegov.core.envelope import EnvelopeError
+
+    try:
+        return envelope_from_file(envelope_path)
+    except EnvelopeConfigError as err:
+        first = err.problems[0] if err.problems else err
+        click.echo(f"{envelope_path}: not a valid envelope: {first}", err=True)
+    except (EnvelopeError, ValueError) as err:
+        click.echo(f"{envelope_path}: not an envelope: {err}", err=True)
+    except OSError as err:
+        click.echo(f"{envelope_path}: cannot read: {err.strerror}", err=True)
+    return None
+
+
+class _progress:
+    """Progress of a long what-if on stderr: a rich bar on a terminal, else one line per
+    10 %. ``mode``: True always, False never, None on dumps of PROGRESS_FROM records or
+    more."""
+
+    def __init__(self, mode, stream):
+        self.mode = mode
+        self.stream = stream
+        self.bar = None
+        self.task = None
+        self.shown = -1
+
+    def __enter__(self):
+        return self.tick if self.mode is not False else None
+
+    def tick(self, done: int, total: int) -> None:
+        from .lineage_cmds import PROGRESS_FROM
+
+        if self.mode is None and total < PROGRESS_FROM:
+            return
+        if self.stream.isatty():
+            if self.bar is None:
+                self.bar = Progress(TextColumn("what-if"), BarColumn(), MofNCompleteColumn(),
+                                    console=Console(stderr=True), transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task("what-if", total=total)
+            self.bar.update(self.task, completed=done)
+            return
+        tenth = done * 10 // max(total, 1)
+        if tenth > self.shown:
+            self.shown = tenth
+            print(f"what-if: {tenth * 10}% ({done} of {total} records)", file=self.stream,
+                  flush=True)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
