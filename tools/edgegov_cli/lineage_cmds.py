@@ -146,7 +146,8 @@ def replay_cmd(path, envelope_path, boots, key_path, show, json_path, progress,
 
     key = _key(key_path)
     if envelope_path:
-        sys.exit(run_whatif_view(path, envelope_path, boots, key, show, json_path, progress))
+        sys.exit(run_whatif_view(path, envelope_path, boots, key, show, json_path, progress,
+                                 block_size))
     if boots != "all":
         click.echo("--boots applies to a what-if (--envelope)", err=True)
         sys.exit(EXIT_ERROR)

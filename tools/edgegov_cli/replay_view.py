@@ -110,7 +110,8 @@ def _diff_dict(d, env_old, env_new) -> dict:
 # ------------------------------------------------------------------ what-if
 
 
-def run_whatif_view(path, envelope_path, boots, key, show, json_path, progress=None) -> int:
+def run_whatif_view(path, envelope_path, boots, key, show, json_path, progress=None,
+                    block_size=None) -> int:
     """``replay --envelope``: the what-if summary, then the records; its exit code."""
     import sys
 
@@ -128,7 +129,8 @@ def run_whatif_view(path, envelope_path, boots, key, show, json_path, progress=N
         return EXIT_ERROR
     try:
         with _progress(progress, sys.stderr) as tick:
-            result = run_whatif(image, compiled, boots=boots, key=key, progress=tick)
+            result = run_whatif(image, compiled, boots=boots, key=key, progress=tick,
+                                block_size=block_size)
     except LineageError as err:
         click.echo(f"{path}: not a readable lineage: {err}", err=True)
         return EXIT_ERROR

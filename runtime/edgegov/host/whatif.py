@@ -455,25 +455,28 @@ class _Wall:
         return None if i < 0 else self.clock.at(i, t_ms)
 
 
-def _records(image: bytes) -> list:
+def _records(image: bytes, block_size: int | None = None) -> list:
     """The committed records of an image, in ring order (each frame's CRC checked as it is
     read; what is wrong with the image is verify's to say). LineageError: not a ring."""
-    block_size = detect_block_size(image)
+    if block_size is None:
+        block_size = detect_block_size(image)
     ring = RingLog(RamBlockDevice(block_size, len(image) // block_size, image))
     ring.recover(quick=True)
     return ring.read_all()
 
 
-def run_whatif(image: bytes, compiled, boots="all", key=None, progress=None) -> WhatIf:
+def run_whatif(image: bytes, compiled, boots="all", key=None, progress=None, *,
+               block_size: int | None = None) -> WhatIf:
     """Decide the inputs recorded in ``image`` (a lineage file's bytes or a pulled dump)
     again under ``compiled`` (a CompiledEnvelope, an Envelope, or ``(Envelope, blob,
     digest)``), in every boot or in ``boots`` ("all", "1,3", an int or a set of ints).
 
     ``key`` re-verifies operator MACs (else the recorded MAC check is used).
-    ``progress(done, total)`` is called as records are replayed.
+    ``progress(done, total)`` is called as records are replayed. ``block_size``: the
+    sector size of an image without a readable sector header at its start.
     """
     image = bytes(image)
-    records = _records(image)
+    records = _records(image, block_size)
     env = _envelope(compiled)
     wanted = parse_boots(boots)
     present = _present_boots(records)
