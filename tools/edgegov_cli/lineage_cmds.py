@@ -92,12 +92,21 @@ def _report_problems(dump) -> None:
 def verify_cmd(path: str, key_path: str | None, block_size: int | None) -> None:
     """Check every record's CRC and the hash chain (and MACs with --key).
 
-    Exit codes: 0 verified, 1 a record or checkpoint proved bad, 2 unreadable input.
+    On a failure it names the first record it can prove bad (seq and byte offset).
+
+    Exit codes: 0 verified, 1 a record or checkpoint proved bad, 2 unreadable input (or
+    an unusable key file).
     """
     from edgegov.core.verify import verify
 
     dump = _read(path, block_size)
-    rep = verify(dump.records, dump.problems, _key(key_path), dump.offsets, dump.genesis_seq)
+    key = _key(key_path)
+    try:
+        envelopes = dump.envelopes()  # to name the record a broken chain hides
+    except LineageError:
+        envelopes = None  # a changed ENVELOPE record: the chain says so
+    rep = verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq,
+                 envelopes=envelopes)
     click.echo(f"{path}: {rep.records} records, {rep.checkpoints} checkpoints "
                f"({rep.keyed_checkpoints} keyed); outside the hash chain: "
                f"{rep.uncovered_head} before an anchor, {rep.uncovered_tail} after the last "
