@@ -182,6 +182,7 @@ class _Collector:
         """What the fast comparison needs for the recorded envelope now in force."""
         self._env_old = env_old
         self._rules = _RuleIds(env_old)
+        self.units.learn(env_old)
         self._same_channels = list(env_old.ch_names) == list(self.env_new.ch_names)
 
     def _outputs_equal(self, old, new) -> bool:
@@ -197,7 +198,8 @@ class _Collector:
                 and self._rules[outcome.rule] == self._rules_new[d.rule]
                 and (outcome.output == d.output if self._same_channels
                      else self._outputs_equal(outcome.output, d.output))
-                and outcome.events == d.events()):
+                and d.n_events == len(outcome.events)
+                and (not d.n_events or outcome.events == d.events())):
             if outcome.margin != d.margin:
                 self.margin_only += 1
             return  # the common case: the same decision, nothing to build
@@ -209,7 +211,6 @@ class _Collector:
             if rec.margin != mine.margin:
                 self.margin_only += 1
             return
-        self.units.learn(env_old)
         ev = outcome.event
         cmd_seq = ev.seq if ev.kind == EV_COMMAND and type(ev.seq) is int else None
         self.diffs.append(_Diff(seq, boot, outcome.t, cmd_seq, rec, mine, kind))
