@@ -162,7 +162,7 @@ def replay_cmd(path, envelope_path, boots, key_path, show, json_path, progress,
         sys.exit(EXIT_ERROR)
     dump = _read(path, block_size)
     auto = len(dump.records) >= PROGRESS_FROM
-    sys.exit(run_replay(dump, None, key, show, json_path,
+    sys.exit(run_replay(dump, key, show, json_path,
                         progress=auto if progress is None else progress))
 
 

@@ -14,29 +14,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 EXIT_OK, EXIT_DIVERGENT, EXIT_ERROR = 0, 1, 2
 
 
-def run_replay(dump, envelope_path, key, show, json_path, progress=False) -> int:
-    from .lineage_cmds import load_envelope_file
-
+def run_replay(dump, key, show, json_path, progress=False) -> int:
+    """``replay`` without ``--envelope``: every record re-derived byte for byte, or not."""
     console = Console(stderr=True)
     try:
         envelopes = dump.envelopes()
-        what_if = None
-        if envelope_path:
-            env, _blob, digest = load_envelope_file(envelope_path)
-            what_if = env  # applied to every boot, even one that ran this very envelope
-            envelopes.setdefault(digest, env)
-    except (EnvelopeConfigError, ReplayError, Exception) as err:  # noqa: BLE001 - reported
-        if isinstance(err, click.ClickException):
-            raise
+    except Exception as err:  # noqa: BLE001 - a changed ENVELOPE record, reported
         console.print(f"[red]{dump.path}: cannot replay: {err}[/red]")
         return EXIT_ERROR
-    replayer = Replayer(envelopes, key=key, what_if=what_if)
+    replayer = Replayer(envelopes, key=key)
     try:
         report = _run(replayer, dump.records, console if progress else None)
     except ReplayError as err:
         console.print(f"[red]{dump.path}: cannot replay: {err}[/red]")
         return EXIT_ERROR
-    return _summarise(dump, report, what_if, show, json_path, replayer)
+    return _summarise(dump, report, show, json_path, replayer)
 
 
 def _run(replayer, records, console):
@@ -48,13 +40,13 @@ def _run(replayer, records, console):
         return replayer.run(records, lambda n: progress.update(task, completed=n))
 
 
-def _summarise(dump, report, what_if, show, json_path, replayer) -> int:
-    env_old = replayer.decoder.env
-    diffs = [_diff_dict(d, env_old, what_if or env_old) for d in report.divergences]
+def _summarise(dump, report, show, json_path, replayer) -> int:
+    env = replayer.decoder.env
+    diffs = [_diff_dict(d, env, env) for d in report.divergences]
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"compared": report.compared, "skipped": report.skipped,
-                       "what_if": what_if is not None, "differences": diffs}, f, indent=1)
+                       "differences": diffs}, f, indent=1)
     for note in report.notes:
         click.echo(f"note: {note}")
     if report.compared == 0:
@@ -62,11 +54,6 @@ def _summarise(dump, report, what_if, show, json_path, replayer) -> int:
                    err=True)
         return EXIT_ERROR
     anchors = ", ".join(f"{kind} at seq {seq}" for seq, kind in report.anchors)
-    if what_if is not None:
-        click.echo(f"what-if: {len(diffs)} of {report.compared} recorded decisions would differ "
-                   f"under the other envelope (anchored at {anchors})")
-        _print_diffs(diffs, show)
-        return EXIT_DIVERGENT if diffs else EXIT_OK
     if report.identical:
         click.echo(f"{dump.path}: replay identical: {report.compared} records re-derived "
                    f"exactly ({report.skipped} before the first anchor; anchored at {anchors})")
