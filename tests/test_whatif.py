@@ -261,3 +261,18 @@ def test_noise_is_grouped_counted_and_kept_out_of_the_record_list(example):
     assert grouped > next(i for i, line in enumerate(lines) if "first difference" in line)
     listed = "\n".join(result.record_lines(show=10_000))
     assert all(f"seq {r['seq']}:" not in listed for r in noise)
+
+
+def test_a_wrapped_ring_has_a_boot_0_before_its_first_surviving_boot():
+    from test_lineage_replay import random_run
+
+    compiled = compile_file(EXAMPLE)
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    ring, _, _ = random_run(7, 6000, env, compiled.blob, block_size=1024, blocks=24,
+                            checkpoint_every=32, freeze_after=None)
+    image = ring.image()
+    same = run_whatif(image, compiled, boots="0")
+    assert same.boots_in_dump == [0] and same.exit_code == 0 and same.decisions > 200
+    assert run_whatif(image, compiled).decisions == same.decisions
+    with pytest.raises(WhatIfError, match="boot 1 is not in the dump"):
+        run_whatif(image, compiled, boots="1")
