@@ -127,11 +127,22 @@ class Decoder:
         return env
 
     def read(self, seq, payload):
-        """Decode one record; returns (kind, rec, Outcome or None)."""
+        """Decode one record; returns (kind, rec, Outcome or None). A record whose fields
+        have the wrong types (valid CBOR, a forged or damaged record) is a RecordError."""
         rec = self.decode(payload)
+        try:
+            return self._read(seq, rec)
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+            if isinstance(e, (RecordError, ReplayError)):
+                raise
+            raise RecordError("record fields have the wrong types") from None
+
+    def _read(self, seq, rec):
         kind = rec[0]
+        _typed(rec, _INT_FIELDS.get(kind, ()))
         if kind == K_BOOT:
             self.env = self.envelope(rec[5], seq)
+            _outputs(rec[8], self.env)
             self.t = rec[1]
             self.seq_ref = 0
             self.prev_out = list(rec[8])
@@ -141,6 +152,9 @@ class Decoder:
             self.env = self.envelope(rec[7], seq)
             self.t = rec[1]
             self.seq_ref = rec[5]
+            if not isinstance(rec[6], list) or len(rec[6]) < 9:
+                raise RecordError("checkpoint state has the wrong shape")
+            _outputs(rec[6][8], self.env)
             self.prev_out = list(rec[6][8])
             self.anchored = True
             return kind, rec, None
@@ -350,6 +364,26 @@ class Replayer:
             outcome.output_by_name = old_out
             self.report.divergences.append(Divergence(seq, outcome.t, outcome, mine, "",
                                                       self.boot))
+
+
+# The fields that must be integers, per record kind (booleans are not).
+_INT_FIELDS = {K_BOOT: (1, 2, 3, 7), K_CHECKPOINT: (1, 5), K_GAP: (1, 2, 3, 4),
+               K_DECISION: (1, 4, 5, 6), K_EVENT: (1, 3, 4, 5)}
+
+
+def _typed(rec, fields):
+    for i in fields:
+        if type(rec[i]) is not int:
+            raise RecordError("record field %d is not an integer" % i)
+
+
+def _outputs(values, env):
+    """A BOOT's or CHECKPOINT's outputs: one integer per channel of its envelope."""
+    if not isinstance(values, list) or len(values) != env.n:
+        raise RecordError("outputs have the wrong shape")
+    for v in values:
+        if type(v) is not int:
+            raise RecordError("outputs must be integers")
 
 
 def _mine(seq, outcome, d):

@@ -263,8 +263,11 @@ def _checkpoint(rep, seq, payload, h, head, key, offsets):
     except RecordError as e:
         rep.findings.append(Finding("checkpoint does not decode: %s" % e, seq, off))
         return None, None
+    prev_head, this_head, mac = rec[2], rec[3], rec[4]
+    if not (_digest(prev_head) and _digest(this_head) and (mac is None or _digest(mac))):
+        rep.findings.append(Finding("checkpoint fields have the wrong types", seq, off))
+        return None, None
     rep.checkpoints += 1
-    prev_head, this_head, mac = bytes(rec[2]), bytes(rec[3]), rec[4]
     if h is not None:
         if prev_head != head:
             rep.findings.append(Finding("hash chain broken: checkpoint does not follow the "
@@ -280,6 +283,10 @@ def _checkpoint(rep, seq, payload, h, head, key, offsets):
         elif checkpoint_mac(key, this_head) != bytes(mac):
             rep.findings.append(Finding("checkpoint MAC does not match the device key", seq, off))
     return hashlib.sha256(this_head), this_head
+
+
+def _digest(v):
+    return isinstance(v, bytes) and len(v) == 32
 
 
 __all__ = ["verify", "VerifyReport", "Finding", "record_offsets"]
