@@ -418,7 +418,7 @@ def _describe(d: _Diff, units: _Units) -> str:
         parts.append(f"{names.verdict(a.verdict)} ({names.reason(a.reason)}) → "
                      f"{names.verdict(b.verdict)} ({names.reason(b.reason)}, {b.rule})")
     else:
-        parts.append(f"{names.verdict(a.verdict)}")
+        parts.append(f"{names.verdict(a.verdict)} in both")
     for ch in sorted(set(a.output) | set(b.output)):
         x, y = a.output.get(ch), b.output.get(ch)
         if x != y:
