@@ -276,3 +276,23 @@ def test_a_wrapped_ring_has_a_boot_0_before_its_first_surviving_boot():
     assert run_whatif(image, compiled).decisions == same.decisions
     with pytest.raises(WhatIfError, match="boot 1 is not in the dump"):
         run_whatif(image, compiled, boots="1")
+
+
+def test_a_dump_without_the_envelope_it_ran_is_a_clear_error(tmp_path):
+    from test_lineage_replay import random_run
+
+    compiled = compile_file(EXAMPLE)
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    # 1 KiB sectors cannot hold the ENVELOPE record: the dump does not carry it.
+    ring, _, _ = random_run(3, 300, env, compiled.blob, block_size=1024, blocks=24)
+    other = compile_text(EXAMPLE.read_text().replace("max = 8000", "max = 5000", 1), "o.toml")
+    with pytest.raises(WhatIfError, match="needs the envelope the device ran"):
+        run_whatif(ring.image(), other)
+    assert run_whatif(ring.image(), compiled).identical  # the one it ran: readable
+    path = tmp_path / "small.lineage"
+    path.write_bytes(ring.image())
+    bad = tmp_path / "other.toml"
+    bad.write_text(EXAMPLE.read_text().replace("max = 8000", "max = 5000", 1))
+    proc = subprocess.run(EDGEGOV + ["lineage", "replay", str(path), "--envelope", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs the envelope the device ran" in proc.stderr

@@ -31,7 +31,7 @@ from ..core.blockdev import RamBlockDevice
 from ..core.codes import E_TRIP, EV_COMMAND
 from ..core.envelope import Envelope
 from ..core.record import K_BOOT, K_CHECKPOINT, K_DECISION, K_EVENT, RecordError, decode
-from ..core.replay import Replayer, envelopes_in
+from ..core.replay import Replayer, ReplayError, envelopes_in
 from ..core.ring import RingLog, detect_block_size
 from .lineage_store import load_envelope
 from .walltime import WallClock, format_wall
@@ -494,7 +494,14 @@ def run_whatif(image: bytes, compiled, boots="all", key=None, progress=None, *,
     replayer.sink = collector
     total = len(records)
     tick = None if progress is None else (lambda n: progress(n, total))
-    report = replayer.run(records, tick)
+    try:
+        report = replayer.run(records, tick)
+    except ReplayError as err:
+        if "is not in the dump" not in str(err):
+            raise
+        what = str(err).split(";")[0]  # "envelope <digest> is not in the dump"
+        raise WhatIfError(f"{what}: the what-if needs the envelope the device ran to read "
+                          "the records") from None
     if progress is not None:
         progress(total, total)
     if collector.decisions == 0 and not report.anchors:
