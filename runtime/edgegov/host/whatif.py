@@ -334,6 +334,9 @@ class WhatIf:
         lines = [f"what-if: {self.differing} of {self.decisions} decisions differ (envelope "
                  f"{self.envelope.digest.hex()[:16]} applied to {boots}; {n} boot"
                  f"{'' if n == 1 else 's'} in the dump)"]
+        if self.skipped:
+            lines.append(f"  {self.skipped} recorded decisions not compared (before the first "
+                         "checkpoint or BOOT, or after a hole until the next checkpoint)")
         if self.identical:
             if self.margin_only:
                 lines.append(f"  {self.margin_only} decisions differ only in margin "
@@ -391,6 +394,7 @@ class WhatIf:
             "decisions": self.decisions,
             "differing": self.differing,
             "margin_only": self.margin_only,
+            "skipped": self.skipped,
             "transitions": [{"from": a, "to": b, "count": n} for a, b, n in self.transitions()],
             "trips_added": self.trips(True),
             "trips_removed": self.trips(False),
