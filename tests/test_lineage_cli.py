@@ -79,9 +79,9 @@ def test_replay_is_identical_and_what_if_lists_differences(demo_lineage, tmp_pat
     report = tmp_path / "whatif.json"
     proc = edgegov("lineage", "replay", demo_lineage, "--envelope", tight, "--json", report,
                    check=1)
-    assert "what-if:" in proc.stdout
-    diffs = json.loads(report.read_text())["differences"]
-    assert diffs and all(d["recorded"] != d["replayed"] for d in diffs)
+    assert "decisions differ" in proc.stdout
+    diffs = json.loads(report.read_text())["records"]
+    assert diffs and all(d["recorded"] != d["whatif"] for d in diffs)
     # The envelope the boot ran, given explicitly, is still applied: a what-if with no change.
     assert "what-if: 0 of" in edgegov("lineage", "replay", demo_lineage, "--envelope",
                                       EXAMPLE, check=0).stdout

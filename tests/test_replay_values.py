@@ -340,3 +340,50 @@ def test_any_serial_link_frame_replays_byte_for_byte(stream):
     board.lineage.checkpoint(board.gov, board.gov.last_now)
     records = ring.read_all()
     assert_replays_exactly(records, {ENV.digest: ENV})
+
+
+cbor_items = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(1 << 64), (1 << 64) - 1),
+              st.binary(max_size=40), st.text(max_size=5)),
+    lambda inner: st.lists(inner, max_size=4), max_leaves=8)
+FIELDS = {1: 11, 2: 7, 3: 6, 4: 5, 5: 8, 6: 3}  # record kind -> fields
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(sorted(FIELDS)).flatmap(
+    lambda kind: st.lists(cbor_items, min_size=FIELDS[kind] - 1, max_size=FIELDS[kind] - 1)
+    .map(lambda rest: [kind, *rest])), min_size=1, max_size=6), st.booleans())
+def test_forged_records_of_any_field_types_are_errors_not_crashes(forged, what_if):
+    """Valid CBOR records of the right kind and length whose fields are anything: replay,
+    what-if and verify report them, none raises anything but the project's errors."""
+    from edgegov.core import cbor
+    from edgegov.core.replay import ReplayError
+
+    ring = RingLog(RamBlockDevice(4096, 8))
+    ring.format()
+    lineage = Lineage(ring, ENV, KEY)
+    gov = Governor(ENV, KEY)
+    lineage.boot(gov, 0, envelope_blob=COMPILED.blob)
+    first = ring.next_seq
+    for rec in forged:
+        ring.append(cbor.dumps(rec))  # behind the writer's back: outside its hash chain
+    lineage.checkpoint(gov, 10)
+    records = ring.read_all()
+    try:
+        Replayer({ENV.digest: ENV}, what_if=ENV if what_if else None).run(records)
+    except ReplayError:
+        pass
+    rep = verify(records, envelopes={ENV.digest: ENV})
+    assert not rep.ok
+    assert first <= rep.first_bad.seq <= records[-1][0]  # a forged record, or the checkpoint
+
+
+def test_a_boot_with_the_right_envelope_and_wrong_field_types_is_reported_not_raised():
+    from edgegov.core import cbor
+
+    good = [1, 0, 1, 0, "fw", ENV.digest, ENV.device_id, 0, [0, 0, 0], None, 1]
+    for i, bad in ((1, "x"), (2, b"1"), (7, [1]), (8, [0, "a", 0]), (8, 5)):
+        rec = list(good)
+        rec[i] = bad
+        report = Replayer({ENV.digest: ENV}).run([(0, cbor.dumps(rec))])
+        assert not report.identical and report.divergences[0].seq == 0, (i, bad)

@@ -95,12 +95,21 @@ def verify_cmd(path: str, key_path: str | None, att_path: str | None,
                block_size: int | None) -> None:
     """Check every record's CRC and the hash chain (and MACs with --key).
 
-    Exit codes: 0 verified, 1 a record or checkpoint proved bad, 2 unreadable input.
+    On a failure it names the first record it can prove bad (seq and byte offset).
+
+    Exit codes: 0 verified, 1 a record or checkpoint proved bad, 2 unreadable input (or
+    an unusable key file).
     """
     from edgegov.core.verify import verify
 
     dump = _read(path, block_size)
-    rep = verify(dump.records, dump.problems, _key(key_path), dump.offsets, dump.genesis_seq)
+    key = _key(key_path)
+    try:
+        envelopes = dump.envelopes()  # to name the record a broken chain hides
+    except LineageError:
+        envelopes = None  # a changed ENVELOPE record: the chain says so
+    rep = verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq,
+                 envelopes=envelopes)
     click.echo(f"{path}: {rep.records} records, {rep.checkpoints} checkpoints "
                f"({rep.keyed_checkpoints} keyed); outside the hash chain: "
                f"{rep.uncovered_head} before an anchor, {rep.uncovered_tail} after the last "
@@ -161,21 +170,42 @@ def _wall_line(dump) -> None:
 @lineage.command("replay")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--envelope", "envelope_path", type=click.Path(exists=True, dir_okay=False),
-              help="Envelope TOML or compiled blob. The recorded one: replay with it; another "
-                   "one: a what-if listing where decisions would differ.")
+              help="Envelope TOML or compiled blob: a what-if. It is applied to every boot "
+                   "(--boots), even one that ran this very envelope, and the output leads "
+                   "with a summary of where decisions would differ.")
+@click.option("--boots", default="all", show_default=True,
+              help="What-if only: the boots to apply --envelope to, numbered 1, 2, ... in "
+                   "ring order at each BOOT record (0: records before the first BOOT).")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False),
               help="Device key file: re-verify operator MACs instead of trusting the record.")
-@click.option("--show", default=10, show_default=True, help="Differences to print.")
+@click.option("--show", default=10, show_default=True, help="Differing records to print.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Write the full list of differences here.")
+              help="Write everything here as JSON (values in engineering units, the scaled "
+                   "integers alongside).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr (default: on dumps of 50000 records or more).")
 @_block
-def replay_cmd(path, envelope_path, key_path, show, json_path, block_size) -> None:
-    """Re-derive every decision: exit 0 identical, 1 divergent, 2 error."""
-    from .replay_view import run_replay
+def replay_cmd(path, envelope_path, boots, key_path, show, json_path, progress,
+               block_size) -> None:
+    """Re-derive every decision from the recorded inputs.
 
+    Exit codes: 0 every record reproduced byte for byte (with --envelope: no decision
+    differs), 1 a record differs (with --envelope: decisions differ), 2 error (unreadable
+    dump or envelope, a boot not in the dump, nothing to replay).
+    """
+    from .replay_view import run_replay, run_whatif_view
+
+    key = _key(key_path)
+    if envelope_path:
+        sys.exit(run_whatif_view(path, envelope_path, boots, key, show, json_path, progress,
+                                 block_size))
+    if boots != "all":
+        click.echo("--boots applies to a what-if (--envelope)", err=True)
+        sys.exit(EXIT_ERROR)
     dump = _read(path, block_size)
-    sys.exit(run_replay(dump, envelope_path, _key(key_path), show, json_path,
-                        progress=len(dump.records) >= PROGRESS_FROM))
+    auto = len(dump.records) >= PROGRESS_FROM
+    sys.exit(run_replay(dump, key, show, json_path,
+                        progress=auto if progress is None else progress))
 
 
 def load_envelope_file(path: str):

@@ -14,29 +14,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 EXIT_OK, EXIT_DIVERGENT, EXIT_ERROR = 0, 1, 2
 
 
-def run_replay(dump, envelope_path, key, show, json_path, progress=False) -> int:
-    from .lineage_cmds import load_envelope_file
-
+def run_replay(dump, key, show, json_path, progress=False) -> int:
+    """``replay`` without ``--envelope``: every record re-derived byte for byte, or not."""
     console = Console(stderr=True)
     try:
         envelopes = dump.envelopes()
-        what_if = None
-        if envelope_path:
-            env, _blob, digest = load_envelope_file(envelope_path)
-            what_if = env  # applied to every boot, even one that ran this very envelope
-            envelopes.setdefault(digest, env)
-    except (EnvelopeConfigError, ReplayError, Exception) as err:  # noqa: BLE001 - reported
-        if isinstance(err, click.ClickException):
-            raise
+    except Exception as err:  # noqa: BLE001 - a changed ENVELOPE record, reported
         console.print(f"[red]{dump.path}: cannot replay: {err}[/red]")
         return EXIT_ERROR
-    replayer = Replayer(envelopes, key=key, what_if=what_if)
+    replayer = Replayer(envelopes, key=key)
     try:
         report = _run(replayer, dump.records, console if progress else None)
     except ReplayError as err:
         console.print(f"[red]{dump.path}: cannot replay: {err}[/red]")
         return EXIT_ERROR
-    return _summarise(dump, report, what_if, show, json_path, replayer)
+    return _summarise(dump, report, show, json_path, replayer)
 
 
 def _run(replayer, records, console):
@@ -48,13 +40,13 @@ def _run(replayer, records, console):
         return replayer.run(records, lambda n: progress.update(task, completed=n))
 
 
-def _summarise(dump, report, what_if, show, json_path, replayer) -> int:
-    env_old = replayer.decoder.env
-    diffs = [_diff_dict(d, env_old, what_if or env_old) for d in report.divergences]
+def _summarise(dump, report, show, json_path, replayer) -> int:
+    env = replayer.decoder.env
+    diffs = [_diff_dict(d, env, env) for d in report.divergences]
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"compared": report.compared, "skipped": report.skipped,
-                       "what_if": what_if is not None, "differences": diffs}, f, indent=1)
+                       "differences": diffs}, f, indent=1)
     for note in report.notes:
         click.echo(f"note: {note}")
     if report.compared == 0:
@@ -62,11 +54,6 @@ def _summarise(dump, report, what_if, show, json_path, replayer) -> int:
                    err=True)
         return EXIT_ERROR
     anchors = ", ".join(f"{kind} at seq {seq}" for seq, kind in report.anchors)
-    if what_if is not None:
-        click.echo(f"what-if: {len(diffs)} of {report.compared} recorded decisions would differ "
-                   f"under the other envelope (anchored at {anchors})")
-        _print_diffs(diffs, show)
-        return EXIT_DIVERGENT if diffs else EXIT_OK
     if report.identical:
         click.echo(f"{dump.path}: replay identical: {report.compared} records re-derived "
                    f"exactly ({report.skipped} before the first anchor; anchored at {anchors})")
@@ -105,3 +92,101 @@ def _diff_dict(d, env_old, env_new) -> dict:
         summary = "; ".join(parts) or d.note or "encoding differs"
     return {"seq": d.seq, "t_ms": d.t, "recorded": rec, "replayed": mine, "note": d.note,
             "summary": summary}
+
+
+# ------------------------------------------------------------------ what-if
+
+
+def run_whatif_view(path, envelope_path, boots, key, show, json_path, progress=None,
+                    block_size=None) -> int:
+    """``replay --envelope``: the what-if summary, then the records; its exit code."""
+    import sys
+
+    from edgegov.core.ring import LineageError
+    from edgegov.host.whatif import WhatIfError, run_whatif
+
+    compiled = _load_envelope(envelope_path)
+    if compiled is None:
+        return EXIT_ERROR
+    try:
+        with open(path, "rb") as f:
+            image = f.read()
+    except OSError as err:
+        click.echo(f"{path}: cannot read: {err.strerror}", err=True)
+        return EXIT_ERROR
+    try:
+        with _progress(progress, sys.stderr) as tick:
+            result = run_whatif(image, compiled, boots=boots, key=key, progress=tick,
+                                block_size=block_size)
+    except LineageError as err:
+        click.echo(f"{path}: not a readable lineage: {err}", err=True)
+        return EXIT_ERROR
+    except (WhatIfError, ReplayError) as err:
+        click.echo(f"{path}: cannot run the what-if: {err}", err=True)
+        return EXIT_ERROR
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"{path}: " + "\n".join(result.summary_lines()))
+    if not result.identical:
+        click.echo("\n".join(result.record_lines(show)))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result.to_json(), f, indent=1)
+    return result.exit_code
+
+
+def _load_envelope(envelope_path):
+    """The what-if envelope (TOML compiled here, or a blob), or None after saying why."""
+    from edgegov.config.compile import envelope_from_file
+    from edgegov.core.envelope import EnvelopeError
+
+    try:
+        return envelope_from_file(envelope_path)
+    except EnvelopeConfigError as err:
+        first = err.problems[0] if err.problems else err
+        click.echo(f"{envelope_path}: not a valid envelope: {first}", err=True)
+    except (EnvelopeError, ValueError) as err:
+        click.echo(f"{envelope_path}: not an envelope: {err}", err=True)
+    except OSError as err:
+        click.echo(f"{envelope_path}: cannot read: {err.strerror}", err=True)
+    return None
+
+
+class _progress:
+    """Progress of a long what-if on stderr: a rich bar on a terminal, else one line per
+    10 %. ``mode``: True always, False never, None on dumps of PROGRESS_FROM records or
+    more."""
+
+    def __init__(self, mode, stream):
+        self.mode = mode
+        self.stream = stream
+        self.bar = None
+        self.task = None
+        self.shown = -1
+
+    def __enter__(self):
+        return self.tick if self.mode is not False else None
+
+    def tick(self, done: int, total: int) -> None:
+        from .lineage_cmds import PROGRESS_FROM
+
+        if self.mode is None and total < PROGRESS_FROM:
+            return
+        if self.stream.isatty():
+            if self.bar is None:
+                self.bar = Progress(TextColumn("what-if"), BarColumn(), MofNCompleteColumn(),
+                                    console=Console(stderr=True), transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task("what-if", total=total)
+            self.bar.update(self.task, completed=done)
+            return
+        tenth = done * 10 // max(total, 1)
+        if tenth > self.shown:
+            self.shown = tenth
+            print(f"what-if: {tenth * 10}% ({done} of {total} records)", file=self.stream,
+                  flush=True)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False

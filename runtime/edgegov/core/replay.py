@@ -8,7 +8,13 @@ Records it cannot anchor (before the first surviving anchor, or after a hole in 
 sequence, until the next checkpoint) are counted as skipped, never silently trusted.
 
 With another envelope (``what_if``) the same inputs drive a governor on that envelope and
-the report lists every decision whose verdict, rule or outputs would have differed.
+the report lists every decision whose verdict, reason, rule, outputs or events would have
+differed (margins are not compared); a
+``sink`` (``sink(seq, boot, outcome, decision)``) receives every what-if decision instead,
+for a caller that classifies the differences itself (``edgegov.host.whatif``). ``boots``
+(a set of boot numbers, or None for all) limits the what-if to those boots: boots are
+numbered in ring order from 1 at each BOOT record; records anchored at a checkpoint before
+the first surviving BOOT belong to boot 0.
 
 MAC checks: with the device key, operator actions are re-verified; without it, the
 recorded verdict of the MAC check is used (the hash chain, ``verify``, covers tampering).
@@ -79,12 +85,13 @@ class Outcome:
 class Divergence:
     """One record whose replay did not reproduce it (or, in a what-if, would differ)."""
 
-    def __init__(self, seq, t, recorded, replayed, note=""):
+    def __init__(self, seq, t, recorded, replayed, note="", boot=0):
         self.seq = seq
         self.t = t
         self.recorded = recorded
         self.replayed = replayed
         self.note = note
+        self.boot = boot
 
 
 class Report:
@@ -103,8 +110,10 @@ class Report:
 class Decoder:
     """Reads records in order, keeping the context their compact fields are relative to."""
 
-    def __init__(self, envelopes):
+    def __init__(self, envelopes, decode_record=None):
         self.envelopes = envelopes  # digest bytes -> Envelope
+        # record.decode, or a host's drop-in for it (e.g. one that memoises repeated payloads)
+        self.decode = decode_record if decode_record is not None else decode
         self.env = None
         self.t = 0
         self.seq_ref = 0
@@ -119,11 +128,22 @@ class Decoder:
         return env
 
     def read(self, seq, payload):
-        """Decode one record; returns (kind, rec, Outcome or None)."""
-        rec = decode(payload)
+        """Decode one record; returns (kind, rec, Outcome or None). A record whose fields
+        have the wrong types (valid CBOR, a forged or damaged record) is a RecordError."""
+        rec = self.decode(payload)
+        try:
+            return self._read(seq, rec)
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+            if isinstance(e, (RecordError, ReplayError)):
+                raise
+            raise RecordError("record fields have the wrong types") from None
+
+    def _read(self, seq, rec):
         kind = rec[0]
+        _typed(rec, _INT_FIELDS.get(kind, ()))
         if kind == K_BOOT:
             self.env = self.envelope(rec[5], seq)
+            _outputs(rec[8], self.env)
             self.t = rec[1]
             self.seq_ref = 0
             self.prev_out = list(rec[8])
@@ -133,6 +153,9 @@ class Decoder:
             self.env = self.envelope(rec[7], seq)
             self.t = rec[1]
             self.seq_ref = rec[5]
+            if not isinstance(rec[6], list) or len(rec[6]) < 9:
+                raise RecordError("checkpoint state has the wrong shape")
+            _outputs(rec[6][8], self.env)
             self.prev_out = list(rec[6][8])
             self.anchored = True
             return kind, rec, None
@@ -201,10 +224,14 @@ class Decoder:
 class Replayer:
     """Replays ``records`` (``(seq, payload)`` in ring order) and builds a ``Report``."""
 
-    def __init__(self, envelopes, key=None, what_if=None):
-        self.decoder = Decoder(envelopes)
+    def __init__(self, envelopes, key=None, what_if=None, boots=None, sink=None,
+                 decode_record=None):
+        self.decoder = Decoder(envelopes, decode_record)
         self.key = key
         self.what_if = what_if  # an Envelope to decide with instead of the recorded one
+        self.boots = boots  # what-if only in these boots (None: every boot)
+        self.sink = sink
+        self.boot = 0  # the current boot's number (0: before the first BOOT record)
         self.gov = None
         self.enc = None
         self.report = Report()
@@ -213,7 +240,7 @@ class Replayer:
     def run(self, records, progress=None):
         for n, (seq, payload) in enumerate(records):
             self.step(seq, payload)
-            if progress is not None and n % 4096 == 0:
+            if progress is not None and n % 1024 == 0:
                 progress(n)
         return self.report
 
@@ -225,19 +252,28 @@ class Replayer:
             kind, rec, outcome = self.decoder.read(seq, payload)
         except RecordError as e:
             self.report.divergences.append(Divergence(seq, self.decoder.t, None, None,
-                                                      "undecodable record: %s" % e))
+                                                      "undecodable record: %s" % e,
+                                                      self.boot))
             self._lose_anchor(seq, "undecodable record")
             return
         if kind == K_BOOT:
-            self._boot(seq, rec, payload)
+            self.boot += 1
+            if self._selected():
+                self._boot(seq, rec, payload)
+            else:
+                self.gov = None
         elif kind == K_CHECKPOINT:
-            self._checkpoint(seq, rec)
+            if self._selected():
+                self._checkpoint(seq, rec)
         elif kind == K_GAP and not self.decoder.anchored:
             self._lose_anchor(seq, "records dropped")
         elif outcome is not None and self.gov is not None:
             self._compare(seq, payload, outcome)
         elif kind in (K_DECISION, K_EVENT):
             self.report.skipped += 1
+
+    def _selected(self):
+        return self.boots is None or self.boot in self.boots
 
     def _lose_anchor(self, seq, why):
         if self.gov is not None:
@@ -261,7 +297,8 @@ class Replayer:
                       rec[9])
         self.report.compared += 1
         if bytes(self.enc.payload()) != bytes(payload):
-            self.report.divergences.append(Divergence(seq, rec[1], rec, None, "boot differs"))
+            self.report.divergences.append(Divergence(seq, rec[1], rec, None, "boot differs",
+                                                                 self.boot))
 
     def _checkpoint(self, seq, rec):
         state = rec[6]
@@ -270,7 +307,7 @@ class Replayer:
             self.report.compared += 1
             if mine[_STATE_SKIP:] != state[_STATE_SKIP:]:
                 self.report.divergences.append(
-                    Divergence(seq, rec[1], state, mine, "governor state differs")
+                    Divergence(seq, rec[1], state, mine, "governor state differs", self.boot)
                 )
         if self.gov is None:
             try:
@@ -304,23 +341,50 @@ class Replayer:
         if bytes(self.enc.payload()) != bytes(payload) or not d.record:
             note = "" if d.record else "replay would not have recorded this call"
             self.report.divergences.append(
-                Divergence(seq, outcome.t, outcome, _mine(seq, outcome, d), note)
+                Divergence(seq, outcome.t, outcome, _mine(seq, outcome, d), note, self.boot)
             )
 
     def _what_if(self, seq, outcome, d):
+        if self.sink is not None:
+            self.sink(seq, self.boot, outcome, d)
+            return
         env_old = self.decoder.env
         env_new = self.what_if
         old_rule = env_old.rules[outcome.rule] if 0 <= outcome.rule < len(env_old.rules) else ""
         new_rule = env_new.rules[d.rule] if 0 <= d.rule < len(env_new.rules) else ""
         old_out = dict(zip(env_old.ch_names, outcome.output))
         new_out = dict(zip(env_new.ch_names, d.output))
-        if outcome.verdict != d.verdict or old_rule != new_rule or old_out != new_out:
+        # A decision differs in its verdict, reason, rule, outputs or events; margins are
+        # not compared (they measure the distance to limits, which another envelope moves).
+        if (outcome.verdict != d.verdict or outcome.reason != d.reason or old_rule != new_rule
+                or old_out != new_out or outcome.events != d.events()):
             mine = _mine(seq, outcome, d)
             mine.rule_id = new_rule
             outcome.rule_id = old_rule
             mine.output_by_name = new_out
             outcome.output_by_name = old_out
-            self.report.divergences.append(Divergence(seq, outcome.t, outcome, mine))
+            self.report.divergences.append(Divergence(seq, outcome.t, outcome, mine, "",
+                                                      self.boot))
+
+
+# The fields that must be integers, per record kind (booleans are not).
+_INT_FIELDS = {K_BOOT: (1, 2, 3, 7), K_CHECKPOINT: (1, 5), K_GAP: (1, 2, 3, 4),
+               K_DECISION: (1, 4, 5, 6), K_EVENT: (1, 3, 4, 5)}
+
+
+def _typed(rec, fields):
+    for i in fields:
+        if type(rec[i]) is not int:
+            raise RecordError("record field %d is not an integer" % i)
+
+
+def _outputs(values, env):
+    """A BOOT's or CHECKPOINT's outputs: one integer per channel of its envelope."""
+    if not isinstance(values, list) or len(values) != env.n:
+        raise RecordError("outputs have the wrong shape")
+    for v in values:
+        if type(v) is not int:
+            raise RecordError("outputs must be integers")
 
 
 def _mine(seq, outcome, d):

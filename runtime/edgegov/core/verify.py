@@ -77,11 +77,18 @@ def record_offsets(sectors, records, block_size):
     return offsets
 
 
-def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0):
+def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0, envelopes=None):
     """Check ``records`` (``(seq, payload)`` in ring order) and the ring scan's problems.
 
     ``genesis_seq`` is the sequence number of a ring's very first record: when it is still
     present the chain is checked from the start, else from the first checkpoint.
+
+    Every record must decode (a payload that is not a record is named at once, CRC or not).
+    When a segment's chain breaks, ``envelopes`` (digest → Envelope, as ``replay`` takes
+    them) let verify name the first record of that segment that a replay cannot re-derive
+    from the records before it (from the previous segment's start, so an edited checkpoint
+    state is named too); without them the checkpoint that closes the segment is named.
+    Findings come in ring order: ``first_bad`` is the first record proved bad.
     """
     rep = VerifyReport()
     offsets = offsets or {}
@@ -97,29 +104,106 @@ def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0):
     head = None
     covered = 0
     prev = None
-    for seq, payload in records:
+    opening = -1  # index of the record that opened the current segment (-1: unanchored)
+    openings = []  # (opening index, closing checkpoint index) of every segment checked
+    broken = []  # the same, for segments whose chain is broken
+    for i, (seq, payload) in enumerate(records):
         if prev is not None and seq != (prev + 1) & 0xFFFFFFFF:
             _hole(rep, prev, seq, explained, offsets)
             h = None  # the chain resumes at the next checkpoint
             head = None
+            opening = -1
         prev = seq
         if h is None and seq == genesis_seq:
             head = ZERO_HEAD
             h = hashlib.sha256(ZERO_HEAD)
+            opening = i
         kind = payload[1] if len(payload) > 1 else -1
         if kind == K_CHECKPOINT:
+            n_bad = _fatal_count(rep)
+            checked = h is not None
             h, head = _checkpoint(rep, seq, payload, h, head, key, offsets)
+            if checked and opening >= 0:
+                openings.append((opening, i))
+                if _fatal_count(rep) > n_bad:
+                    broken.append((opening, i))
+            opening = i if h is not None else -1
             covered = 0
             if h is not None:  # the checkpoint itself (its state) opens the next segment
                 chain_update(h, seq, payload)
             continue
+        _decodes(rep, seq, payload, offsets)
         if h is None:
             rep.uncovered_head += 1
             continue
         chain_update(h, seq, payload)
         covered += 1
     rep.uncovered_tail = covered
+    if broken and envelopes:
+        _pinpoint(rep, records, openings, broken, envelopes, offsets)
+    _in_ring_order(rep, records)
     return rep
+
+
+def _fatal_count(rep):
+    return sum(1 for f in rep.findings if f.fatal)
+
+
+def _decodes(rep, seq, payload, offsets):
+    """A record that is not a valid record of the format is bad, whatever its CRC says."""
+    try:
+        decode(payload)
+    except RecordError as e:
+        rep.findings.append(Finding("record does not decode (%s): its payload was changed"
+                                    % e, seq, offsets.get(seq, -1)))
+
+
+def _pinpoint(rep, records, openings, broken, envelopes, offsets):
+    """Name the first record of each broken segment that replay cannot re-derive."""
+    from .replay import Replayer, ReplayError
+
+    named = set(f.seq for f in rep.findings if f.fatal)
+    previous = {}
+    for k, (start, end) in enumerate(openings):
+        previous[end] = openings[k - 1][0] if k and openings[k - 1][1] == start else start
+    for start, end in broken:
+        window = records[previous.get(end, start) : end + 1]
+        inside = set(seq for seq, _ in records[start : end + 1])
+        try:
+            report = Replayer(envelopes).run(window)
+        except ReplayError:
+            continue  # e.g. an envelope the dump does not hold: the checkpoint is named
+        for d in report.divergences:
+            if d.seq in inside:
+                if d.seq not in named:
+                    rep.findings.append(Finding(_why(d), d.seq, offsets.get(d.seq, -1)))
+                break
+
+
+def _why(d):
+    if d.note == "governor state differs":
+        return ("checkpoint state does not follow from the records before it: the "
+                "checkpoint was changed")
+    if d.note.startswith("undecodable"):
+        return d.note
+    a, b = d.recorded, d.replayed
+    what = "its outcome"
+    if a is not None and b is not None and hasattr(a, "verdict") and hasattr(b, "verdict"):
+        for field in ("verdict", "reason", "rule", "output", "events"):
+            if getattr(a, field) != getattr(b, field):
+                what = "its " + field
+                break
+    return ("record does not follow from the records before it (%s differs from the "
+            "re-derived one): it was changed, or records before it in its segment were "
+            "removed or reordered" % what)
+
+
+def _in_ring_order(rep, records):
+    """Sort findings by ring position (serial order from the first record's seq)."""
+    if not records:
+        return
+    first = records[0][0]
+    rep.findings.sort(key=lambda f: -1 if f.seq < 0 else (f.seq - first) & 0xFFFFFFFF)
 
 
 def _overwritten(records):
@@ -179,8 +263,11 @@ def _checkpoint(rep, seq, payload, h, head, key, offsets):
     except RecordError as e:
         rep.findings.append(Finding("checkpoint does not decode: %s" % e, seq, off))
         return None, None
+    prev_head, this_head, mac = rec[2], rec[3], rec[4]
+    if not (_digest(prev_head) and _digest(this_head) and (mac is None or _digest(mac))):
+        rep.findings.append(Finding("checkpoint fields have the wrong types", seq, off))
+        return None, None
     rep.checkpoints += 1
-    prev_head, this_head, mac = bytes(rec[2]), bytes(rec[3]), rec[4]
     if h is not None:
         if prev_head != head:
             rep.findings.append(Finding("hash chain broken: checkpoint does not follow the "
@@ -196,6 +283,10 @@ def _checkpoint(rep, seq, payload, h, head, key, offsets):
         elif checkpoint_mac(key, this_head) != bytes(mac):
             rep.findings.append(Finding("checkpoint MAC does not match the device key", seq, off))
     return hashlib.sha256(this_head), this_head
+
+
+def _digest(v):
+    return isinstance(v, bytes) and len(v) == 32
 
 
 __all__ = ["verify", "VerifyReport", "Finding", "record_offsets"]

@@ -96,6 +96,11 @@ def read_dump(path, block_size: int | None = None) -> Dump:
         image = Path(path).read_bytes()
     except OSError as err:
         raise LineageError(f"{path}: cannot read: {err.strerror}") from None
+    return read_image(image, block_size, str(path))
+
+
+def read_image(image: bytes, block_size: int | None = None, path: str = "<image>") -> Dump:
+    """``read_dump`` of an image already in memory (a pulled dump, a file's bytes)."""
     if block_size is None:
         block_size = detect_block_size(image)
     rep = scan_image(image, block_size)
