@@ -105,3 +105,11 @@ def test_verify_prints_the_recorded_wall_time_span(tmp_path):
                               str(path)], capture_output=True, text=True, check=True)
     first = json.loads(decoded.stdout.splitlines()[0])
     assert first["kind"] == "boot" and first["wall"] == "2026-12-04T06:33:20.000Z"
+
+
+def test_replay_shows_the_recorded_wall_time_span(tmp_path):
+    path = run_scripted(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "edgegov_cli.main", "lineage", "replay",
+                          str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "wall time 2026-12-04T06:33:20.000Z .. 2026-12-04T07:33:19.900Z" in out.stdout
