@@ -86,7 +86,7 @@ def _run_briefly(tmp_path, *extra) -> str:
                 proc.send_signal(signal.SIGINT)  # a second signal: see what it was doing
                 time.sleep(2)
                 proc.kill()
-                raise AssertionError("no orderly stop within 60 s: " + log.read_text())
+                raise AssertionError("no orderly stop within 60 s: " + log.read_text()) from None
             assert rc == 0, log.read_text()
         finally:
             if proc.poll() is None:
