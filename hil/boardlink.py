@@ -112,6 +112,36 @@ class GovLink:
             image += bytes.fromhex(chunk[2])
         return bytes(image)
 
+    def reply_to(self, body: str, prefixes: tuple[str, ...], timeout: float = 5.0,
+                 tries: int = 3) -> list[str]:
+        """Like ``request``, but the first reply starting with any of ``prefixes`` (``E``
+        among them: a board that does not know the request answers at once)."""
+        for _ in range(tries):
+            self.s.write(frame(body))
+            deadline = time.monotonic() + timeout
+            while True:
+                text = self._read_frame(max(deadline - time.monotonic(), 0))
+                if text is None:
+                    break
+                if text.split()[0] in prefixes:
+                    return text.split()
+        raise LinkError(f"no reply to {body!r}")
+
+    def set_time(self, wall_ms: int, timeout: float = 5.0) -> bool | None:
+        """Send the host's wall clock (``T``); True when the board recorded a TIME record,
+        None when its firmware has no ``T`` (micro:bit)."""
+        f = self.reply_to("T %d" % wall_ms, ("T", "E"), timeout)
+        return None if f[0] == "E" else f[1] == "1"
+
+    def seal(self, counter: int, timeout: float = 5.0) -> dict | None:
+        """Seal the board's lineage (``P``): its head attestation, or None when the firmware
+        has no sealed pull (micro:bit) or could not seal."""
+        f = self.reply_to("P %d" % counter, ("P", "E"), timeout)
+        if f[0] == "E" or len(f) < 6:
+            return None
+        return {"device": " ".join(f[5:]), "head_seq": int(f[1]), "chain_head": f[2],
+                "counter": int(f[3]), "mac": None if f[4] == "-" else f[4]}
+
     def quit(self) -> None:
         """Stop the board loop (e-stop asserted first) and return to its REPL."""
         self.request("Q", "Q")

@@ -69,7 +69,7 @@ def _run_briefly(tmp_path, *extra) -> str:
     log = tmp_path / "run.log"
     port = free_port()
     args = [sys.executable, "-m", "edgegov_cli.main", "run", "--config", str(ARM), "--key",
-            str(key), "--broker-port", str(port), "--no-fsync", "--lineage",
+            str(key), "--broker-port", str(port), "--no-fsync", "-v", "--lineage",
             str(tmp_path / "arm.lineage"), *extra]
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
@@ -80,7 +80,14 @@ def _run_briefly(tmp_path, *extra) -> str:
                     break
                 time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(20) == 0, log.read_text()
+            try:
+                rc = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)  # a second signal: see what it was doing
+                time.sleep(2)
+                proc.kill()
+                raise AssertionError("no orderly stop within 60 s: " + log.read_text()) from None
+            assert rc == 0, log.read_text()
         finally:
             if proc.poll() is None:
                 proc.kill()

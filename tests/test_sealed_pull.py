@@ -134,8 +134,12 @@ def test_orderly_stop_seals_and_attests_the_file(broker, tmp_path):
     async def scenario():
         async with Peer(broker.port, "t-stop") as peer:
             await peer.online()
-            seq = await peer.command({"spindle": 3})
-            await peer.wait_for("decision", lambda m: m["seq"] == seq)
+            for _ in range(50):  # the service subscribes just after it says online
+                await peer.command({"spindle": 3})
+                await asyncio.sleep(0.1)
+                if peer.got["decision"]:
+                    break
+            assert peer.got["decision"]
 
     try:
         asyncio.run(scenario())
@@ -156,3 +160,28 @@ def test_orderly_stop_seals_and_attests_the_file(broker, tmp_path):
         assert not att_file.exists()
     finally:
         svc.stop()
+
+
+def test_attestation_mac_covers_the_documented_bytes():
+    # docs/lineage-format.md, Head attestation: "edgegov-att" 00 || u16le(len(device)) ||
+    # device || u32le(head_seq) || chain_head || u64le(counter), HMAC-SHA256 with the key
+    import hashlib
+    import hmac
+
+    chain_head = bytes(range(32))
+    doc = attest.sign(KEY, "cell-7", 0x01020304, chain_head, 0x1122334455667788)
+    message = (b"edgegov-att\x00" + b"\x06\x00" + b"cell-7" + b"\x04\x03\x02\x01" + chain_head
+               + b"\x88\x77\x66\x55\x44\x33\x22\x11")
+    assert doc["mac"] == hmac.new(KEY, message, hashlib.sha256).hexdigest()
+    assert doc["chain_head"] == chain_head.hex() and doc["head_seq"] == 0x01020304
+
+
+def test_chain_head_is_sha256_of_head_seq_and_payload(pulled):
+    import hashlib
+
+    _, _, got = pulled
+    from edgegov.core.record import decode
+
+    seq, payload = read_dump(pulled[0]).records[-1]
+    expected = hashlib.sha256(bytes(decode(payload)[3]) + seq.to_bytes(4, "little") + payload)
+    assert got.attestation["chain_head"] == expected.hexdigest()

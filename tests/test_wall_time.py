@@ -105,3 +105,34 @@ def test_verify_prints_the_recorded_wall_time_span(tmp_path):
                               str(path)], capture_output=True, text=True, check=True)
     first = json.loads(decoded.stdout.splitlines()[0])
     assert first["kind"] == "boot" and first["wall"] == "2026-12-04T06:33:20.000Z"
+
+
+def test_replay_shows_the_recorded_wall_time_span(tmp_path):
+    path = run_scripted(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "edgegov_cli.main", "lineage", "replay",
+                          str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "wall time 2026-12-04T06:33:20.000Z .. 2026-12-04T07:33:19.900Z" in out.stdout
+
+
+def test_time_record_and_checkpoint_wall_field_bytes():
+    # TIME [7, 200, 1796366000000]: array(3) 83, 07, 200 = 18 c8, and the wall time
+    # 0x1a23fc1df80 as a u64 (1b + 8 bytes big-endian); cbor2 (the oracle) agrees
+    import cbor2
+    from edgegov.core.record import Encoder
+
+    enc = Encoder(ENV)
+    enc.t = 190
+    enc.time(200, 1_796_366_000_000)
+    raw = bytes(enc.payload())
+    assert raw.hex() == "830718c81b000001a23fc1df80"
+    assert cbor2.loads(raw) == [7, 200, 1_796_366_000_000] and decode(raw) == [7, 200,
+                                                                            1_796_366_000_000]
+    assert enc.t == 190  # not a base for the next record's dt
+    state = [0] * 9
+    enc.checkpoint(300, bytes(32), bytes(32), None, state, 1_796_366_000_000)
+    with_wall = bytes(enc.payload())
+    enc.checkpoint(300, bytes(32), bytes(32), None, state)
+    without = bytes(enc.payload())
+    assert with_wall[0] == 0x89 and without[0] == 0x88  # 9 fields, or 8 when unknown
+    assert with_wall[1:] == without[1:] + bytes.fromhex("1b000001a23fc1df80")

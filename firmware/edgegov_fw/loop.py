@@ -11,11 +11,13 @@
 # part. An idle period (no bytes) allocates nothing under MicroPython.
 from edgegov.core.codes import EV_COMMAND
 from edgegov.core.events import TICK, Command, Fault, Operator
+from edgegov.core.lineage import attestation_mac
 
 from .clock import Clock
 from .link import FrameReader, frame, parse_ints
 
 ESTOP_FAULT = 1  # fault code the e-stop input pin is reported as
+WALL_STEP_MS = 1000  # host wall time this far from the last reading's is a step: TIME record
 FW_VERSION = "edgegov-fw 0.1"
 
 
@@ -106,6 +108,10 @@ class BoardLoop:
                 self._status()
             elif op == 76:  # L [offset]
                 self._lineage(mv, k)
+            elif op == 80:  # P counter: seal the lineage, attest its head
+                self._seal(mv, k)
+            elif op == 84:  # T wall_ms: the host's wall clock (recorded, never decided on)
+                self._time(mv, k)
             elif op == 81:  # Q
                 self.hal.set_estop(True)
                 self.running = False
@@ -167,6 +173,39 @@ class BoardLoop:
         ring._bd.read(b, off - b * ring._bsize, chunk)
         self.hal.write(frame("H %d %s" % (off, "".join(["%02x" % x for x in chunk]))))
 
+    def _seal(self, mv, k):
+        text = bytes(mv[1:k]).decode().split()
+        counter = int(text[0]) if len(text) == 1 and text[0].isdigit() else -1
+        if not 0 <= counter < (1 << 64):
+            self.hal.write(frame("E 2"))
+            return
+        seq, head = self.lineage.seal(self.gov, self.clock.now_ms())
+        self.lineage.sync()
+        if seq < 0:
+            self.hal.write(frame("E 5"))
+            return
+        dev = self.env.device_id
+        key = self.lineage.key
+        mac = attestation_mac(key, dev, seq, head, counter) if key else b""
+        self.hal.write(frame("P %d %s %d %s %s" % (seq, _hex(head), counter,
+                                                   _hex(mac) or "-", dev)))
+
+    def _time(self, mv, k):
+        text = bytes(mv[1:k]).decode().split()
+        if len(text) != 1 or not text[0].isdigit():
+            self.hal.write(frame("E 2"))
+            return
+        wall = int(text[0])
+        now = self.clock.now_ms()
+        known = self.lineage.wall_at(now)
+        step = known is None or abs(wall - known) > WALL_STEP_MS
+        if step:
+            self.lineage.time_step(now, wall)
+            self.unsynced = True
+        else:
+            self.lineage.set_wall(now, wall)
+        self.hal.write(frame("T %d" % (1 if step else 0)))
+
     def run(self):
         """Pace cycles at the HAL's period until a Q frame stops the loop."""
         hal = self.hal
@@ -184,6 +223,10 @@ class BoardLoop:
                 hal.sleep_ms(wait)
             else:
                 nxt = hal.ticks_ms()
+
+
+def _hex(data):
+    return "".join(["%02x" % b for b in data])
 
 
 __all__ = ["BoardLoop", "ESTOP_FAULT", "FW_VERSION", "EV_COMMAND"]

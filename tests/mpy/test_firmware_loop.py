@@ -215,6 +215,50 @@ def test_lineage_pulled_over_the_link_replays_identically():
     assert report.identical and report.compared > 40
 
 
+def _pull_image(hal, loop):
+    hal.send("L")
+    _run(hal, loop, 10)
+    size = int(hal.replies()[0][1])
+    image = bytearray()
+    while len(image) < size:
+        hal.send("L %d" % len(image))
+        _run(hal, loop, 10)
+        image.extend(bytes.fromhex(hal.replies()[0][2]))
+    return bytes(image)
+
+
+def test_sealed_pull_with_host_time_over_the_link():
+    from edgegov.core.lineage import attestation_mac, sealed_head
+    from edgegov.core.record import K_CHECKPOINT, K_TIME, decode
+    from edgegov.core.verify import verify
+
+    hal, loop, env, seq = _armed()
+    hal.send("T 1796366000000")  # the host's wall clock: a first reading is a step
+    _run(hal, loop, 10)
+    assert hal.replies() == [["T", "1"]]
+    hal.send("T 1796366000015")  # 10 ms later by the board, 15 ms by the host: no step
+    _run(hal, loop, 10)
+    assert hal.replies() == [["T", "0"]]
+    hal.send("P 1796366000123456")
+    _run(hal, loop, 10)
+    r = hal.replies()[0]
+    assert r[0] == "P" and r[3] == "1796366000123456" and r[5] == env.device_id
+    head_seq, chain_head, mac = int(r[1]), bytes.fromhex(r[2]), bytes.fromhex(r[4])
+    assert mac == attestation_mac(KEY, env.device_id, head_seq, chain_head, 1796366000123456)
+    records = scan_image(_pull_image(hal, loop)).records
+    by_seq = {}
+    for s, p in records:
+        by_seq[s] = p
+    seal = decode(by_seq[head_seq])
+    assert seal[0] == K_CHECKPOINT and sealed_head(seal[3], head_seq, by_seq[head_seq]) == \
+        chain_head
+    assert seal[8] == 1796366000015 + 10  # the last reading, 10 ms of board time later
+    times = [decode(p) for s, p in records if p[1] == K_TIME]
+    assert len(times) == 1 and times[0][2] == 1796366000000
+    upto = [(s, p) for s, p in records if ((head_seq - s) & 0xFFFFFFFF) < 0x80000000]
+    assert verify(upto, (), KEY).ok
+
+
 def test_idle_period_allocates_nothing():
     hal, loop, env, seq = _armed()
     _run(hal, loop, 1000)  # link lost -> tripped, outputs safe: steady idle ticks

@@ -160,6 +160,10 @@ async def _measure(port: int, rate: int, seconds: float, soak_s: float, soak_rat
         for t in (f"{base}/decision", f"{base}/state", ECHO_OUT):
             await client.subscribe(t)
         listener = asyncio.create_task(b.listen(client))
+        for _ in range(600):  # the service's first state: it is up (creating a ring takes a while)
+            if b.state:
+                break
+            await asyncio.sleep(0.05)
         plant = asyncio.create_task(b.plant(client, base))
         await asyncio.sleep(0.3)
         await b.stream(client, base, 100, 0.3, 1, False)  # engage the link

@@ -288,17 +288,34 @@ def pull_serial(port: str, output: str, timeout: float) -> None:
 
 
 def pull_serial_to(port: str, output: str, timeout: float) -> None:
-    """``lineage pull-serial`` and ``lineage pull --serial``: the ring image into OUTPUT."""
+    """``lineage pull-serial`` and ``lineage pull --serial``: the host's wall time (``T``),
+    a seal (``P``) where the firmware has one, then the ring image into OUTPUT and the head
+    attestation beside it (OUTPUT.att.json)."""
     from boardlink import GovLink, LinkError, SerialStream
+    from edgegov.host import attest
+    from edgegov.host.wallsource import system_wall_ms
+    from edgegov.service.client import default_counter
     from qemu_microbit import Uart
 
     uart = Uart(SerialStream(port))
     try:
-        image = GovLink(uart).pull_lineage(timeout)
+        link = GovLink(uart)
+        link.set_time(system_wall_ms(), timeout)
+        counter = default_counter()
+        att = link.seal(counter, timeout)
+        image = link.pull_lineage(timeout)
     except LinkError as err:
         click.echo(f"pull-serial: {err}", err=True)
         sys.exit(2)
     finally:
         uart.sock.close()
     Path(output).write_bytes(image)
-    click.echo(f"{len(image)} bytes -> {output}; try: edgegov lineage verify {output}")
+    if att is None or att["counter"] != counter:
+        click.echo(f"{len(image)} bytes -> {output} (not sealed: this board's firmware has no "
+                   "sealed pull, so records after its last checkpoint are CRC only); try: "
+                   f"edgegov lineage verify {output}")
+        return
+    attest.write(attest.path_for(output), att)
+    click.echo(f"{len(image)} bytes -> {output}, sealed at seq {att['head_seq']}; head "
+               f"attestation -> {attest.path_for(output)}; try: edgegov lineage verify "
+               f"{output} --key KEY")

@@ -118,7 +118,7 @@ def verify_cmd(path: str, key_path: str | None, att_path: str | None,
     for finding in rep.findings:
         label = "FAIL" if finding.fatal else "note"
         click.echo(f"  {label}: {finding}")
-    attested = _attestation(path, att_path, key_path)
+    attested = _attestation(dump, att_path, key_path)
     if not rep.ok:
         bad = rep.first_bad
         click.echo(f"{path}: verify FAILED at seq {bad.seq}, offset {bad.offset}", err=True)
@@ -133,13 +133,12 @@ def verify_cmd(path: str, key_path: str | None, att_path: str | None,
                    "checkpoint MACs checked)")
 
 
-def _attestation(path: str, att_path: str | None, key_path: str | None) -> bool | None:
+def _attestation(dump, att_path: str | None, key_path: str | None) -> bool | None:
     """Check the head attestation (given, or PATH.att.json when present); print one line.
     None when there is none."""
-    from pathlib import Path
-
     from edgegov.host import attest
 
+    path = dump.path
     if att_path is None and not attest.path_for(path).exists():
         click.echo("  attestation: none (records after the last checkpoint are CRC only; "
                    "pull with `edgegov lineage pull` to get one)")
@@ -150,7 +149,7 @@ def _attestation(path: str, att_path: str | None, key_path: str | None) -> bool 
     except attest.AttestationError as err:
         click.echo(str(err), err=True)
         sys.exit(EXIT_ERROR)
-    ok, why = attest.check(Path(path).read_bytes(), doc, _key(key_path))
+    ok, why = attest.check(b"", doc, _key(key_path), scanned=dump)
     click.echo(f"  {'attestation' if ok else 'FAIL: attestation'}: {why} ({file})")
     return ok
 

@@ -43,6 +43,7 @@ def _run(replayer, records, console):
 def _summarise(dump, report, show, json_path, replayer) -> int:
     env = replayer.decoder.env
     diffs = [_diff_dict(d, env, env) for d in report.divergences]
+    _with_wall(dump, diffs)
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"compared": report.compared, "skipped": report.skipped,
@@ -65,9 +66,23 @@ def _summarise(dump, report, show, json_path, replayer) -> int:
 
 def _print_diffs(diffs, show) -> None:
     for d in diffs[:show]:
-        click.echo(f"  seq {d['seq']} t={d['t_ms']} ms: {d['summary']}")
+        wall = f" ({d['wall']})" if d.get("wall") else ""
+        click.echo(f"  seq {d['seq']} t={d['t_ms']} ms{wall}: {d['summary']}")
     if len(diffs) > show:
         click.echo(f"  ... {len(diffs) - show} more (--show N or --json PATH for all)")
+
+
+def _with_wall(dump, diffs) -> None:
+    """Print the recorded wall-time span; give each difference its wall time (when known)."""
+    from edgegov.host.walltime import WallLookup, format_wall, wall_span
+
+    span = wall_span(dump.records)
+    if span is None:
+        return
+    click.echo(f"wall time {format_wall(span[0])} .. {format_wall(span[1])} (recorded, UTC)")
+    lookup = WallLookup(dump.records)
+    for d in diffs:
+        d["wall"] = lookup.text(d["seq"], d["t_ms"])
 
 
 def _side(o, env) -> dict | None:

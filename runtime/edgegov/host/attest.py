@@ -102,9 +102,12 @@ def _hex32(v) -> bool:
         return False
 
 
-def check(image: bytes, attestation: dict, key: bytes | None) -> tuple[bool, str]:
+def check(image: bytes, attestation: dict, key: bytes | None,
+          scanned=None) -> tuple[bool, str]:
     """Does ``image`` hold the attested head, unchanged, with an intact chain up to it?
-    With ``key`` the attestation's MAC is checked too (without, it is said so)."""
+    With ``key`` the attestation's MAC is checked too (without, it is said so).
+    ``scanned``: the image's scan already made (anything with ``records`` and
+    ``problems``, e.g. a ``lineage_store.Dump``), so a large dump is not scanned twice."""
     problem = shape_problem(attestation)
     if problem:
         return False, f"attestation: {problem}"
@@ -115,7 +118,7 @@ def check(image: bytes, attestation: dict, key: bytes | None) -> tuple[bool, str
         if a["mac"] is None or not hmac.compare_digest(want.hex(), a["mac"]):
             return False, "attestation MAC does not match the device key (forged or altered)"
     try:
-        rep = scan_image(image, detect_block_size(image))
+        rep = scanned or scan_image(image, detect_block_size(image))
     except LineageError as err:
         return False, f"attestation: dump is not a readable lineage: {err}"
     records = rep.records

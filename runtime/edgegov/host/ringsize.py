@@ -98,5 +98,17 @@ def start_warning(admitted, block_size: int, block_count: int, min_h: float,
     return history_warning(block_size, block_count, rate, min_h, bool(records_per_s))
 
 
-__all__ = ["start_warning", "gateway_geometry", "ring_blocks", "expected_rate", "history_h",
+def plan(path: str | Path, admitted, requested: int | None, min_h: float,
+         records_per_s: float | None, warn) -> tuple[int, int]:
+    """(block_size, block_count) for ``edgegov run``'s lineage file; ``warn(line)`` is
+    called once when that ring holds less than ``min_h`` hours of history."""
+    block_size = gateway_geometry()[0]
+    blocks = ring_blocks(path, block_size, requested)
+    line = start_warning(admitted, block_size, blocks, min_h, records_per_s)
+    if line:
+        warn(line)
+    return block_size, blocks
+
+
+__all__ = ["plan", "start_warning", "gateway_geometry", "ring_blocks", "expected_rate", "history_h",
            "history_warning", "Rate", "MIN_HISTORY_H", "BOARD_TOML"]

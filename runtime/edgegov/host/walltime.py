@@ -126,6 +126,23 @@ class BootIndex:
         return self.index
 
 
+class WallLookup:
+    """Wall time by (seq, device ms) for the records of one dump: ``text(seq, t_ms)``."""
+
+    def __init__(self, records) -> None:
+        self.clock = dump_wall_clock(records)
+        boots = BootIndex()
+        self._boot = {seq: boots.see(p[1] if len(p) > 1 else -1) for seq, p in records} \
+            if self.clock.known else {}
+
+    def text(self, seq: int, t_ms) -> str | None:
+        boot = self._boot.get(seq)
+        if boot is None or type(t_ms) is not int:
+            return None
+        wall = self.clock.at(boot, t_ms)
+        return None if wall is None else format_wall(wall)
+
+
 def format_wall(wall_ms: int) -> str:
     """ISO 8601 UTC with milliseconds: ``2026-12-04T06:33:11.123Z``."""
     secs, ms = divmod(int(wall_ms), 1000)

@@ -24,7 +24,8 @@ from ..host.aio import cancel_and_wait
 from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
 from ..host.lock import DeviceInUse, LineageLock
-from ..host.ringsize import MIN_HISTORY_H, gateway_geometry, ring_blocks, start_warning
+from ..host.ringsize import MIN_HISTORY_H
+from ..host.ringsize import plan as ring_plan
 from ..host.wallsource import WallRecorder
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
@@ -122,12 +123,9 @@ class Runner:
         from ..adapters.resilience import ResilientLink
 
         boots, counter = previous_run(self.lineage_path)
-        block_size = gateway_geometry()[0]
-        blocks = ring_blocks(self.lineage_path, block_size, self.cfg.lineage_blocks)
-        warning = start_warning(self.compiled.admitted, block_size, blocks,
-                                self.cfg.min_history_h, self.cfg.expected_rate)
-        if warning:
-            log.warning(warning)
+        block_size, blocks = ring_plan(self.lineage_path, self.compiled.admitted,
+                                       self.cfg.lineage_blocks, self.cfg.min_history_h,
+                                       self.cfg.expected_rate, log.warning)
         lineage = open_lineage(self.lineage_path, self.env, self.key, group_commit=True,
                                durable=self.cfg.durable, block_size=block_size,
                                block_count=blocks)
