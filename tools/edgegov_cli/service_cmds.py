@@ -153,8 +153,9 @@ _ACTIONS = ("arm", "reset", "estop", "pause", "resume", "mode", "approve", "deny
 @click.option("--counter", type=int, help="Counter (default: microseconds of wall time).")
 @click.option("--prefix", default="edgegov", show_default=True)
 @click.option("--timeout", default=5.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the service's reply as JSON.")
 @_mqtt_options
-def op_cmd(action, arg, device, key_file, config, counter, prefix, timeout, **mqtt):
+def op_cmd(action, arg, device, key_file, config, counter, prefix, timeout, as_json, **mqtt):
     """Send a signed operator ACTION (mode NAME|INDEX, approve/deny REQUEST)."""
     from edgegov import names
     from edgegov.service.client import send_op
@@ -169,9 +170,20 @@ def op_cmd(action, arg, device, key_file, config, counter, prefix, timeout, **mq
     if ack is None:
         click.echo(f"{action} sent (no acknowledgement without MQTT 5)")
         return
-    click.echo(json.dumps(ack))
+    click.echo(json.dumps(ack) if as_json else _ack_text(action, ack))
     refused = ack.get("verdict") == "REJECT"
-    sys.exit(1 if refused else 0)
+    sys.exit(EXIT_REFUSED if refused else EXIT_ACCEPTED)
+
+
+def _ack_text(action: str, ack: dict) -> str:
+    """``reset refused: cause_present (reset refused: interlock); state TRIPPED, mode run``."""
+    from edgegov import names
+
+    refused = ack.get("verdict") == "REJECT"
+    what = f"{action} refused: {ack.get('reason')}" if refused else f"{action} accepted"
+    events = "; ".join(names.event_text(e) for e in ack.get("events") or [])
+    return (what + (f" ({events})" if events else "")
+            + f"; state {ack.get('state')}, mode {ack.get('mode')}")
 
 
 # Exit codes of ``op`` (and of ``status``): documented in its help and in docs/mqtt.md.
