@@ -116,3 +116,14 @@ def test_story_groups_commands_by_key_not_by_sequence_number():
 def test_the_demo_hint_names_an_envelope_that_exists_and_checks():
     assert OTHER_ENVELOPE.exists()
     assert compile_file(OTHER_ENVELOPE).admitted.device_id == ENV.device_id
+
+
+def test_a_reset_refused_as_not_valid_in_the_state_is_not_read_as_a_cause_mask():
+    # arm while TRIPPED: the governor refuses with reason 28 (not_allowed) as the argument;
+    # read as a cause mask, 28 would wrongly say estop_operator, link_lost, limit.
+    doc = names.describe_event(codes.E_RESET_REFUSED, codes.R_NOT_ALLOWED, ENV,
+                               codes.R_NOT_ALLOWED)
+    assert "causes" not in doc and doc["reason"] == "not_allowed"
+    assert names.event_text(doc) == "reset refused: not_allowed (not valid in this state)"
+    masked = names.describe_event(codes.E_RESET_REFUSED, 28, ENV, codes.R_CAUSE_PRESENT)
+    assert masked["causes"] == ["estop_operator", "link_lost", "limit"]

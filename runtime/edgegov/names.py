@@ -120,12 +120,14 @@ def _named(table, index: int) -> str:
     return table[index] if table is not None and 0 <= index < len(table) else str(index)
 
 
-def describe_event(code: int, arg: int, env=None) -> dict:
+def describe_event(code: int, arg: int, env=None, reason_code: int | None = None) -> dict:
     """One governor event for people and machines: ``event`` (word), ``code`` and ``arg``
     (numbers, as recorded) and what the argument means, in words: trip ``reason`` and
     ``cause``; ``causes`` of a refused reset/arm; link durations in ms; approval
     ``request``; ``mode``, ``channel`` and ``input_name`` by name (with ``env``, an
-    ``Envelope``); ``fault`` by name; the e-stop level."""
+    ``Envelope``); ``fault`` by name; the e-stop level. ``reason_code`` is the reason of
+    the decision that carried the event: a reset or arm refused because the action is not
+    valid in the state carries that reason (``not_allowed``) instead of a cause mask."""
     doc = event_doc(code, arg)
     doc["code"] = code
     if type(arg) is not int:
@@ -133,6 +135,8 @@ def describe_event(code: int, arg: int, env=None) -> dict:
     if code == codes.E_TRIP:
         doc["reason"] = reason(arg)
         doc["cause"] = trip_cause(arg)
+    elif code in _ARG_CAUSES and code != codes.E_BOOT and reason_code == codes.R_NOT_ALLOWED:
+        doc["reason"] = reason(arg)
     elif code in _ARG_CAUSES:
         doc["causes"] = causes(arg)
     elif code in _ARG_MS:
@@ -167,6 +171,8 @@ def event_text(doc: dict) -> str:
             parts.append(f"margin {doc['margin']} steps")
         return f"TRIP: {cause}" + (f" ({', '.join(parts)})" if parts else "")
     if ev in ("reset_refused", "arm_refused", "boot"):
+        if "causes" not in doc and doc.get("reason"):
+            return f"{ev.replace('_', ' ')}: {doc['reason']} (not valid in this state)"
         return f"{ev.replace('_', ' ')}: {', '.join(doc.get('causes') or ['no cause'])}"
     if ev == "estop_out":
         return "e-stop output " + ("ASSERTED" if doc.get("estop", doc.get("arg")) else "released")

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 import ssl
 import sys
 from pathlib import Path
@@ -98,19 +97,23 @@ def _key(path: str) -> bytes:
 @click.option("--modbus-target", help="Downstream drive: HOST:PORT or serial (outputs from "
               "register 0, e-stop coil 0).")
 @click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log every decision too (DEBUG), and tracebacks of internal errors.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines on stderr: text, or one JSON object per line "
+              "for log shippers.")
 def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, username,
             password_file, ca_file, cert_file, cert_key_file, protocol, period_ms, prefix,
             watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync,
-            modbus_server, modbus_target, modbus_baud, verbose):
+            modbus_server, modbus_target, modbus_baud, verbose, log_format):
     """Run the governor as a gateway service on MQTT (stop with SIGINT/SIGTERM)."""
     from edgegov.config.problems import EnvelopeConfigError
     from edgegov.operator import KeyFileError
+    from edgegov.service.log import setup_logging
     from edgegov.service.runner import ServiceConfig, run
     from edgegov.service.startup import StartupError, describe, preflight
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_format, verbose)
     cfg = ServiceConfig(
         envelope=config, key_file=key_file, lineage=lineage, mqtt_url=mqtt_url,
         broker_port=broker_port, username=username, password=_password(password_file),

@@ -40,6 +40,7 @@ from ..host.aio import cancel_and_wait, stop_requested
 from ..host.net import free_port
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
+from .log import setup_logging
 from .runner import Runner, ServiceConfig
 
 _VERDICTS = VERDICT_ORDER
@@ -215,10 +216,6 @@ def _view(peers: CellPeers, seconds: float):
 
 async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
                 plc: bool = False) -> tuple:
-    import aiomqtt
-
-    from ..adapters.mqtt import NO_DELAY
-
     lineage = out / "edgegov-demo.lineage"
     lineage.unlink(missing_ok=True)
     key_file = write_demo_key(out)
@@ -231,6 +228,20 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
 
         modbus_port = free_port()
         cfg.modbus = ModbusOptions(server=f"127.0.0.1:{modbus_port}")
+    logs = setup_logging(stream=open(out / "edgegov-demo.log", "w"))  # noqa: SIM115
+    try:
+        return await _serve_demo(cfg, port, seconds, seed, console, live, modbus_port,
+                                 lineage)
+    finally:
+        logs.close()
+        logs.listener.handlers[0].stream.close()
+
+
+async def _serve_demo(cfg, port, seconds, seed, console, live, modbus_port, lineage) -> tuple:
+    import aiomqtt
+
+    from ..adapters.mqtt import NO_DELAY
+
     runner = Runner(cfg)
     stop, started = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(runner.serve(stop, started))
@@ -304,6 +315,8 @@ def _report(console, runner, peers: CellPeers, lineage: Path) -> int:
         console.print(f"PLC over Modbus: {plc.writes} writes, {plc.refused} answered with "
                       f"exception 03, {plc.skipped} values Modbus cannot carry were skipped")
     console.print(f"device key: {Path(runner.cfg.key_file).resolve()} (demo key, mode 600)")
+    console.print(f"service log: {lineage.with_name('edgegov-demo.log').resolve()} (what "
+                  "`edgegov run` writes to stderr)")
     return check_lineage(console, lineage)
 
 

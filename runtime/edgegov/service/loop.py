@@ -80,6 +80,7 @@ class GovernorService:
         self._state_key = None
         self._estop_level = True
         self._unsettled = None  # (event, now_ms, note): decided, not yet recorded/published
+        self.state_extra = None  # () -> dict of status fields for the state document
 
     # ------------------------------------------------------------ lifecycle
 
@@ -257,9 +258,11 @@ class GovernorService:
         return msg
 
     def _state_doc(self, status: str, **extra) -> dict:
+        status_fields = self.state_extra() if self.state_extra is not None else {}
         return self.vocab.state(self.gov, status, {
             "estop": self._estop_level, "envelope": self.envelope_hash,
-            "boot": self.boot_count, "device": self.topics.device_id, **extra})
+            "boot": self.boot_count, "device": self.topics.device_id, **status_fields,
+            **extra})
 
     def state_payload(self) -> bytes:
         return dumps(self._state_doc("online"))

@@ -24,6 +24,7 @@ from ..host.estop import MqttRelayEstop, NoEstopOutput
 from ..host.lineage_store import open_lineage, read_dump
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
+from .activity import Activity
 from .clock import MonotonicClock, next_deadline_ms
 from .loop import GovernorService
 from .topics import Topics
@@ -123,8 +124,11 @@ class Runner:
                                   errors=(Exception,), publish_now=publish_now)
         estop = (MqttRelayEstop(self.link.post, self.topics.estop_set, self.cfg.readback_ms)
                  if self.cfg.estop_relay else NoEstopOutput())
-        self.service = GovernorService(gov, self.topics, self.link.post, lineage, estop,
-                                       self._watchdogs(), self.compiled.hash, boots + 1)
+        self.activity = Activity(self)  # log lines and status fields (service/activity.py)
+        self.service = GovernorService(gov, self.topics, self.activity.tap(self.link.post),
+                                       lineage, estop, self._watchdogs(), self.compiled.hash,
+                                       boots + 1)
+        self.service.state_extra = self.activity.state_extra
 
     def _watchdogs(self) -> list:
         dogs = []
@@ -163,6 +167,7 @@ class Runner:
         await client.publish(self.topics.state, self.service.state_payload(), qos=1, retain=True)
         if isinstance(self.service.estop, MqttRelayEstop):
             self.service.estop.republish()
+        self.activity.connected()
 
     def _on_message(self, message) -> None:
         from ..adapters.mqtt import payload_of, reply_address, topic_of
@@ -225,11 +230,13 @@ class Runner:
         tick_task = asyncio.create_task(self._tick(stop))
         if started is not None:
             started.set()
+        self.activity.started()
         try:
             await stop.wait()
         finally:
             await cancel_and_wait(tick_task)
             await self._shutdown(link_task)
+            self.activity.stopped()
         return 0
 
     async def _tick(self, stop: asyncio.Event) -> None:
@@ -242,6 +249,7 @@ class Runner:
                 if self.modbus is not None:
                     self.modbus.poll(now)
                 self.service.cycle(now)
+                self.activity.tick(now)
             except Exception:  # noqa: BLE001 - a failed cycle is not kicked; go on governing
                 self.errors += 1
                 log.exception("control cycle failed")
