@@ -13,6 +13,7 @@ from .device_cmds import deploy, emulate, hil
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
 from .service_cmds import register as register_service_commands
+from .status_cmds import register as register_status_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -156,6 +157,7 @@ _bench_command("lineage", "bench_lineage",
 
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
+register_status_commands(main)
 main.add_command(emulate)
 main.add_command(hil)
 main.add_command(deploy)

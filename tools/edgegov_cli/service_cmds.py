@@ -194,8 +194,9 @@ EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_BROKER, EXIT_NO_ANSWER = 0, 1, 
 
 
 @contextlib.contextmanager
-def _answer_or_exit(url: str, device: str, timeout_s: float):
-    """Broker unreachable → exit 3; nobody answering in time → exit 4; one line each."""
+def _answer_or_exit(url: str, device: str, timeout_s: float, no_answer: str | None = None):
+    """Broker unreachable → exit 3; nobody answering in time → exit 4 (``no_answer``, or
+    a line saying to check the service); one line each."""
     from aiomqtt import MqttError
 
     try:
@@ -205,9 +206,9 @@ def _answer_or_exit(url: str, device: str, timeout_s: float):
                    "broker runs", err=True)
         sys.exit(EXIT_NO_BROKER)
     except TimeoutError:
-        click.echo(f"no answer from device {device} within {timeout_s:g} s: is `edgegov run` "
-                   f"running for it on this broker (edgegov status --device {device})?",
-                   err=True)
+        click.echo(no_answer or f"no answer from device {device} within {timeout_s:g} s: is "
+                   f"`edgegov run` running for it on this broker (edgegov status --device "
+                   f"{device})?", err=True)
         sys.exit(EXIT_NO_ANSWER)
     except (OSError, ssl.SSLError) as err:  # TLS files (the client loads them on connect)
         name = getattr(err, "filename", None) or "TLS"

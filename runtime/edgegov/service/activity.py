@@ -43,6 +43,8 @@ class Activity:
         self._next_refresh_ms = REFRESH_MS
         self.debug = log.isEnabledFor(logging.DEBUG)
         set_device(runner.topics.device_id)
+        env = runner.env
+        self.units = dict(zip(env.ch_names, env.ch_units, strict=True))
 
     # ------------------------------------------------------------ watching what goes out
 
@@ -150,7 +152,7 @@ class Activity:
         uptime_ms = self.runner.clock.now_ms() - self.started_ms
         doc = {"uptime_s": uptime_ms // 1000, "started": _utc_s(self.started_wall),
                "verdicts": {names.verdict(i): n for i, n in enumerate(self.verdicts)},
-               "decisions": svc.decisions}
+               "decisions": svc.decisions, "units": self.units}
         lineage = lineage_status(svc.lineage, self.runner.lineage_path)
         if lineage:
             doc["lineage"] = lineage
