@@ -72,25 +72,34 @@ def _key(path: str) -> bytes:
               help="Device key file (chmod 600; see edgegov keygen).")
 @click.option("--mqtt", "mqtt_url", help="Broker URL; without it an embedded broker starts "
                                          "on 127.0.0.1:--broker-port.")
-@click.option("--broker-port", default=1883, show_default=True)
+@click.option("--broker-port", default=1883, show_default=True,
+              help="Port of the embedded broker (without --mqtt), on 127.0.0.1.")
 @click.option("--lineage", "lineage", type=click.Path(dir_okay=False),
               help="Lineage file (default edgegov-DEVICE.lineage).")
-@click.option("--lineage-blocks", default=256, show_default=True, help="Ring size in 4 KiB blocks.")
-@click.option("--username")
-@click.option("--password-file", type=click.Path(dir_okay=False))
-@click.option("--ca", "ca_file", type=click.Path(dir_okay=False))
-@click.option("--cert", "cert_file", type=click.Path(dir_okay=False))
-@click.option("--cert-key", "cert_key_file", type=click.Path(dir_okay=False))
+@click.option("--lineage-blocks", default=256, show_default=True,
+              help="Ring size in 4 KiB blocks (256 = 1 MiB).")
+@click.option("--username", help="MQTT user name (or in the URL).")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="File holding the MQTT password (first line; keep it mode 600).")
+@click.option("--ca", "ca_file", type=click.Path(dir_okay=False),
+              help="CA certificate (PEM) to check the broker's TLS certificate; implies TLS.")
+@click.option("--cert", "cert_file", type=click.Path(dir_okay=False),
+              help="Client certificate (PEM) for mutual TLS.")
+@click.option("--cert-key", "cert_key_file", type=click.Path(dir_okay=False),
+              help="Private key (PEM) of --cert.")
 @click.option("--protocol", type=click.Choice(["5", "4"]), help="MQTT protocol (default 5; "
               "4 = 3.1.1 with the embedded broker).")
-@click.option("--period-ms", default=10, show_default=True, help="Control period.")
+@click.option("--period-ms", default=10, show_default=True,
+              help="Control period in ms: ticks, lineage commit, watchdog feed.")
 @click.option("--prefix", default="edgegov", show_default=True, help="Topic prefix.")
 @click.option("--watchdog", "watchdog_device", type=click.Path(),
               help="Watchdog device to feed (e.g. /dev/watchdog1).")
 @click.option("--watchdog-timeout", type=int, help="Seconds (WDIOC_SETTIMEOUT, if supported).")
 @click.option("--estop-relay", is_flag=True,
               help="Drive an MQTT relay on estop/set and read it back on estop/state.")
-@click.option("--readback-ms", default=500, show_default=True)
+@click.option("--readback-ms", default=500, show_default=True,
+              help="Milliseconds the e-stop relay has to confirm a level (--estop-relay); "
+                   "later is fault 1 (a trip).")
 @click.option("--no-fsync", is_flag=True, help="Skip fdatasync (tests on tmpfs).")
 @click.option("--modbus-server", help="PLC-facing Modbus server: HOST:PORT (TCP) or a serial "
               "device / pyserial URL (RTU). Map: edgegov modbus map.")
@@ -106,7 +115,12 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
             password_file, ca_file, cert_file, cert_key_file, protocol, period_ms, prefix,
             watchdog_device, watchdog_timeout, estop_relay, readback_ms, no_fsync,
             modbus_server, modbus_target, modbus_baud, verbose, log_format):
-    """Run the governor as a gateway service on MQTT (stop with SIGINT/SIGTERM)."""
+    """Run the governor as a gateway service on MQTT; stop it with SIGINT or SIGTERM.
+
+    Logs one line per state change, trip, reset, arm, mode, approval, link stage and
+    broker up/down on stderr (journald picks it up). Exit codes: 0 stopped in order,
+    1 envelope refused, 2 cannot start (key, URL, port, TLS file, lineage path: the line
+    says which)."""
     from edgegov.config.problems import EnvelopeConfigError
     from edgegov.operator import KeyFileError
     from edgegov.service.log import setup_logging
@@ -150,16 +164,26 @@ _ACTIONS = ("arm", "reset", "estop", "pause", "resume", "mode", "approve", "deny
 @click.argument("action", type=click.Choice(_ACTIONS))
 @click.argument("arg", required=False, default="0")
 @click.option("--device", required=True, help="Device id (the envelope's device.id).")
-@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False),
+              help="The device's key file (mode 600), to sign the action.")
 @click.option("--config", type=click.Path(dir_okay=False),
               help="Envelope TOML, to name a mode instead of its index.")
 @click.option("--counter", type=int, help="Counter (default: microseconds of wall time).")
-@click.option("--prefix", default="edgegov", show_default=True)
-@click.option("--timeout", default=5.0, show_default=True)
+@click.option("--prefix", default="edgegov", show_default=True, help="Topic prefix.")
+@click.option("--timeout", default=5.0, show_default=True,
+              help="Seconds to wait for the service's answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the service's reply as JSON.")
 @_mqtt_options
 def op_cmd(action, arg, device, key_file, config, counter, prefix, timeout, as_json, **mqtt):
-    """Send a signed operator ACTION (mode NAME|INDEX, approve/deny REQUEST)."""
+    """Send a signed operator ACTION and print the service's answer in words.
+
+    ARG: the mode for `mode` (its index, or its name with --config), the request id for
+    `approve`/`deny` (the `request` of the approval_asked event), else 0.
+
+    Exit codes: 0 accepted, 1 refused by the governor (the answer says why), 2 usage,
+    key or TLS file problem, 3 broker unreachable, 4 no answer from the service in
+    --timeout (is `edgegov run` running for --device on this broker?). With MQTT 3.1.1
+    (--protocol 4) there is no answer: exit 0 once sent."""
     from edgegov import names
     from edgegov.service.client import send_op
     from edgegov.service.topics import Topics
@@ -234,9 +258,11 @@ def _op_arg(action: str, arg: str, config: str | None) -> int:
 
 @click.command("pull")
 @click.option("--device", help="The device id (over MQTT).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--prefix", default="edgegov", show_default=True)
-@click.option("--timeout", default=30.0, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="File to write the lineage image to.")
+@click.option("--prefix", default="edgegov", show_default=True, help="Topic prefix.")
+@click.option("--timeout", default=30.0, show_default=True,
+              help="Seconds to wait for the whole image.")
 @click.option("--serial", "serial_port", help="Pull from a board over its serial link "
               "instead (device or pyserial URL); same as `lineage pull-serial --port`.")
 @functools.partial(_mqtt_options, required=False)
@@ -288,8 +314,9 @@ def keygen_cmd(path):
 @click.option("--seconds", default=10.0, show_default=True, help="Latency run length.")
 @click.option("--rate", default=200, show_default=True, help="Proposals per second.")
 @click.option("--soak", is_flag=True, help="Also soak at --soak-rate for --soak-seconds.")
-@click.option("--soak-seconds", default=60.0, show_default=True)
-@click.option("--soak-rate", default=1000, show_default=True)
+@click.option("--soak-seconds", default=60.0, show_default=True, help="Soak length in seconds.")
+@click.option("--soak-rate", default=1000, show_default=True,
+              help="Soak proposals per second.")
 @click.option("--mqtt", "mqtt_url", help="Use this broker instead of starting Mosquitto.")
 @click.option("--echo-direct", is_flag=True,
               help="The echo writes its answer to the socket at once, as the service does.")

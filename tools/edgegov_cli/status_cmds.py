@@ -113,8 +113,11 @@ def status_lines(doc: dict) -> list[tuple[str, str]]:
 @click.option("--json", "as_json", is_flag=True, help="Print the state document as JSON.")
 @_mqtt_options
 def status_cmd(device, prefix, timeout, as_json, **mqtt):
-    """One device's state from its retained state topic: state, mode, trip causes, link,
-    outputs, verdict counters, envelope, uptime, lineage; online or offline (its will).
+    """Show one device's state, from its retained state topic.
+
+    State, mode, trip causes, link stage, outputs in units, verdict counters, envelope
+    hash, uptime, lineage fill and last checkpoint; online, or offline (its will, or an
+    orderly stop).
 
     Exit codes: 0 online, 1 offline, 2 usage, 3 broker unreachable, 4 no state published
     for this device (never ran on this broker, or another --prefix)."""
@@ -194,8 +197,10 @@ class Board:
               help="Stop after this many seconds (default: until Ctrl-C).")
 @_mqtt_options
 def watch_cmd(device, prefix, as_json, seconds, **mqtt):
-    """A live table of one device (--device) or of every device under --prefix, updated
-    from their state and event topics. Exit codes: 0 stopped, 2 usage, 3 broker
+    """Follow one device, or every device under a prefix, in a live table.
+
+    The table updates from the devices' state and event topics (--json: one line per
+    message). Exit codes: 0 stopped (Ctrl-C or --seconds), 2 usage, 3 broker
     unreachable."""
     settings = _settings(**mqtt)
     who = device or "+"
