@@ -332,8 +332,72 @@ def bench_mqtt_cmd(seconds, rate, soak, soak_seconds, soak_rate, mqtt_url, echo_
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
 
 
+# --------------------------------------------------------------------------- service install
+
+
+@click.group("service")
+def service_group() -> None:
+    """Install the governor as a systemd service on a Linux gateway."""
+
+
+@service_group.command("install")
+@click.option("--device", required=True, help="Device id: the envelope's device.id; the "
+              "service runs as the systemd instance edgegov@DEVICE.")
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="Envelope TOML of this device (copied to /etc/edgegov/DEVICE/envelope.toml).")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False),
+              help="Device key file to install (default: keep the installed one, or make a "
+                   "new one).")
+@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
+              help="Install under this directory instead of / (to stage an image); then the "
+                   "user and ownership are left to the commands it prints.")
+@click.option("--mqtt", "mqtt_url", help="Broker URL the service connects to (default: an "
+              "embedded broker on 127.0.0.1:1883).")
+@click.option("--username", help="MQTT user name of the service.")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="File holding the MQTT password (copied, mode 600).")
+@click.option("--ca", "ca_file", type=click.Path(dir_okay=False),
+              help="CA certificate (PEM) of the broker (copied; implies TLS).")
+@click.option("--cert", "cert_file", type=click.Path(dir_okay=False),
+              help="Client certificate (PEM) for mutual TLS (copied).")
+@click.option("--cert-key", "cert_key_file", type=click.Path(dir_okay=False),
+              help="Private key (PEM) of --cert (copied, mode 600).")
+@click.option("--prefix", help="Topic prefix (default edgegov).")
+@click.option("--run-args", "extra_args", default="", help="More `edgegov run` options for "
+              "run.env, e.g. \"--modbus-server 0.0.0.0:502\" (default: none).")
+@click.option("--exec", "exec_path", help="Absolute path of the edgegov command in the unit "
+              "(default: the one running this).")
+def service_install_cmd(device, config, key_file, root, mqtt_url, username, password_file,
+                        ca_file, cert_file, cert_key_file, prefix, extra_args, exec_path):
+    """Write the systemd unit, /etc/edgegov/DEVICE and the device key, with their modes.
+
+    Then `systemctl enable --now edgegov@DEVICE`. Exit codes: 0 installed, 2 cannot
+    install (the line says why)."""
+    from edgegov.service.install import InstallError, install, verify_unit
+
+    try:
+        out = install(device, config, root=root, key=key_file, mqtt_url=mqtt_url,
+                      username=username, password_file=password_file, ca_file=ca_file,
+                      cert_file=cert_file, cert_key_file=cert_key_file, prefix=prefix,
+                      extra_args=extra_args, exec_path=exec_path)
+    except InstallError as err:
+        click.echo(f"edgegov service install: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"unit: {out.unit}")
+    for path in out.files:
+        click.echo(f"  {oct(path.stat().st_mode & 0o777)[2:]}  {path}")
+    if out.kept_key:
+        click.echo("  (kept the installed device key)")
+    clean, report = verify_unit(out.unit, device)
+    click.echo("systemd-analyze verify: " + ("clean" if clean else report))
+    click.echo("next:" if out.owned else "next, as root:")
+    for step in out.next_steps:
+        click.echo(f"  {step}")
+
+
 def register(main, lineage_group, bench_group) -> None:
     """Add these commands to the ``edgegov`` group (called from ``main``)."""
+    main.add_command(service_group)
     main.add_command(run_cmd)
     main.add_command(op_cmd)
     main.add_command(keygen_cmd)
