@@ -110,3 +110,18 @@ def test_logging_leaves_the_loop_at_once():
     finally:
         logs.close()
     assert stream.getvalue().rstrip().endswith("INFO d-1 hello there k=1")
+
+
+def test_the_readme_trip_line():
+    """README, "Log": `... WARNING cell-7 TRIP: interlock (rule interlocks.door_open)
+    event=trip code=2 arg=5 cause=interlock ...` (reason 5 = interlock, event 2 = trip)."""
+    from edgegov import names
+
+    doc = {"event": "trip", **names.describe_event(codes.E_TRIP, codes.R_INTERLOCK),
+           "rule": "interlocks.door_open"}
+    r = logging.LogRecord("edgegov.service", logging.WARNING, __file__, 1, "%s",
+                          (names.event_text(doc),), None)
+    r.fields, r.device = doc, "cell-7"
+    line = TextFormatter().format(r)
+    assert " WARNING cell-7 TRIP: interlock (rule interlocks.door_open) event=trip " in line
+    assert "code=2" in line and "arg=5" in line and "cause=interlock" in line
