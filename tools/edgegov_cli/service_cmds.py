@@ -80,7 +80,7 @@ def _key(path: str) -> bytes:
               help="Ring size in 4 KiB blocks (256 = 1 MiB).")
 @click.option("--username", help="MQTT user name (or in the URL).")
 @click.option("--password-file", type=click.Path(dir_okay=False),
-              help="File holding the MQTT password (first line; keep it mode 600).")
+              help="File holding the MQTT password (keep it mode 600).")
 @click.option("--ca", "ca_file", type=click.Path(dir_okay=False),
               help="CA certificate (PEM) to check the broker's TLS certificate; implies TLS.")
 @click.option("--cert", "cert_file", type=click.Path(dir_okay=False),
