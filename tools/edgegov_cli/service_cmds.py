@@ -151,7 +151,7 @@ def run_cmd(config, key_file, mqtt_url, broker_port, lineage, lineage_blocks, us
                    "check FILE lists the problems)", err=True)
         sys.exit(1)
     except (StartupError, KeyFileError, OSError) as err:
-        click.echo(f"edgegov run: {describe(err)}", err=True)
+        click.echo(f"edgegov run: {describe(err, cfg.lineage)}", err=True)
         sys.exit(2)
 
 

@@ -209,12 +209,12 @@ class Runner:
     # ------------------------------------------------------------ running
 
     async def serve(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> int:
+        self.settings = self._settings()
+        self._build()  # lineage first: a file that cannot be written stops us before the broker
         if self.cfg.mqtt_url is None:
             from .broker import start_embedded_broker
 
             self.broker = await start_embedded_broker(self.cfg.broker_port)
-        self.settings = self._settings()
-        self._build()
         svc = self.service
         if self.cfg.modbus is not None:
             from .modbus_gateway import ModbusGateway
