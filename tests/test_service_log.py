@@ -125,3 +125,39 @@ def test_the_readme_trip_line():
     line = TextFormatter().format(r)
     assert " WARNING cell-7 TRIP: interlock (rule interlocks.door_open) event=trip " in line
     assert "code=2" in line and "arg=5" in line and "cause=interlock" in line
+
+
+def test_a_lineage_fault_is_an_error_line_and_repeats_are_held(tmp_path):
+    """What the service publishes becomes log lines: a lineage fault is an ERROR in words;
+    the same state line twice within a minute is written once."""
+    import types
+
+    from edgegov.config.compile import compile_file
+    from edgegov.core.envelope import Envelope
+    from edgegov.service.activity import Activity
+    from edgegov.service.clock import ScriptedClock
+    from service_harness import ENVELOPE
+
+    compiled = compile_file(ENVELOPE)
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    runner = types.SimpleNamespace(topics=Topics(env.device_id), clock=ScriptedClock(),
+                                   env=env, service=None, link=None, lineage_path="x")
+    stream = io.StringIO()
+    logs = setup_logging(stream=stream)
+    try:
+        post = Activity(runner).tap(lambda *a: None)
+        t = runner.topics
+        fault = {"t_ms": 5, "event": "fault", "code": 18, "arg": 2, "fault": "lineage",
+                 "input": "fault", "state": "TRIPPED"}
+        post(t.event, json.dumps(fault).encode(), 1, False)
+        state = {"status": "online", "state": "ARMED", "mode": "run", "link": "ok",
+                 "estop": False, "trip_causes": []}
+        for doc in (state, {**state, "state": "PAUSED"}, state, {**state, "state": "PAUSED"}):
+            post(t.state, json.dumps(doc).encode(), 1, True)
+    finally:
+        logs.close()
+    lines = stream.getvalue().splitlines()
+    assert any(" ERROR cell-7 lineage cannot be written" in line and "fault=lineage" in line
+               for line in lines), lines
+    paused = [line for line in lines if "state ARMED → PAUSED" in line]
+    assert len(paused) == 1, lines  # the second one within the minute is held back
