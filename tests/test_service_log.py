@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 
 import pytest
 from edgegov.adapters.mqtt import parse_url
@@ -161,3 +162,26 @@ def test_a_lineage_fault_is_an_error_line_and_repeats_are_held(tmp_path):
                for line in lines), lines
     paused = [line for line in lines if "state ARMED → PAUSED" in line]
     assert len(paused) == 1, lines  # the second one within the minute is held back
+
+
+def test_verbose_logs_every_decision(tmp_path, broker):
+    """-v: one DEBUG line per decision (never held back as a repeat)."""
+    import paho.mqtt.publish as publish
+
+    svc = ServiceProcess(tmp_path, broker.url, "-v").start()
+    try:
+        async def online():
+            async with Peer(broker.port, "t-v") as peer:
+                await peer.online()
+
+        asyncio.run(online())
+        for seq in (1, 2, 3):
+            publish.single(f"edgegov/{DEVICE}/cmd", json.dumps({"seq": seq, "values": {}}),
+                           hostname="127.0.0.1", port=broker.port)
+        time.sleep(0.5)
+        assert svc.terminate() == 0
+    finally:
+        svc.stop()
+    decisions = [line for line in svc.output().splitlines() if " DEBUG " in line
+                 and "decision #" in line]
+    assert [d.split("decision #")[1].split(":")[0] for d in decisions] == ["1", "2", "3"]

@@ -110,7 +110,7 @@ class Activity:
     def _decision(self, payload: bytes) -> None:
         doc = json.loads(payload)
         log.debug("decision #%s: %s (%s, rule %s)", doc.get("seq"), doc.get("verdict"),
-                  doc.get("reason"), doc.get("rule"), extra={"fields": {
+                  doc.get("reason"), doc.get("rule"), extra={"always": True, "fields": {
                       "margin": doc.get("margin"), "proposed": doc.get("proposed"),
                       "output": doc.get("output")}})
 

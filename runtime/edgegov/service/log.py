@@ -10,7 +10,8 @@
 - a repeat limit: the same message template from the same logger (and the same
   ``repeat_key``, when a record has one) is written at most once per ``REPEAT_WINDOW_S``;
   the next one after the window says how many were held back.
-  Records logged with ``extra={"always": True}`` (trips) are never held back.
+  Records logged with ``extra={"always": True}`` (trips, and the per-decision lines of
+  ``-v``) are never held back.
 
 Exceptions are written as one line (``type: message``) unless ``verbose``, where the
 traceback follows, so the journal stays readable and nothing is lost when debugging.
@@ -132,7 +133,7 @@ class JsonFormatter(logging.Formatter):
             doc["error"] = exc
             if self.verbose:
                 doc["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        return json.dumps(doc, default=str, ensure_ascii=False)
 
 
 class _Logging:
