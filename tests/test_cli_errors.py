@@ -163,3 +163,16 @@ def test_run_with_the_lineage_on_a_full_disk(key, tmp_path):
     res = edgegov(*run_args(key, "--broker-port", str(port), "--lineage-blocks", "64",
                             "--lineage", str(full / "cell.lineage")), prefix=prefix)
     assert_one_line_error(res, 2, "cell.lineage", "No space left on device", "--lineage")
+
+
+def test_run_with_an_unreadable_config(key, tmp_path):
+    config = tmp_path / "locked.toml"
+    config.write_text(ENVELOPE.read_text())
+    config.chmod(0o000)
+    if os.geteuid() == 0:  # root reads any mode: a config path that is a directory instead
+        config.unlink()
+        config.mkdir()
+    res = edgegov("run", "--config", str(config), "--key", key, "--mqtt", "mqtt://127.0.0.1:1")
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out and res.returncode in (1, 2), out
+    assert "locked.toml" in res.stderr.strip().splitlines()[-1] or "locked.toml" in res.stderr
