@@ -144,3 +144,35 @@ def test_run_with_the_lineage_on_a_read_only_disk(key, tmp_path):
     res = edgegov(*run_args(key, "--mqtt", "mqtt://127.0.0.1:1",
                             "--lineage", str(ro / "cell.lineage")), prefix=prefix)
     assert_one_line_error(res, 2, "cell.lineage", "cannot write the lineage", "--lineage")
+
+
+def test_run_with_the_lineage_on_a_full_disk(key, tmp_path):
+    """The ring is preallocated at start: a disk without room for it is one line."""
+    full = tmp_path / "full"
+    full.mkdir()
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None:
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs")
+    mount = f"mount -t tmpfs -o size=64k tmpfs {full}"
+    if subprocess.run([unshare, "-m", "sh", "-c", mount], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    prefix = (unshare, "-m", "sh", "-c", f'{mount} && exec "$@"', "sh")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = edgegov(*run_args(key, "--broker-port", str(port), "--lineage-blocks", "64",
+                            "--lineage", str(full / "cell.lineage")), prefix=prefix)
+    assert_one_line_error(res, 2, "cell.lineage", "No space left on device", "--lineage")
+
+
+def test_run_with_an_unreadable_config(key, tmp_path):
+    config = tmp_path / "locked.toml"
+    config.write_text(ENVELOPE.read_text())
+    config.chmod(0o000)
+    if os.geteuid() == 0:  # root reads any mode: a config path that is a directory instead
+        config.unlink()
+        config.mkdir()
+    res = edgegov("run", "--config", str(config), "--key", key, "--mqtt", "mqtt://127.0.0.1:1")
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out and res.returncode in (1, 2), out
+    assert "locked.toml" in res.stderr.strip().splitlines()[-1] or "locked.toml" in res.stderr

@@ -39,6 +39,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "boards" / "envelopes" / "spindl
 class Notable:
     now_ms: int
     text: str
+    key: str | None = None  # what counts as a repeat of it (Story.add)
 
 
 @dataclass
@@ -80,6 +81,8 @@ def run_scenario(compiled: CompiledEnvelope, seconds: int = 20, seed: int = 7, o
     _note(result, env, None, 0, decision, observe)
     for now in range(0, seconds * 1000 + 1, CONTROL_PERIOD_MS):
         active = active_misbehaviours(now)
+        for note in script_starts(now, CONTROL_PERIOD_MS):
+            result.notable.append(Notable(now, note))
         apply_plant_script(plant, active)
         events = []
         if now % TELEMETRY_PERIOD_MS == 0:
@@ -111,6 +114,12 @@ def run_scenario(compiled: CompiledEnvelope, seconds: int = 20, seed: int = 7, o
     return result
 
 
+def script_starts(now_ms: int, period_ms: int) -> list[str]:
+    """``scripted: ...`` for each misbehaviour of the script starting in this period."""
+    return [f"scripted: {m.note}" for m in SCRIPT
+            if now_ms <= m.at_ms < now_ms + period_ms]
+
+
 def _recording(lineage, gov, observe):
     def record(event, now_ms, d):
         if event is not None:
@@ -122,9 +131,10 @@ def _recording(lineage, gov, observe):
 
 
 _NOTABLE_EVENTS = {
-    codes.E_TRIP, codes.E_RESET, codes.E_ARM, codes.E_APPROVAL_ASKED, codes.E_APPROVAL_GRANTED,
-    codes.E_APPROVAL_DENIED, codes.E_APPROVAL_EXPIRED, codes.E_LINK_ENGAGED, codes.E_LINK_STALE,
-    codes.E_LINK_LOST, codes.E_ESTOP_OUT, codes.E_BOOT,
+    codes.E_TRIP, codes.E_RESET, codes.E_RESET_REFUSED, codes.E_ARM, codes.E_ARM_REFUSED,
+    codes.E_APPROVAL_ASKED, codes.E_APPROVAL_GRANTED, codes.E_APPROVAL_DENIED,
+    codes.E_APPROVAL_EXPIRED, codes.E_LINK_ENGAGED, codes.E_LINK_STALE, codes.E_LINK_LOST,
+    codes.E_ESTOP_OUT, codes.E_BOOT, codes.E_FAULT, codes.E_MODE,
 }
 
 
@@ -133,15 +143,13 @@ def _note(result: DemoResult, env: Envelope, event, now: int, d, observe) -> Non
     if event is not None and event.kind == codes.EV_COMMAND:
         result.command_verdicts[names.verdict(d.verdict)] += 1
         if d.verdict != codes.ALLOW and _first_of_streak(result, d):
-            rule = env.rules[d.rule] if d.rule >= 0 else "-"
-            result.notable.append(Notable(now, f"command #{d.seq}: {names.verdict(d.verdict)} "
-                                               f"({names.reason(d.reason)}, rule {rule}, "
-                                               f"margin {d.margin})"))
+            result.notable.append(Notable(now, decision_text(env, d, d.seq),
+                                          decision_key(env, d)))
     for i in range(d.n_events):
         code, arg = d.ev_code[i], d.ev_arg[i]
         result.events[names.event(code)] += 1
         if code in _NOTABLE_EVENTS:
-            result.notable.append(Notable(now, _event_text(code, arg)))
+            result.notable.append(Notable(now, _event_text(env, d, code, arg)))
     if observe is not None:
         observe(event, now, d)
 
@@ -154,24 +162,84 @@ def _first_of_streak(result: DemoResult, d) -> bool:
     return first
 
 
-def _event_text(code: int, arg: int) -> str:
+def decision_text(env: Envelope, d, seq) -> str:
+    """``command #412: CLAMP (rate, rule channels.spindle.rate, spindle margin -12 rpm)``."""
+    from .service.messages import Vocabulary
+
+    where = f"rule {_rule(env, d.rule)}"
+    if 0 <= d.channel < len(env.ch_names) and d.margin:
+        value = Vocabulary(env).eng(d.channel, d.margin)
+        where += f", {env.ch_names[d.channel]} margin " \
+                 f"{names.with_unit(value, env.ch_units[d.channel])}"
+    return f"command #{seq}: {names.verdict(d.verdict)} ({names.reason(d.reason)}, {where})"
+
+
+def decision_key(env: Envelope, d) -> str:
+    """What makes two refused commands the same line of the story: verdict, reason, rule."""
+    return f"command {names.verdict(d.verdict)} {names.reason(d.reason)} {_rule(env, d.rule)}"
+
+
+def _rule(env: Envelope, index: int) -> str:
+    return env.rules[index] if 0 <= index < len(env.rules) else "-"
+
+
+def _event_text(env: Envelope, d, code: int, arg: int) -> str:
+    doc = names.describe_event(code, arg, env)
     if code == codes.E_TRIP:
-        return f"TRIP ({names.reason(arg)})"
-    if code == codes.E_ESTOP_OUT:
-        return "e-stop output " + ("ASSERTED" if arg else "released")
-    if code in (codes.E_LINK_STALE, codes.E_LINK_LOST):
-        return f"{names.event(code)} after {arg} ms of silence"
-    if code in (codes.E_APPROVAL_ASKED, codes.E_APPROVAL_GRANTED, codes.E_APPROVAL_DENIED,
-                codes.E_APPROVAL_EXPIRED):
-        return f"{names.event(code)} (request {arg})"
-    return names.event(code)
+        doc["rule"] = _rule(env, d.rule)
+    return names.event_text(doc)
+
+
+class Story:
+    """What happened, for people: (time, text) lines in order, where a line that repeats
+    one of the last two is counted on it instead of added (an operator's reset refused
+    every 0.3 s becomes two lines with counts, and the trip before it stays in view)."""
+
+    def __init__(self) -> None:
+        self.entries: list[list] = []  # [t_first_s, t_last_s, text, count, key]
+
+    def add(self, t_s: float, text: str, key: str | None = None) -> None:
+        """Add a line; ``key`` (default: the text) says what counts as a repeat, e.g. the
+        same verdict on the same rule for commands with different sequence numbers."""
+        key = text if key is None else key
+        for entry in self.entries[-2:]:
+            if entry[4] == key:
+                entry[1] = t_s
+                entry[3] += 1
+                return
+        self.entries.append([t_s, t_s, text, 1, key])
+
+    def rows(self) -> list[tuple[float, str]]:
+        """(first time, text with ``×N, until T s`` when repeated)."""
+        return [(t0, text if n == 1 else f"{text}  (×{n}, until {t1:.2f} s)")
+                for t0, t1, text, n, _ in self.entries]
+
+    def tail(self, n: int) -> list[str]:
+        return [f"{t:6.2f}s  {text}" for t, text in self.rows()[-n:]]
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 VERDICT_ORDER = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
+# The other envelope the closing hint names: the same cell with a slower spindle and a
+# shorter link budget, so the what-if replay has differences to show.
+OTHER_ENVELOPE = EXAMPLE.with_name("spindle-cell-tight.toml")
+
+
+def story_of(timeline) -> Story:
+    """A ``Story`` from (seconds, text) pairs (a Story is returned as it is)."""
+    if isinstance(timeline, Story):
+        return timeline
+    story = Story()
+    for item in timeline:
+        story.add(*item)
+    return story
 
 
 def print_summary(console, verdicts, timeline) -> None:
-    """The demo's closing tables: proposals by verdict, then (seconds, text) events."""
+    """The demo's closing tables: proposals by verdict, then the whole run's story
+    (a ``Story`` or (seconds, text) pairs), repeats grouped."""
     from rich.table import Table
 
     table = Table(title="Proposals by verdict")
@@ -179,11 +247,12 @@ def print_summary(console, verdicts, timeline) -> None:
     table.add_column("commands", justify="right")
     for verdict in VERDICT_ORDER:
         table.add_row(verdict, str(verdicts.get(verdict, 0)))
+    table.add_row("total", str(sum(verdicts.get(v, 0) for v in VERDICT_ORDER)))
     console.print(table)
     happened = Table(title="What happened")
     happened.add_column("t (s)", justify="right")
     happened.add_column("")
-    for t_s, text in timeline:
+    for t_s, text in story_of(timeline).rows():
         happened.add_row(f"{t_s:.2f}", text)
     console.print(happened)
 
@@ -219,11 +288,20 @@ def check_lineage(console, path: Path, key: bytes = DEMO_KEY) -> int:
         console.print(f"  report: [bold]{html.resolve()}[/bold] (open it in a browser)")
     except ReportError as err:
         console.print(f"  report: not written: {err}")
-    console.print(f"  try: edgegov lineage decode {path} | head; "
-                  f"edgegov lineage replay {path} --envelope OTHER.toml")
+    console.print(f"  try: edgegov lineage decode {path} | head")
+    console.print(f"       edgegov lineage replay {path} --envelope {_shown(OTHER_ENVELOPE)}"
+                  "   (what if the cell had run the tighter envelope?)")
     return 0 if rep.ok and replay.identical else 1
 
 
+def _shown(path: Path) -> str:
+    """The path relative to the current directory when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 __all__ = ["run_scenario", "default_envelope", "check_lineage", "print_summary",
-           "DemoResult", "SCRIPT", "DEMO_KEY",
-           "write_demo_key"]
+           "DemoResult", "SCRIPT", "DEMO_KEY", "Story", "story_of", "decision_text",
+           "OTHER_ENVELOPE", "script_starts", "decision_key", "write_demo_key"]

@@ -80,3 +80,130 @@ def event_doc(code: int, arg: int) -> dict:
 
 def causes(mask: int) -> list[str]:
     return [name for bit, name in sorted(CAUSES.items()) if mask & bit]
+
+
+# --------------------------------------------------------------------------- words for people
+# Everything below builds on the tables above: the service's event payloads, its log, the
+# op replies, `status`/`watch` and the demo all word codes here, so they say the same.
+
+LINK_WORDS = {codes.LINK_DOWN: "down", codes.LINK_OK: "ok", codes.LINK_STALE: "stale",
+              codes.LINK_LOST: "lost"}
+
+# What a trip's reason says about its cause (the governor latches one cause bit per trip).
+_CAUSE_OF_REASON = {
+    codes.R_ESTOP_INPUT: codes.C_ESTOP_INPUT, codes.R_ESTOP_OPERATOR: codes.C_ESTOP_OPERATOR,
+    codes.R_LINK_LOST: codes.C_LINK_LOST, codes.R_INTERLOCK: codes.C_INTERLOCK,
+    codes.R_FAULT: codes.C_FAULT, codes.R_INTERNAL_FAULT: codes.C_INTERNAL,
+    codes.R_INPUT_STALE: codes.C_INTERLOCK,
+}
+
+# Events whose argument is a trip-cause mask, a duration, a request id, a reason, etc.
+_ARG_CAUSES = (codes.E_BOOT, codes.E_RESET_REFUSED, codes.E_ARM_REFUSED)
+_ARG_MS = {codes.E_LINK_STALE: "silent_ms", codes.E_LINK_LOST: "lost_after_ms",
+           codes.E_LINK_ENGAGED: "alive_ms"}
+_ARG_REQUEST = (codes.E_APPROVAL_ASKED, codes.E_APPROVAL_GRANTED, codes.E_APPROVAL_DENIED,
+                codes.E_APPROVAL_EXPIRED)
+_ARG_MODE = (codes.E_ARM, codes.E_RESUME, codes.E_MODE)
+
+
+def link(code: int) -> str:
+    return LINK_WORDS.get(code, f"link{code}")
+
+
+def trip_cause(reason_code: int) -> str:
+    """The cause word of a trip, from its reason (limits and rates: ``limit``)."""
+    bit = _CAUSE_OF_REASON.get(reason_code, codes.C_LIMIT)
+    return CAUSES.get(bit, f"cause{bit}")
+
+
+def _named(table, index: int) -> str:
+    return table[index] if table is not None and 0 <= index < len(table) else str(index)
+
+
+def describe_event(code: int, arg: int, env=None, reason_code: int | None = None) -> dict:
+    """One governor event for people and machines: ``event`` (word), ``code`` and ``arg``
+    (numbers, as recorded) and what the argument means, in words: trip ``reason`` and
+    ``cause``; ``causes`` of a refused reset/arm; link durations in ms; approval
+    ``request``; ``mode``, ``channel`` and ``input_name`` by name (with ``env``, an
+    ``Envelope``); ``fault`` by name; the e-stop level. ``reason_code`` is the reason of
+    the decision that carried the event: a reset or arm refused because the action is not
+    valid in the state carries that reason (``not_allowed``) instead of a cause mask."""
+    doc = event_doc(code, arg)
+    doc["code"] = code
+    if type(arg) is not int:
+        return doc
+    if code == codes.E_TRIP:
+        doc["reason"] = reason(arg)
+        doc["cause"] = trip_cause(arg)
+    elif code in _ARG_CAUSES and code != codes.E_BOOT and reason_code == codes.R_NOT_ALLOWED:
+        doc["reason"] = reason(arg)
+    elif code in _ARG_CAUSES:
+        doc["causes"] = causes(arg)
+    elif code in _ARG_MS:
+        doc[_ARG_MS[code]] = arg
+    elif code in _ARG_REQUEST:
+        doc["request"] = arg
+    elif code in _ARG_MODE:
+        doc["mode"] = _named(getattr(env, "modes", None), arg)
+    elif code == codes.E_MODE_REFUSED:
+        doc["reason"] = reason(arg)
+    elif code == codes.E_INPUT_STALE:
+        doc["input_name"] = _named(getattr(env, "in_names", None), arg)
+    elif code == codes.E_PERMIT_EXPIRED:
+        doc["channel"] = _named(getattr(env, "ch_names", None), arg)
+    elif code == codes.E_ESTOP_OUT:
+        doc["estop"] = bool(arg)
+    return doc
+
+
+def event_text(doc: dict) -> str:
+    """One line for a described event (``describe_event`` or an MQTT event payload)."""
+    ev = doc.get("event", "?")
+    if ev == "trip":
+        cause, why = doc.get("cause", "?"), doc.get("reason", "?")
+        parts = [why] if why != cause else []
+        if doc.get("rule"):
+            parts.append(f"rule {doc['rule']}")
+        if doc.get("margin_eng"):
+            value = with_unit(doc["margin_eng"], doc.get("unit"))
+            parts.append(f"{doc.get('channel')} margin {value}")
+        elif doc.get("margin"):
+            parts.append(f"margin {doc['margin']} steps")
+        return f"TRIP: {cause}" + (f" ({', '.join(parts)})" if parts else "")
+    if ev in ("reset_refused", "arm_refused", "boot"):
+        if "causes" not in doc and doc.get("reason"):
+            return f"{ev.replace('_', ' ')}: {doc['reason']} (not valid in this state)"
+        return f"{ev.replace('_', ' ')}: {', '.join(doc.get('causes') or ['no cause'])}"
+    if ev == "estop_out":
+        return "e-stop output " + ("ASSERTED" if doc.get("estop", doc.get("arg")) else "released")
+    if ev == "link_stale":
+        return f"link stale after {doc.get('silent_ms', doc.get('arg'))} ms of silence"
+    if ev == "link_lost":
+        return f"link lost {doc.get('lost_after_ms', doc.get('arg'))} ms after going stale"
+    if ev == "link_engaged":
+        return f"link engaged (alive {doc.get('alive_ms', doc.get('arg'))} ms)"
+    if "request" in doc:
+        return f"{ev.replace('_', ' ')} (request {doc['request']})"
+    for key in ("mode", "input_name", "channel", "fault"):
+        if key in doc:
+            label = {"input_name": "input"}.get(key, key)
+            return f"{ev.replace('_', ' ')}: {label} {doc[key]}"
+    if ev == "mode_refused":
+        return f"mode refused: {doc.get('reason')}"
+    if ev == "rejected":
+        note = f" ({doc['note']})" if doc.get("note") else ""
+        return f"rejected {doc.get('input', '?')}: {doc.get('reason', '?')}{note}"
+    return ev.replace("_", " ")
+
+
+def with_unit(value, unit: str | None) -> str:
+    """``3020 rpm``; a value without a unit as it is; None as ``-``."""
+    if value is None:
+        return "-"
+    return f"{value} {unit}" if unit else f"{value}"
+
+
+def outputs_text(values: dict, units: dict | None = None) -> str:
+    """``spindle=3020 rpm, press=40.5 mm`` (sorted by name)."""
+    units = units or {}
+    return ", ".join(f"{k}={with_unit(v, units.get(k))}" for k, v in sorted(values.items()))

@@ -50,6 +50,8 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = 
                 progress.update(task, completed=now_ms, v=f"{names.state(d.state)} {text}")
 
         result = run_scenario(compiled, seconds, seed, observe, lineage_path=lineage_path)
+        text = " ".join(f"{k}={counts.get(k, 0)}" for k in VERDICT_ORDER)
+        progress.update(task, completed=seconds * 1000, v=f"{result.final_state} {text}")
     _summary(console, result)
     console.print(f"device key: {key_file.resolve()} (demo key, mode 600)")
     return check_lineage(console, lineage_path)
@@ -57,5 +59,5 @@ def run_demo(seconds: int, seed: int, envelope_path: str | None, out_dir: str = 
 
 def _summary(console: Console, result) -> None:
     print_summary(console, result.command_verdicts,
-                  [(note.now_ms / 1000, note.text) for note in result.notable])
+                  [(note.now_ms / 1000, note.text, note.key) for note in result.notable])
     console.print(f"{result.calls} governor calls; final state {result.final_state}")

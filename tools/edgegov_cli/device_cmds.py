@@ -134,7 +134,8 @@ def _report_boot(uart, timeout: float = 15.0) -> None:
 
 
 @click.command("emulate")
-@click.option("--board", "board_name", default="microbit-v1", show_default=True)
+@click.option("--board", "board_name", default="microbit-v1", show_default=True,
+              help="Board to emulate (boards/NAME/board.toml).")
 @click.option("--hex", "hex_path", type=click.Path(exists=True, dir_okay=False),
               help="MicroPython hex (default: the frozen-governor hex of `make microbit-hex` "
                    "if built, else Debian's firmware-microbit-micropython).")
@@ -143,7 +144,8 @@ def _report_boot(uart, timeout: float = 15.0) -> None:
                    "and main.py are deployed). Default: yes for the frozen-governor hex.")
 @click.option("--icount", type=int, default=None,
               help="-icount shift=N,sleep=on: virtual time from the instruction count.")
-@click.option("--envelope", type=click.Path(exists=True, dir_okay=False))
+@click.option("--envelope", type=click.Path(exists=True, dir_okay=False),
+              help="Envelope TOML to deploy (default: the board's example envelope).")
 @click.option("--no-deploy", is_flag=True, help="Boot the bare firmware (REPL only).")
 def emulate(board_name: str, hex_path: str | None, frozen: bool | None, icount: int | None,
             envelope: str | None, no_deploy: bool) -> None:
@@ -280,7 +282,8 @@ def _hil_emulated(names: list[str], hex_path: str | None, progress) -> list:
 
 @lineage.command("pull-serial")
 @click.option("--port", required=True, help="Serial device or pyserial URL (socket://h:p).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="File to write the ring image to.")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds per reply.")
 def pull_serial(port: str, output: str, timeout: float) -> None:
     """Pull a running board's lineage ring over its CRC-framed serial link."""

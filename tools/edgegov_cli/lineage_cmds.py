@@ -47,7 +47,7 @@ _block = click.option("--block-size", type=int, default=None,
 @lineage.command("decode")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True)
+              show_default=True, help="One JSON object per record, or CSV rows.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @_block
 def decode_cmd(path: str, fmt: str, output: str | None, block_size: int | None) -> None:

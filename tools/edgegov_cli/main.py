@@ -11,9 +11,11 @@ import click
 from .device_cmds import deploy, emulate, hil
 from .envelope_cmds import envelope
 from .fleet_cmds import register as register_fleet_commands
+from .helptext import fill_short_help
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
 from .service_cmds import register as register_service_commands
+from .status_cmds import register as register_status_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,7 +80,8 @@ def _bench_command(name: str, module: str, doc: str):
     """A ``bench NAME --decisions N --json PATH`` command running ``module.run``."""
 
     @bench.command(name, help=doc)
-    @click.option("--decisions", default=20_000, show_default=True)
+    @click.option("--decisions", default=20_000, show_default=True,
+                  help="Decisions to measure.")
     @click.option("--json", "json_path", type=click.Path(dir_okay=False),
                   help="Write figures here.")
     def command(decisions: int, json_path: str | None) -> None:
@@ -100,9 +103,11 @@ _bench_command("lineage", "bench_lineage",
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
 register_fleet_commands(main, bench)
+register_status_commands(main)
 main.add_command(emulate)
 main.add_command(hil)
 main.add_command(deploy)
+fill_short_help(main)  # summaries end where their first sentence ends
 
 if __name__ == "__main__":
     main()

@@ -21,16 +21,26 @@ import asyncio
 import json
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from pathlib import Path
 
 from .. import names
 from ..core import codes
-from ..demo import DEMO_KEY, EXAMPLE, VERDICT_ORDER, check_lineage, print_summary, write_demo_key
+from ..demo import (
+    DEMO_KEY,
+    EXAMPLE,
+    VERDICT_ORDER,
+    Story,
+    check_lineage,
+    print_summary,
+    script_starts,
+    write_demo_key,
+)
 from ..host.aio import cancel_and_wait, stop_requested
 from ..host.net import free_port
 from ..operator import OperatorSigner
 from ..sim import SCRIPT, Planner, Plant, active_misbehaviours, apply_plant_script
+from .log import setup_logging
 from .runner import Runner, ServiceConfig
 
 _VERDICTS = VERDICT_ORDER
@@ -71,18 +81,20 @@ class CellPeers:
     """Plant, planner and operator as one MQTT client of the service."""
 
     def __init__(self, client, base: str, device_id: str, seed: int,
-                 plc: PlcLink | None = None) -> None:
+                 plc: PlcLink | None = None, units: dict | None = None) -> None:
         self.client = client
         self.plc = plc
         self.base = base
         self.plant = Plant()
         self.planner = Planner(random.Random(seed))
         self.signer = OperatorSigner(DEMO_KEY, device_id, counter=time.time_ns() // 1000)
-        self.outputs = {"spindle": 0, "press": 0, "coolant": 0}
+        self.outputs = {"spindle": 0, "press": 0, "coolant": 0}  # the plant's scaled units
+        self.shown = dict(self.outputs)  # as published: engineering units
+        self.units = units or {}
         self.state = "TRIPPED"
         self.verdicts: Counter = Counter()
-        self.notable: deque = deque(maxlen=12)
-        self.timeline: list[tuple[float, str]] = []
+        self.story = Story()  # the whole run, repeats grouped: the live view and summary
+        self.last_trip = ""
         self.approvals = 0
         self.next_op_s = 0.0
         self.t0 = time.monotonic()
@@ -96,7 +108,8 @@ class CellPeers:
             kind = str(m.topic).rsplit("/", 1)[-1]
             doc = json.loads(m.payload)
             if kind == "output":
-                self.outputs = {k: int(v * 10) if k == "press" else v
+                self.shown = doc["values"]
+                self.outputs = {k: round(v * 10) if k == "press" else v
                                 for k, v in doc["values"].items()}
             elif kind == "state" and doc.get("status") == "online":
                 self.state = doc["state"]
@@ -113,26 +126,24 @@ class CellPeers:
         # show clamps only while the script misbehaves.
         if doc["verdict"] != "ALLOW" and key != self.last_verdict and (
                 doc["verdict"] != "CLAMP" or scripted):
-            self.note(f"cmd #{doc['seq']}: {doc['verdict']} ({doc['reason']}, {doc['rule']})")
+            self.note(f"command #{doc['seq']}: {doc['verdict']} ({doc['reason']}, rule "
+                      f"{doc['rule']})", key=f"command {key}")
         self.last_verdict = key
 
     async def _event(self, doc: dict) -> None:
         ev = doc["event"]
-        if ev == "rejected":
-            self.note(f"rejected {doc['input']}: {doc['reason']}"
-                      + (f" ({doc['note']})" if doc.get("note") else ""))
-        elif ev != "input_stale":
-            self.note(f"{ev} {doc['arg']}" if ev != "estop_out"
-                      else f"e-stop output {'ASSERTED' if doc['arg'] else 'released'}")
+        if ev != "input_stale":
+            self.note(names.event_text(doc))
+        if ev == "trip":
+            self.last_trip = f"{self.t():.2f} s {names.event_text(doc)}"
         if ev == "approval_asked":
             self.approvals += 1
             action = codes.OP_APPROVE if self.approvals == 1 else codes.OP_DENY
             await asyncio.sleep(0.2)
             await self.op(action, doc["arg"])
 
-    def note(self, text: str) -> None:
-        self.notable.append(f"{self.t():6.2f}s  {text}")
-        self.timeline.append((self.t(), text))
+    def note(self, text: str, key: str | None = None) -> None:
+        self.story.add(self.t(), text, key)
 
     async def op(self, action: int, arg: int = 0) -> None:
         op = self.signer.sign(action, arg)
@@ -146,6 +157,8 @@ class CellPeers:
         while self.t() < seconds:
             now_ms = int(self.t() * 1000)
             active = active_misbehaviours(now_ms)
+            for text in script_starts(now_ms - now_ms % 10, 10):
+                self.note(text)
             apply_plant_script(self.plant, active)
             self.plant.step(self.outputs, 10)
             if step % 2 == 0:
@@ -184,8 +197,11 @@ def _view(peers: CellPeers, seconds: float):
     from rich.table import Table
 
     head = Table.grid(padding=(0, 2))
-    head.add_row(f"t {peers.t():5.1f}/{seconds:.0f} s", f"state [bold]{peers.state}[/bold]",
-                 "outputs " + ", ".join(f"{k}={v}" for k, v in sorted(peers.outputs.items())))
+    head.add_row(f"t {min(peers.t(), seconds):5.1f}/{seconds:.0f} s",
+                 f"state [bold]{peers.state}[/bold]",
+                 "outputs " + names.outputs_text(peers.shown, peers.units))
+    if peers.last_trip:
+        head.add_row("last trip", peers.last_trip, "")
     if peers.plc is not None:
         plc = peers.plc
         head.add_row("PLC over Modbus", f"writes {plc.writes}", f"exception 03: {plc.refused}",
@@ -194,15 +210,12 @@ def _view(peers: CellPeers, seconds: float):
     for v in _VERDICTS:
         counts.add_column(v, justify="right")
     counts.add_row(*(str(peers.verdicts.get(v, 0)) for v in _VERDICTS))
-    return Panel(Group(head, counts, "\n".join(peers.notable)), title="edgegov demo (service)")
+    return Panel(Group(head, counts, "\n".join(peers.story.tail(12))),
+                 title="edgegov demo (service)")
 
 
 async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
                 plc: bool = False) -> tuple:
-    import aiomqtt
-
-    from ..adapters.mqtt import NO_DELAY
-
     lineage = out / "edgegov-demo.lineage"
     lineage.unlink(missing_ok=True)
     key_file = write_demo_key(out)
@@ -215,6 +228,20 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
 
         modbus_port = free_port()
         cfg.modbus = ModbusOptions(server=f"127.0.0.1:{modbus_port}")
+    logs = setup_logging(stream=open(out / "edgegov-demo.log", "w"))  # noqa: SIM115
+    try:
+        return await _serve_demo(cfg, port, seconds, seed, console, live, modbus_port,
+                                 lineage)
+    finally:
+        logs.close()
+        logs.listener.handlers[0].stream.close()
+
+
+async def _serve_demo(cfg, port, seconds, seed, console, live, modbus_port, lineage) -> tuple:
+    import aiomqtt
+
+    from ..adapters.mqtt import NO_DELAY
+
     runner = Runner(cfg)
     stop, started = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(runner.serve(stop, started))
@@ -231,7 +258,8 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
 
             link = PlcLink(modbus_port, build_map(runner.env))
             await link.client.connect()
-        peers = CellPeers(client, base, runner.env.device_id, seed, link)
+        units = dict(zip(runner.env.ch_names, runner.env.ch_units, strict=True))
+        peers = CellPeers(client, base, runner.env.device_id, seed, link, units)
         listener = asyncio.create_task(peers.listen())
         if live:
             from rich.live import Live
@@ -239,11 +267,14 @@ async def _demo(seconds: float, out: Path, seed: int, console, live: bool,
             with Live(_view(peers, seconds), console=console, refresh_per_second=8) as view:
                 ticker = asyncio.create_task(_refresh(view, peers, seconds))
                 await peers.run(seconds)
+                await asyncio.sleep(0.2)  # the last decisions arrive: the view counts them
                 await cancel_and_wait(ticker)
+                await cancel_and_wait(listener)
+                view.update(_view(peers, seconds))  # what the summary below counts too
         else:
             await peers.run(seconds)
-        await asyncio.sleep(0.2)
-        await cancel_and_wait(listener)
+            await asyncio.sleep(0.2)
+            await cancel_and_wait(listener)
         if link is not None:
             link.client.close()
     stop.set()
@@ -278,12 +309,14 @@ def run_service_demo(seconds: float = 20, out_dir: str | Path = ".", seed: int =
 
 
 def _report(console, runner, peers: CellPeers, lineage: Path) -> int:
-    print_summary(console, peers.verdicts, peers.timeline[:80])
+    print_summary(console, peers.verdicts, peers.story)
     if peers.plc is not None:
         plc = peers.plc
         console.print(f"PLC over Modbus: {plc.writes} writes, {plc.refused} answered with "
                       f"exception 03, {plc.skipped} values Modbus cannot carry were skipped")
     console.print(f"device key: {Path(runner.cfg.key_file).resolve()} (demo key, mode 600)")
+    console.print(f"service log: {lineage.with_name('edgegov-demo.log').resolve()} (what "
+                  "`edgegov run` writes to stderr)")
     return check_lineage(console, lineage)
 
 

@@ -85,6 +85,7 @@ class GovernorService:
         self._unsettled = None  # (event, now_ms, note): decided, not yet recorded/published
         self.wall = None  # host.wallsource.WallRecorder: wall time into the lineage (data only)
         self.attestation_path = None  # where an orderly stop writes its head attestation
+        self.state_extra = None  # () -> dict of status fields for the state document
 
     # ------------------------------------------------------------ lifecycle
 
@@ -275,9 +276,11 @@ class GovernorService:
         return msg
 
     def _state_doc(self, status: str, **extra) -> dict:
+        status_fields = self.state_extra() if self.state_extra is not None else {}
         return self.vocab.state(self.gov, status, {
             "estop": self._estop_level, "envelope": self.envelope_hash,
-            "boot": self.boot_count, "device": self.topics.device_id, **extra})
+            "boot": self.boot_count, "device": self.topics.device_id, **status_fields,
+            **extra})
 
     def state_payload(self) -> bytes:
         return dumps(self._state_doc("online"))

@@ -14,8 +14,7 @@ from .wire import INPUT_KINDS
 
 _EXACT = 10**28  # the default Decimal context's 28 digits
 
-LINK_WORDS = {codes.LINK_DOWN: "down", codes.LINK_OK: "ok", codes.LINK_STALE: "stale",
-              codes.LINK_LOST: "lost"}
+LINK_WORDS = names.LINK_WORDS
 
 
 class Vocabulary:
@@ -50,7 +49,15 @@ class Vocabulary:
         return modes[index] if 0 <= index < len(modes) else str(index)
 
     def events(self, d) -> list[dict]:
-        return [names.event_doc(c, a) for c, a in d.events()]
+        return [names.describe_event(c, a, self.env, d.reason) for c, a in d.events()]
+
+    def margin(self, d) -> dict:
+        """The decision's margin in the channel's unit, when it concerns a channel."""
+        i = d.channel
+        if not 0 <= i < len(self.env.ch_names):
+            return {}
+        return {"channel": self.env.ch_names[i], "margin_eng": self.eng(i, d.margin),
+                "unit": self.env.ch_units[i]}
 
     def decision(self, d, seq, note: str | None) -> dict:
         """The ``decision`` message for one command."""
@@ -61,6 +68,8 @@ class Vocabulary:
             "t_ms": d.now_ms,
             "verdict": names.verdict(d.verdict),
             "reason": names.reason(d.reason),
+            "verdict_code": d.verdict,
+            "reason_code": d.reason,
             "rule": self.rule(d.rule),
             "margin": d.margin,
             "proposed": proposed,
@@ -78,7 +87,8 @@ class Vocabulary:
     def refusal(self, d, kind: int, note: str | None) -> dict:
         """The ``event`` message for input the governor refused (REJECT of the input)."""
         msg = {"t_ms": d.now_ms, "event": "rejected", "input": INPUT_KINDS.get(kind, "?"),
-               "reason": names.reason(d.reason), "rule": self.rule(d.rule)}
+               "reason": names.reason(d.reason), "reason_code": d.reason,
+               "rule": self.rule(d.rule)}
         if note:
             msg["note"] = note
         return msg
@@ -87,6 +97,7 @@ class Vocabulary:
         """The MQTT 5 reply to a non-command input (operator actions, telemetry)."""
         msg = {"t_ms": d.now_ms, "input": INPUT_KINDS.get(kind, "?"),
                "verdict": names.verdict(d.verdict), "reason": names.reason(d.reason),
+               "verdict_code": d.verdict, "reason_code": d.reason,
                "rule": self.rule(d.rule), "state": names.state(d.state),
                "mode": self.mode(d.mode), "events": self.events(d)}
         if note:
@@ -94,8 +105,15 @@ class Vocabulary:
         return msg
 
     def event(self, d, kind: int, code: int, arg: int) -> dict:
-        return {"t_ms": d.now_ms, **names.event_doc(code, arg),
-                "input": INPUT_KINDS.get(kind, "?"), "state": names.state(d.state)}
+        """The ``event`` message: the code and its argument as numbers, and in words (a
+        trip also names its rule, and the margin in the channel's unit)."""
+        msg = {"t_ms": d.now_ms, **names.describe_event(code, arg, self.env, d.reason),
+               "input": INPUT_KINDS.get(kind, "?"), "state": names.state(d.state)}
+        if code == codes.E_TRIP:
+            msg["rule"] = self.rule(d.rule)
+            msg["margin"] = d.margin
+            msg.update(self.margin(d))
+        return msg
 
     def state(self, gov, status: str, extra: dict) -> dict:
         return {

@@ -29,6 +29,7 @@ from ..host.ringsize import plan as ring_plan
 from ..host.wallsource import WallRecorder
 from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
+from .activity import Activity
 from .clock import MonotonicClock, next_deadline_ms
 from .loop import GovernorService
 from .topics import Topics
@@ -134,8 +135,11 @@ class Runner:
                                   errors=(Exception,), publish_now=publish_now)
         estop = (MqttRelayEstop(self.link.post, self.topics.estop_set, self.cfg.readback_ms)
                  if self.cfg.estop_relay else NoEstopOutput())
-        self.service = GovernorService(gov, self.topics, self.link.post, lineage, estop,
-                                       self._watchdogs(), self.compiled.hash, boots + 1)
+        self.activity = Activity(self)  # log lines and status fields (service/activity.py)
+        self.service = GovernorService(gov, self.topics, self.activity.tap(self.link.post),
+                                       lineage, estop, self._watchdogs(), self.compiled.hash,
+                                       boots + 1)
+        self.service.state_extra = self.activity.state_extra
         self.service.wall = WallRecorder(lineage)
         self.service.attestation_path = attest.path_for(self.lineage_path)  # at orderly stop
 
@@ -176,6 +180,7 @@ class Runner:
         await client.publish(self.topics.state, self.service.state_payload(), qos=1, retain=True)
         if isinstance(self.service.estop, MqttRelayEstop):
             self.service.estop.republish()
+        self.activity.connected()
 
     def _on_message(self, message) -> None:
         from ..adapters.mqtt import payload_of, reply_address, topic_of
@@ -224,14 +229,14 @@ class Runner:
             self.lock.release()
 
     async def _serve(self, stop: asyncio.Event, started: asyncio.Event | None) -> int:
+        self.settings = self._settings()
+        if self.cfg.mqtt_url is not None:
+            await self._refuse_second_instance()
+        self._build()  # lineage first: a file that cannot be written stops us before the broker
         if self.cfg.mqtt_url is None:
             from .broker import start_embedded_broker
 
             self.broker = await start_embedded_broker(self.cfg.broker_port)
-        self.settings = self._settings()
-        if self.cfg.mqtt_url is not None:
-            await self._refuse_second_instance()
-        self._build()
         svc = self.service
         if self.cfg.modbus is not None:
             from .modbus_gateway import ModbusGateway
@@ -248,11 +253,13 @@ class Runner:
         tick_task = asyncio.create_task(self._tick(stop))
         if started is not None:
             started.set()
+        self.activity.started()
         try:
             await stop.wait()
         finally:
             await cancel_and_wait(tick_task)
             await self._shutdown(link_task)
+            self.activity.stopped()
         return 0
 
     async def _refuse_second_instance(self) -> None:
@@ -272,6 +279,7 @@ class Runner:
                 if self.modbus is not None:
                     self.modbus.poll(now)
                 self.service.cycle(now)
+                self.activity.tick(now)
             except Exception:  # noqa: BLE001 - a failed cycle is not kicked; go on governing
                 self.errors += 1
                 log.exception("control cycle failed")

@@ -64,8 +64,9 @@ def check_lineage_writable(path: str | Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def describe(err: BaseException) -> str:
-    """One line for an error met while starting, saying what to do."""
+def describe(err: BaseException, lineage: str | None = None) -> str:
+    """One line for an error met while starting, saying what to do (an error without a
+    file name while the lineage file is made is the lineage file's)."""
     if isinstance(err, StartupError):
         return str(err)
     from ..operator import KeyFileError
@@ -73,8 +74,11 @@ def describe(err: BaseException) -> str:
     if isinstance(err, KeyFileError):
         return f"{err}; make one with: edgegov keygen PATH (mode 600)"
     if isinstance(err, OSError):
-        where = f"{err.filename}: " if err.filename else ""
-        return f"{where}{err.strerror or err}"
+        if err.filename:
+            return f"{err.filename}: {err.strerror or err}"
+        where = lineage or "the lineage file"
+        return (f"{where}: cannot be written ({err.strerror or err}); give --lineage PATH on "
+                "a disk with room (--lineage-blocks N × 4 KiB)")
     return f"{type(err).__name__}: {err}"
 
 
