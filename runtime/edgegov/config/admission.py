@@ -77,6 +77,7 @@ class Admitted:
     approval: tuple[int, int] | None
     modbus_operator: bool = False  # [modbus] operator_actions
     modbus_addresses: dict[str, int] = field(default_factory=dict)  # [modbus.addresses]
+    modbus_drive: object | None = None  # [modbus.drive]: a config.drive.DriveMap
 
 
 class _Collector:
@@ -199,6 +200,11 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
     approval = _approval(c, top.approval, scope)
     modbus = None if top.modbus is None else c.model(schema.Modbus, top.modbus, ("modbus",))
     pins = _pins(c, modbus, scope)
+    drive = None
+    if modbus is not None and modbus.drive is not None:
+        from .drive import admit_drive
+
+        drive = admit_drive(c, modbus.drive, scope)
     _duplicates(c, scope)
     if c.problems or device is None or device.id is None:
         return None, c.problems
@@ -206,7 +212,7 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
         Admitted(
             device.id, device.description, scope.channels, scope.inputs, interlocks, modes,
             initial, link, approval, modbus is not None and bool(modbus.operator_actions),
-            pins,
+            pins, drive,
         ),
         [],
     )

@@ -1,0 +1,90 @@
+"""A drive's register map at work: governed outputs → the drive's setpoint registers, the
+e-stop level → its stop coil or control word, its status word → the stop level it reports.
+
+Pure (no socket): ``DriveClient`` calls it on the path of every drive write. The map comes
+from the envelope's ``[modbus.drive]`` (``config.drive.DriveMap``); values leave the
+governor as scaled integers and reach the drive as ``engineering × scale + offset`` in the
+register's type. Integers round half to even and saturate at the type's range (admission
+already refused a range that does not fit, so saturation never happens to a governed value).
+"""
+
+from __future__ import annotations
+
+import struct
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from ..config.drive import INT_RANGES, DriveMap
+
+
+class DriveCodec:
+    """Encodes one envelope's outputs for one drive map."""
+
+    def __init__(self, drive: DriveMap, ch_names, ch_res) -> None:
+        self.drive = drive
+        index = {name: i for i, name in enumerate(ch_names)}
+        # (channel index, factor = resolution × scale, offset, type, word order, register)
+        self._channels = tuple(
+            (index[c.name], Decimal(str(ch_res[index[c.name]])) * c.scale, c.offset, c.type,
+             c.word_order, c.register)
+            for c in sorted(drive.channels, key=lambda c: c.register))
+        self._runs = _runs([(c[5], _words(c[3])) for c in self._channels])
+
+    def writes(self, outputs) -> list[tuple[int, list[int]]]:
+        """(first register, words) per FC16 request: contiguous setpoints go together."""
+        regs: dict[int, int] = {}
+        for index, factor, offset, kind, order, register in self._channels:
+            for k, word in enumerate(encode_value(outputs[index] * factor + offset, kind,
+                                                  order)):
+                regs[register + k] = word
+        return [(first, [regs[r] for r in range(first, first + n)]) for first, n in self._runs]
+
+    def stop_pattern(self, level: bool) -> int:
+        return self.drive.stop_word if level else self.drive.run_word
+
+    def stopped(self, word: int, level: bool) -> bool:
+        """The stop level the drive reports: from its status word when the map has one, else
+        from the control word read back. A word that is neither pattern disagrees with
+        whatever was commanded (a fault once it lasts)."""
+        d = self.drive
+        if d.status_register is None:
+            if word == d.stop_word:
+                return True
+            return False if word == d.run_word else not level
+        masked = word & d.status_mask
+        if masked == d.status_stopped:
+            return True
+        if d.status_running is None or masked == d.status_running:
+            return False
+        return not level
+
+
+def encode_value(value: Decimal, kind: str, order: str) -> list[int]:
+    """One drive value → its 16-bit words (``big``: high word first)."""
+    if kind == "float32":
+        raw = struct.pack(">f", float(value))
+    else:
+        lo, hi = INT_RANGES[kind]
+        n = int(value.to_integral_value(ROUND_HALF_EVEN))
+        n = lo if n < lo else hi if n > hi else n
+        size = 2 if kind.endswith("16") else 4
+        raw = n.to_bytes(size, "big", signed=kind.startswith("int"))
+    words = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+    return words[::-1] if order == "little" else words
+
+
+def _words(kind: str) -> int:
+    return 1 if kind.endswith("16") else 2
+
+
+def _runs(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted (register, words) spans → contiguous (first, count) runs."""
+    runs: list[list[int]] = []
+    for first, n in spans:
+        if runs and runs[-1][0] + runs[-1][1] == first:
+            runs[-1][1] += n
+        else:
+            runs.append([first, n])
+    return [(a, n) for a, n in runs]
+
+
+__all__ = ["DriveCodec", "encode_value"]
