@@ -167,3 +167,13 @@ def test_json_has_hashes_counts_and_changes(tmp_path):
     assert doc["changes"] == [{"path": "channels.press.max", "old": "120", "new": "100",
                                "unit": "mm", "effect": TIGHTENS}]
     assert doc["warnings"] == []
+
+
+def test_a_drive_map_change_is_listed_and_warned_about():
+    from conftest import REPO
+
+    text = (REPO / "boards" / "drives" / "cia402-axis.toml").read_text()
+    d = diff(compile_envelope(text), compile_envelope(text.replace("scale = 10\n", "")))
+    assert [c.line() for c in d.changes] == [
+        "modbus.drive.channels.velocity.scale: 10 → 1  [neutral]"]
+    assert d.warnings and "drive's map changes" in d.warnings[0]

@@ -169,3 +169,22 @@ def test_plc_to_drive_through_the_governor_with_a_control_word(tmp_path):
             assert sim.refused == []
 
     asyncio.run(main())
+
+
+def test_modbus_map_prints_the_drive_map():
+    import json
+
+    from click.testing import CliRunner
+    from edgegov_cli.main import main
+
+    result = CliRunner().invoke(main, ["modbus", "map", str(DRIVES / "generic-vfd.toml")])
+    assert result.exit_code == 0, result.output
+    assert "  register 8193        speed          int16, value × 1 + 0" in result.output
+    assert "  register 8194        torque         uint16, value × 100 + 0" in result.output
+    assert "  coil 8               stop (1 = stop)" in result.output
+    doc = json.loads(CliRunner().invoke(main, ["modbus", "map", "--json",
+                                               str(DRIVES / "cia402-axis.toml")]).output)
+    assert doc["drive"]["stop"] == {"register": 0, "run": 0x000F, "stop": 0x0002}
+    assert doc["drive"]["channels"][0] == {"name": "velocity", "register": 2, "type": "int32",
+                                           "word_order": "little", "scale": "10",
+                                           "offset": "0"}

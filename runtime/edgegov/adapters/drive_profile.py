@@ -58,6 +58,50 @@ class DriveCodec:
         return not level
 
 
+def drive_json(drive: DriveMap) -> dict:
+    """The drive map as ``edgegov modbus map --json`` prints it."""
+    return {
+        "unit": drive.unit,
+        "channels": [{"name": c.name, "register": c.register, "type": c.type,
+                      "word_order": c.word_order, "scale": str(c.scale),
+                      "offset": str(c.offset)} for c in drive.channels],
+        "stop": ({"coil": drive.stop_coil} if drive.stop_coil is not None else
+                 {"register": drive.stop_register, "run": drive.run_word,
+                  "stop": drive.stop_word}),
+        "status": None if drive.status_register is None else {
+            "register": drive.status_register, "table": drive.status_table,
+            "mask": drive.status_mask, "stopped": drive.status_stopped,
+            "running": drive.status_running},
+    }
+
+
+def render_drive(drive: DriveMap) -> list[str]:
+    """The drive map for people (``edgegov modbus map``)."""
+    lines = [f"downstream drive (--modbus-target), unit {drive.unit}:"]
+    for c in sorted(drive.channels, key=lambda c: c.register):
+        span = f"{c.register}" + (f"-{c.register + 1}" if c.words == 2 else "")
+        order = f", {c.word_order} word order" if c.words == 2 else ""
+        lines.append(f"  register {span:<11} {c.name:<14} {c.type}{order}, "
+                     f"value × {_t(c.scale)} + {_t(c.offset)}")
+    if drive.stop_coil is not None:
+        lines.append(f"  coil {drive.stop_coil:<15} stop (1 = stop)")
+    else:
+        lines.append(f"  register {drive.stop_register:<11} control word: run "
+                     f"{drive.run_word:#06x}, stop {drive.stop_word:#06x}")
+    if drive.status_register is not None:
+        running = "" if drive.status_running is None else \
+            f", running {drive.status_running:#06x}"
+        lines.append(f"  register {drive.status_register:<11} status word ({drive.status_table}"
+                     f"): mask {drive.status_mask:#06x}, stopped {drive.status_stopped:#06x}"
+                     f"{running}")
+    return lines
+
+
+def _t(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return "0" if text == "-0" else text
+
+
 def encode_value(value: Decimal, kind: str, order: str) -> list[int]:
     """One drive value → its 16-bit words (``big``: high word first)."""
     if kind == "float32":
@@ -87,4 +131,4 @@ def _runs(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, n) for a, n in runs]
 
 
-__all__ = ["DriveCodec", "encode_value"]
+__all__ = ["DriveCodec", "encode_value", "drive_json", "render_drive"]
