@@ -64,7 +64,8 @@ def drive_json(drive: DriveMap) -> dict:
         "unit": drive.unit,
         "channels": [{"name": c.name, "register": c.register, "type": c.type,
                       "word_order": c.word_order, "scale": str(c.scale),
-                      "offset": str(c.offset)} for c in drive.channels],
+                      "offset": str(c.offset)}
+                     for c in sorted(drive.channels, key=lambda c: c.register)],
         "stop": ({"coil": drive.stop_coil} if drive.stop_coil is not None else
                  {"register": drive.stop_register, "run": drive.run_word,
                   "stop": drive.stop_word}),
