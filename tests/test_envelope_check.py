@@ -199,3 +199,33 @@ def test_check_of_a_missing_file_is_one_line(tmp_path):
     assert result.exit_code == 1
     assert "cannot read" in result.output
     assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ODD_VALUES = ['"x"', "true", "-1", "0", "1e400", "nan", "[]", "[1, 2]", "{}", "{ a = 1 }",
+              "2000000000", "0.3", '"STO"', '"sto"', "-0.0", "65536", '""']
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 200), st.sampled_from(ODD_VALUES + ["<drop>"])),
+                min_size=1, max_size=4))
+def test_any_value_anywhere_gives_located_lines_in_our_words(edits):
+    lines = (BASE + "\n[modbus.addresses]\npress = 40\n").splitlines()
+    keyed = [i for i, line in enumerate(lines) if " = " in line]
+    for pick, value in edits:
+        i = keyed[pick % len(keyed)]
+        key = lines[i].split(" = ")[0]
+        lines[i] = "" if value == "<drop>" else f"{key} = {value}"
+    text = "\n".join(lines) + "\n"
+    try:
+        compile_envelope(text, "cell.toml")
+    except EnvelopeConfigError as err:
+        for p in err.problems:
+            assert p.message and "Input should" not in p.message, str(p)
+            assert "Value error" not in p.message and "pydantic" not in p.message, str(p)
+        shown = [str(p) for p in err.problems]
+        assert len(shown) == len(set(shown))  # no line twice

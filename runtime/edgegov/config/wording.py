@@ -57,11 +57,6 @@ def choices_of(model: type, key: str) -> tuple[str, ...]:
     return ()
 
 
-def _kind(model: type, key: str) -> str:
-    field = model.model_fields.get(key)
-    return str(field.annotation) if field is not None else ""
-
-
 def message(error: dict, model: type) -> str:
     """One validator error on ``model`` → the line a person reads (without the location)."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
@@ -98,10 +93,6 @@ def message(error: dict, model: type) -> str:
         words = PATTERN_WORDS.get(ctx.get("pattern"), "a different spelling")
         return f"must be {words}{got}"
     return str(error["msg"]) + got  # a kind the schema does not produce today
-
-
-def is_number_field(model: type, key: str) -> bool:
-    return "Decimal" in _kind(model, key)
 
 
 __all__ = ["message", "did_you_mean", "shown", "choices_of", "PATTERN_WORDS"]
