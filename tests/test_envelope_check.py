@@ -74,7 +74,7 @@ CASES = [
      [("safe = 60", "channels.press.safe", "safe value 60 is outside [0, 50]")]),
     ("safe_outside_mode", [("channels.press = { max = 10 }", "channels.press = { min = 5 }")],
      [("channels.press = { min = 5 }", "modes.setup.channels.press",
-       "safe value of press (0) is outside mode 'setup''s range [5, 50]")]),
+       "safe value of press (0) is outside the range of mode 'setup' [5, 50]")]),
     ("mode_outside_channel", [("channels.press = { max = 10 }",
                                "channels.press = { min = 60, max = 70 }")],
      [("channels.press = {", "modes.setup.channels.press",

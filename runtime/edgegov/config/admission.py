@@ -425,8 +425,8 @@ def _mode_range(c: _Collector, mode: str, ch: ScaledChannel, lo: int, hi: int, l
     elif lo > hi:
         c.add(loc + ("max",), f"min must be <= max (got {span(lo, hi)})")
     elif not lo <= ch.safe <= hi:
-        c.add(loc, f"safe value of {ch.name} ({_eng(ch.safe, r, u)}) is outside mode "
-                   f"{mode!r}'s range {span(lo, hi)}")
+        c.add(loc, f"safe value of {ch.name} ({_eng(ch.safe, r, u)}) is outside the range "
+                   f"of mode {mode!r} {span(lo, hi)}")
 
 
 # ----------------------------------------------------------------- interlocks

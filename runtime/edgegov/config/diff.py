@@ -40,7 +40,7 @@ class Change:
     unit: str = ""
 
     def line(self) -> str:
-        unit = f" {self.unit}" if self.unit else ""
+        unit = f" {self.unit}" if self.unit and not self.unit.startswith("/") else self.unit
         if self.old is None:
             what = f"added: {self.new}"
         elif self.new is None:
