@@ -22,19 +22,26 @@ class DriveCodec:
     def __init__(self, drive: DriveMap, ch_names, ch_res) -> None:
         self.drive = drive
         index = {name: i for i, name in enumerate(ch_names)}
-        # (channel index, factor = resolution × scale, offset, type, word order, register)
-        self._channels = tuple(
-            (index[c.name], Decimal(str(ch_res[index[c.name]])) * c.scale, c.offset, c.type,
-             c.word_order, c.register)
-            for c in sorted(drive.channels, key=lambda c: c.register))
+        # (channel index, factor = resolution × scale, offset, type, word order, register,
+        # integer factor and offset when both are whole: the common case, without Decimal)
+        self._channels = []
+        for c in sorted(drive.channels, key=lambda c: c.register):
+            factor = Decimal(str(ch_res[index[c.name]])) * c.scale
+            whole = c.type != "float32" and factor == factor.to_integral_value() \
+                and c.offset == c.offset.to_integral_value()
+            self._channels.append((index[c.name], factor, c.offset, c.type, c.word_order,
+                                   c.register, (int(factor), int(c.offset)) if whole else None))
         self._runs = _runs([(c[5], _words(c[3])) for c in self._channels])
 
     def writes(self, outputs) -> list[tuple[int, list[int]]]:
         """(first register, words) per FC16 request: contiguous setpoints go together."""
         regs: dict[int, int] = {}
-        for index, factor, offset, kind, order, register in self._channels:
-            for k, word in enumerate(encode_value(outputs[index] * factor + offset, kind,
-                                                  order)):
+        for index, factor, offset, kind, order, register, whole in self._channels:
+            if whole is not None:
+                words = encode_int(outputs[index] * whole[0] + whole[1], kind, order)
+            else:
+                words = encode_value(outputs[index] * factor + offset, kind, order)
+            for k, word in enumerate(words):
                 regs[register + k] = word
         return [(first, [regs[r] for r in range(first, first + n)]) for first, n in self._runs]
 
@@ -106,15 +113,19 @@ def _t(value: Decimal) -> str:
 def encode_value(value: Decimal, kind: str, order: str) -> list[int]:
     """One drive value → its 16-bit words (``big``: high word first)."""
     if kind == "float32":
-        raw = struct.pack(">f", float(value))
-    else:
-        lo, hi = INT_RANGES[kind]
-        n = int(value.to_integral_value(ROUND_HALF_EVEN))
-        n = lo if n < lo else hi if n > hi else n
-        size = 2 if kind.endswith("16") else 4
-        raw = n.to_bytes(size, "big", signed=kind.startswith("int"))
-    words = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
-    return words[::-1] if order == "little" else words
+        hi, lo = struct.unpack(">HH", struct.pack(">f", float(value)))
+        return [lo, hi] if order == "little" else [hi, lo]
+    return encode_int(int(value.to_integral_value(ROUND_HALF_EVEN)), kind, order)
+
+
+def encode_int(n: int, kind: str, order: str) -> list[int]:
+    """A whole drive value → its words, saturated at the type's range."""
+    lo, hi = INT_RANGES[kind]
+    n = lo if n < lo else hi if n > hi else n
+    if kind.endswith("16"):
+        return [n & 0xFFFF]
+    n &= 0xFFFFFFFF
+    return [n & 0xFFFF, n >> 16] if order == "little" else [n >> 16, n & 0xFFFF]
 
 
 def _words(kind: str) -> int:
