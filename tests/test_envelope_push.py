@@ -10,15 +10,27 @@ import itertools
 
 import pytest
 from conftest import ENVELOPES, KEY, compile_envelope
-from edgegov.config.push import Push, PushError, refusal, sign_push, sign_rollback, verify
+from edgegov.config.problems import EnvelopeConfigError
+from edgegov.config.push import (
+    Push,
+    PushError,
+    admitted,
+    refusal,
+    sign,
+    sign_push,
+    sign_rollback,
+    verify,
+)
 from edgegov.config.store import CURRENT, PREVIOUS, Disk, EnvelopeStore
 from edgegov.core import codes
-from edgegov.core.envelope import Envelope, EnvelopeError
+from edgegov.core.envelope import Envelope
 from edgegov.core.governor import Governor
 
 CELL = (ENVELOPES / "spindle-cell.toml").read_text()
-OLD = compile_envelope(CELL)
-NEW = compile_envelope(CELL.replace("max = 120.0", "max = 100.0", 1))  # press tightened
+OLD_TOML = CELL.encode()
+NEW_TOML = CELL.replace("max = 120.0", "max = 100.0", 1).encode()  # press tightened
+OLD = compile_envelope(OLD_TOML.decode())
+NEW = compile_envelope(NEW_TOML.decode())
 DEVICE = OLD.admitted.device_id
 
 
@@ -26,30 +38,40 @@ DEVICE = OLD.admitted.device_id
 
 
 def test_a_signed_push_verifies_once_for_its_device():
-    push = sign_push(KEY, DEVICE, NEW.blob, counter=5)
+    push = sign_push(KEY, DEVICE, NEW_TOML, counter=5)
     assert push.sha256 == NEW.hash
     assert verify(KEY, DEVICE, push, last_counter=4) is None
+    assert admitted(push)[0].hash == NEW.hash
     assert verify(KEY, DEVICE, push, last_counter=5) == "replayed or stale counter 5 (last 5)"
     assert verify(KEY, "cell-8", push, 4) == "signed for device 'cell-7', this is 'cell-8'"
     assert verify(bytes(32), DEVICE, push, 4) == "bad MAC"
-    swapped = Push(push.device, push.action, push.sha256, push.counter, push.mac, OLD.blob)
-    assert verify(KEY, DEVICE, swapped, 4) == "the blob does not match its sha256"
-    later = Push(push.device, push.action, push.sha256, 6, push.mac, push.blob)
+    swapped = Push(push.device, push.action, push.sha256, push.counter, push.mac, OLD_TOML)
+    assert verify(KEY, DEVICE, swapped, 4) is None  # the MAC covers the hash, so …
+    assert admitted(swapped) == (None, "the envelope does not compile to the signed sha256")
+    later = Push(push.device, push.action, push.sha256, 6, push.mac, push.source)
     assert verify(KEY, DEVICE, later, 4) == "bad MAC"  # the counter is under the MAC
 
 
-def test_rollback_names_the_previous_hash_and_carries_no_blob():
+def test_rollback_names_the_previous_hash_and_carries_no_envelope():
     rb = sign_rollback(KEY, DEVICE, OLD.digest, counter=7)
-    assert rb.blob is None and rb.sha256 == OLD.hash
+    assert rb.source is None and rb.sha256 == OLD.hash
     assert verify(KEY, DEVICE, rb, 6) is None
     # the same hash and counter signed as a push is another message
-    as_push = Push(DEVICE, "push", rb.sha256, 7, rb.mac, OLD.blob)
+    as_push = Push(DEVICE, "push", rb.sha256, 7, rb.mac, OLD_TOML)
     assert verify(KEY, DEVICE, as_push, 6) == "bad MAC"
 
 
 def test_json_round_trip():
-    push = sign_push(KEY, DEVICE, NEW.blob, 9)
+    push = sign_push(KEY, DEVICE, NEW_TOML, 9)
     assert Push.from_json(push.to_json()) == push
+
+
+def test_a_pushed_envelope_is_admitted_again_on_the_gateway():
+    bad = CELL.replace('stop = "SS1"', 'stop = "ss1"').encode()
+    push = sign(KEY, DEVICE, "push", bytes(32), 3, bad)  # signed, but admission refuses it
+    assert verify(KEY, DEVICE, push, 2) is None
+    assert admitted(push) == (None, "refused by admission (1 problem): channels.spindle.stop:"
+                                    " must be one of STO, SS1 (got 'ss1'; did you mean 'SS1'?)")
 
 
 @pytest.mark.parametrize(("doc", "message"), [
@@ -61,9 +83,10 @@ def test_json_round_trip():
     ({"action": "rollback", "counter": 1, "sha256": "zz", "mac": "00", "device": "d"},
      "malformed field"),
     ({"action": "rollback", "counter": 1, "sha256": "00" * 32, "mac": "00" * 32,
-      "device": "d", "blob": "AAAA"}, "a push carries a blob, a rollback does not"),
+      "device": "d", "toml": "AAAA"},
+     "a push carries the envelope (toml), a rollback does not"),
     ({"action": "push", "counter": 1, "sha256": "00" * 31, "mac": "00" * 32, "device": "d",
-      "blob": "AAAA"}, "sha256 and mac must be 32 bytes"),
+      "toml": "AAAA"}, "sha256 and mac must be 32 bytes"),
 ])
 def test_malformed_push_is_one_line(doc, message):
     with pytest.raises(PushError) as info:
@@ -120,23 +143,31 @@ def test_refused_for_another_device_and_for_a_dropped_channel_not_at_rest():
 def test_apply_keeps_the_previous_and_rollback_swaps_them(tmp_path):
     store = EnvelopeStore(tmp_path)
     assert store.load() == (None, None)
-    assert store.apply(OLD.blob) == OLD.hash
-    assert store.apply(NEW.blob) == NEW.hash
-    assert store.load() == (NEW.blob, OLD.blob)
+    assert store.apply(OLD_TOML) == OLD.hash
+    assert store.apply(NEW_TOML) == NEW.hash
+    assert store.load() == (NEW_TOML, OLD_TOML)
     assert store.rollback() == OLD.hash
-    assert store.load() == (OLD.blob, NEW.blob)
+    assert store.load() == (OLD_TOML, NEW_TOML)
+
+
+def test_a_refused_envelope_is_never_stored(tmp_path):
+    store = EnvelopeStore(tmp_path)
+    store.apply(OLD_TOML)
+    with pytest.raises(EnvelopeConfigError):
+        store.apply(b"[device]\n")
+    assert store.load() == (OLD_TOML, None)
 
 
 def test_rollback_without_a_previous_is_refused(tmp_path):
     store = EnvelopeStore(tmp_path)
-    store.apply(OLD.blob)
+    store.apply(OLD_TOML)
     with pytest.raises(FileNotFoundError, match="no previous envelope"):
         store.rollback()
 
 
 def test_a_torn_current_file_is_never_taken_for_an_envelope(tmp_path):
-    (tmp_path / CURRENT).write_bytes(OLD.blob[:-3])
-    with pytest.raises(EnvelopeError):
+    (tmp_path / CURRENT).write_bytes(OLD_TOML[: OLD_TOML.index(b"[link]") + 3])
+    with pytest.raises(EnvelopeConfigError):
         EnvelopeStore(tmp_path).load()
 
 
@@ -199,21 +230,22 @@ class MemDisk(CrashingDisk):
 
 
 def test_a_power_cut_at_every_step_leaves_exactly_the_old_or_the_new(tmp_path):
-    before = {CURRENT: OLD.blob, PREVIOUS: b"older"}
+    before = {CURRENT: OLD_TOML, PREVIOUS: b"older"}
     outcomes = set()
     cuts = 0
     for at in range(8):
-        for torn in (0, 1, len(NEW.blob) // 2):
+        for torn in (0, 1, len(NEW_TOML) // 2):
             for keep in [set(s) for n in range(3) for s in itertools.combinations(range(2), n)]:
                 disk = CrashingDisk(before, at, torn, keep)
                 try:
-                    EnvelopeStore(tmp_path, disk).apply(NEW.blob)
+                    EnvelopeStore(tmp_path, disk).apply(NEW_TOML)
                 except Crash:
                     cuts += 1
                 rebooted = EnvelopeStore(tmp_path, MemDisk(disk.durable))
                 current, _ = rebooted.load()
-                assert current in (OLD.blob, NEW.blob), (at, torn, keep)
+                assert current in (OLD_TOML, NEW_TOML), (at, torn, keep)
                 outcomes.add(hashlib.sha256(current).hexdigest())
                 assert not any(name.endswith(".new") for name in rebooted.disk.durable)
-    assert outcomes == {OLD.hash, NEW.hash}  # both ends reached: the cuts did land
+    # both ends reached: the cuts did land
+    assert outcomes == {hashlib.sha256(t).hexdigest() for t in (OLD_TOML, NEW_TOML)}
     assert cuts > 20

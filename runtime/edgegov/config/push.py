@@ -1,10 +1,12 @@
 """A signed envelope change for a deployed device, and the checks before it is applied.
 
-A push carries the compiled blob, its SHA-256, the device id and a counter that must
-strictly increase, under an HMAC-SHA256 with the device key (the operator actions' scheme,
-another domain): a push signed for another device, replayed, or whose blob does not match
-its hash is refused. A rollback carries no blob: it names the hash of the previous envelope
-the device keeps, under the same MAC.
+A push carries the envelope's TOML source, its compiled SHA-256, the device id and a counter
+that must strictly increase, under an HMAC-SHA256 with the device key (the operator
+actions' scheme, another domain). The gateway compiles and admits the source again (and so
+keeps its host-side settings): a push signed for another device, replayed, refused by
+admission, or whose source does not compile to the signed hash is refused. A rollback
+carries no source: it names the hash of the previous envelope the device keeps, under the
+same MAC.
 
 The device applies it only when safe (``refusal``): DISARMED or TRIPPED, never while ARMED
 or PAUSED; the new envelope must be admitted again (a gateway compiles nothing it is sent:
@@ -16,7 +18,6 @@ value), so applying it never puts the device in breach.
 from __future__ import annotations
 
 import base64
-import hashlib
 import struct
 from dataclasses import dataclass
 
@@ -42,16 +43,16 @@ class Push:
 
     device: str
     action: str  # "push" or "rollback"
-    sha256: str  # hex: the blob's for a push, the previous envelope's for a rollback
+    sha256: str  # hex: the compiled hash of the source, or of the previous (rollback)
     counter: int
     mac: bytes
-    blob: bytes | None = None
+    source: bytes | None = None  # the envelope TOML (a push)
 
     def to_json(self) -> dict:
         doc = {"device": self.device, "action": self.action, "sha256": self.sha256,
                "counter": self.counter, "mac": self.mac.hex()}
-        if self.blob is not None:
-            doc["blob"] = base64.b64encode(self.blob).decode()
+        if self.source is not None:
+            doc["toml"] = base64.b64encode(self.source).decode()
         return doc
 
     @classmethod
@@ -68,7 +69,7 @@ class Push:
                 raise PushError("counter must be a whole number in 0..2^64-1")
             digest = bytes.fromhex(doc["sha256"])
             mac = bytes.fromhex(doc["mac"])
-            blob = base64.b64decode(doc["blob"], validate=True) if "blob" in doc else None
+            source = base64.b64decode(doc["toml"], validate=True) if "toml" in doc else None
             device = doc["device"]
         except KeyError as err:
             raise PushError(f"missing field {err.args[0]!r}") from None
@@ -78,19 +79,23 @@ class Push:
             raise PushError(f"malformed field: {err}") from None
         if len(digest) != 32 or len(mac) != 32 or not isinstance(device, str):
             raise PushError("sha256 and mac must be 32 bytes in hex, device a string")
-        if (action == "push") != (blob is not None):
-            raise PushError("a push carries a blob, a rollback does not")
-        return cls(device, action, digest.hex(), counter, mac, blob)
+        if (action == "push") != (source is not None):
+            raise PushError("a push carries the envelope (toml), a rollback does not")
+        return cls(device, action, digest.hex(), counter, mac, source)
 
 
 def sign(key: bytes, device_id: str, action: str, digest: bytes, counter: int,
-         blob: bytes | None = None) -> Push:
+         source: bytes | None = None) -> Push:
     mac = hmac_sha256(key, push_message(device_id, action, digest, counter))
-    return Push(device_id, action, digest.hex(), counter, mac, blob)
+    return Push(device_id, action, digest.hex(), counter, mac, source)
 
 
-def sign_push(key: bytes, device_id: str, blob: bytes, counter: int) -> Push:
-    return sign(key, device_id, "push", hashlib.sha256(blob).digest(), counter, blob)
+def sign_push(key: bytes, device_id: str, source: bytes, counter: int) -> Push:
+    """Sign envelope TOML ``source`` for ``device_id`` (it is compiled here for its hash)."""
+    from .store import compile_source
+
+    compiled = compile_source(source, "<envelope>")
+    return sign(key, device_id, "push", compiled.digest, counter, source)
 
 
 def sign_rollback(key: bytes, device_id: str, previous_digest: bytes, counter: int) -> Push:
@@ -104,12 +109,27 @@ def verify(key: bytes, device_id: str, push: Push, last_counter: int) -> str | N
     if push.counter <= last_counter:
         return f"replayed or stale counter {push.counter} (last {last_counter})"
     digest = bytes.fromhex(push.sha256)
-    if push.blob is not None and hashlib.sha256(push.blob).digest() != digest:
-        return "the blob does not match its sha256"
     if not equal(hmac_sha256(key, push_message(device_id, push.action, digest, push.counter)),
                  push.mac):
         return "bad MAC"
     return None
+
+
+def admitted(push: Push):
+    """(compiled, None), or (None, why) when the pushed source is refused by admission or
+    does not compile to the hash that was signed."""
+    from .problems import EnvelopeConfigError
+    from .store import compile_source
+
+    try:
+        compiled = compile_source(push.source or b"", "<pushed envelope>")
+    except EnvelopeConfigError as err:
+        n = len(err.problems)
+        return None, f"refused by admission ({n} problem{'s' if n > 1 else ''}): " \
+                     f"{err.problems[0].where}: {err.problems[0].message}"
+    if compiled.hash != push.sha256:
+        return None, "the envelope does not compile to the signed sha256"
+    return compiled, None
 
 
 def refusal(gov, new_env) -> str | None:
@@ -142,5 +162,5 @@ def refusal(gov, new_env) -> str | None:
     return None
 
 
-__all__ = ["Push", "PushError", "sign_push", "sign_rollback", "verify", "refusal",
+__all__ = ["Push", "PushError", "sign_push", "sign_rollback", "verify", "admitted", "refusal",
            "push_message"]

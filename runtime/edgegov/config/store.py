@@ -1,19 +1,20 @@
 """The envelope a gateway runs, on disk: replaced atomically, the previous one kept.
 
-    DIR/envelope.blob        the compiled envelope in force
-    DIR/envelope.prev.blob   the one before it (what ``rollback`` restores)
+    DIR/envelope.toml        the envelope in force (its TOML source: a gateway compiles and
+                             admits it again, and keeps its host-side [modbus] settings)
+    DIR/envelope.prev.toml   the one before it (what ``rollback`` restores)
 
 ``apply(blob)`` keeps a power cut at any point from leaving anything but exactly the old or
 exactly the new envelope in force:
 
-1. write ``envelope.blob.new`` and fsync it;
-2. copy the current envelope to ``envelope.prev.blob.new``, fsync, rename it over
-   ``envelope.prev.blob`` (the current one is untouched so far);
-3. rename ``envelope.blob.new`` over ``envelope.blob`` (atomic on POSIX) and fsync the
+1. write ``envelope.toml.new`` and fsync it;
+2. copy the current envelope to ``envelope.prev.toml.new``, fsync, rename it over
+   ``envelope.prev.toml`` (the current one is untouched so far);
+3. rename ``envelope.toml.new`` over ``envelope.toml`` (atomic on POSIX) and fsync the
    directory so the rename is durable.
 
-``load()`` ignores (and removes) ``*.new`` leftovers, and refuses a current file whose
-bytes are not an envelope (``EnvelopeError``), so a torn file can never be taken for one.
+``load()`` ignores (and removes) ``*.new`` leftovers, and refuses a current file that
+admission refuses (``EnvelopeConfigError``), so a torn file can never be taken for one.
 ``rollback()`` is ``apply(previous)``: the two swap places. Every file operation goes
 through ``Disk``, which the power-cut tests replace with one that loses what was not
 synced.
@@ -21,12 +22,11 @@ synced.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
-CURRENT = "envelope.blob"
-PREVIOUS = "envelope.prev.blob"
+CURRENT = "envelope.toml"
+PREVIOUS = "envelope.prev.toml"
 NEW = ".new"
 
 
@@ -63,6 +63,18 @@ class Disk:
             pass
 
 
+def compile_source(source: bytes, name: str):
+    """Envelope TOML bytes → ``CompiledEnvelope`` (``EnvelopeConfigError`` when refused)."""
+    from .compile import compile_text
+    from .problems import EnvelopeConfigError, Problem
+
+    try:
+        text = source.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise EnvelopeConfigError([Problem(name, (), f"not UTF-8 text: {err}")]) from None
+    return compile_text(text, name)
+
+
 class EnvelopeStore:
     """The gateway's current and previous compiled envelopes in one directory."""
 
@@ -71,35 +83,37 @@ class EnvelopeStore:
         self.disk = disk or Disk()
 
     def load(self) -> tuple[bytes | None, bytes | None]:
-        """(current, previous) blobs after cleaning up an interrupted apply. A current file
-        that is not an envelope raises ``EnvelopeError``; a bad previous one reads as None."""
-        from ..core.envelope import Envelope, EnvelopeError
+        """(current, previous) sources after cleaning up an interrupted apply. A current
+        file that admission refuses raises ``EnvelopeConfigError``; a bad previous one reads
+        as None."""
+        from .problems import EnvelopeConfigError
 
         for name in (CURRENT + NEW, PREVIOUS + NEW):
             self.disk.remove(self.dir / name)
         current = self.disk.read(self.dir / CURRENT)
         if current is not None:
-            Envelope.from_blob(current)  # raises EnvelopeError for a torn or foreign file
+            compile_source(current, str(self.dir / CURRENT))  # raises for a torn file
         previous = self.disk.read(self.dir / PREVIOUS)
         try:
             if previous is not None:
-                Envelope.from_blob(previous)
-        except EnvelopeError:
+                compile_source(previous, str(self.dir / PREVIOUS))
+        except EnvelopeConfigError:
             previous = None
         return current, previous
 
-    def apply(self, blob: bytes) -> str:
-        """Make ``blob`` the envelope in force (the current one becomes the previous);
-        returns its SHA-256 (hex)."""
+    def apply(self, source: bytes) -> str:
+        """Make ``source`` (envelope TOML, admitted) the envelope in force; the current one
+        becomes the previous. Returns the compiled hash (hex)."""
+        compiled = compile_source(source, "<pushed envelope>")
         d = self.dir
-        self.disk.write(d / (CURRENT + NEW), blob)
+        self.disk.write(d / (CURRENT + NEW), source)
         current = self.disk.read(d / CURRENT)
         if current is not None:
             self.disk.write(d / (PREVIOUS + NEW), current)
             self.disk.rename(d / (PREVIOUS + NEW), d / PREVIOUS)
         self.disk.rename(d / (CURRENT + NEW), d / CURRENT)
         self.disk.sync_dir(d)
-        return hashlib.sha256(blob).hexdigest()
+        return compiled.hash
 
     def rollback(self) -> str:
         """Put the previous envelope back in force (the current one becomes the previous)."""
@@ -109,4 +123,4 @@ class EnvelopeStore:
         return self.apply(previous)
 
 
-__all__ = ["EnvelopeStore", "Disk", "CURRENT", "PREVIOUS"]
+__all__ = ["EnvelopeStore", "Disk", "compile_source", "CURRENT", "PREVIOUS"]
