@@ -107,7 +107,7 @@ class _Collector:
     def _explain(self, cls, data: dict, errors: list, loc: tuple) -> set:
         """Record the errors of one table in words; return the keys that were bad."""
         bad, unknown, missing = set(), [], []
-        for e in errors:
+        for e in wording.merge_unions(errors, cls):
             key = e["loc"][0] if e["loc"] else None
             bad.add(key)
             if e["type"] == "extra_forbidden":
@@ -122,7 +122,8 @@ class _Collector:
             if hint:  # a typo: one root cause, so the key it misspells is not "missing" too
                 explained.add(hint.split("'")[1])
             else:
-                hint = wording.did_you_mean(key, set(cls.model_fields) - set(data))
+                hint = (wording.did_you_mean(key, set(cls.model_fields) - set(data))
+                        or wording.did_you_mean(key, cls.model_fields))
             self.add(loc + (key,), "unknown key" + hint)
         for key in missing:
             if key not in explained:
@@ -192,6 +193,7 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
         return None, c.problems
     device = None if top.device is None else c.model(schema.Device, top.device, ("device",))
     scope = _Scope()
+    _misspelt_tables(doc, scope)
     _channels(c, _tables(c, top.channels, ("channels",)), scope)
     _inputs(c, _tables(c, top.inputs, ("inputs",)), scope)
     modes, initial = _modes(c, top, scope)
@@ -216,6 +218,19 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
         ),
         [],
     )
+
+
+def _misspelt_tables(doc: dict, scope: _Scope) -> None:
+    """Names declared under a misspelt ``[channel.X]`` / ``[input.X]``: the typo is the one
+    root cause (reported as an unknown key), so a reference to X is not reported again."""
+    for key, value in doc.items():
+        if key in schema.Top.model_fields or not isinstance(value, dict):
+            continue
+        guess = wording.did_you_mean(key, ("channels", "inputs"))
+        if "'channels'" in guess:
+            scope.channel_names.update(value)
+        elif "'inputs'" in guess:
+            scope.input_names.update(value)
 
 
 # ----------------------------------------------------------------- channels
