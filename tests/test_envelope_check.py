@@ -66,7 +66,7 @@ CASES = [
        "unknown channel 'pres' (did you mean 'press'?)")]),
     ("unknown_initial_mode", [('initial_mode = "run"', 'initial_mode = "setpu"')],
      [('initial_mode = "setpu"', "initial_mode",
-       "unknown mode 'setpu' (modes: run, setup) (did you mean 'setup'?)")]),
+       "unknown mode 'setpu' (did you mean 'setup'?); the modes are run, setup")]),
     ("min_gt_max", [("min = 0\nmax = 100", "min = 200\nmax = 100")],
      [("max = 100", "channels.spindle.max", "min (200) must be <= max (100)")]),
     ("safe_outside_range", [("max = 50\nrate_per_s = 5\nsafe = 0",

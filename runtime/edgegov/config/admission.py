@@ -374,8 +374,8 @@ def _modes(c: _Collector, top, scope: _Scope) -> tuple[list[str], str]:
             c.add(("initial_mode",), "required when more than one mode is declared "
                                      f"({', '.join(names)})")
     elif initial not in names:
-        c.add(("initial_mode",), f"unknown mode {initial!r} (modes: {', '.join(names)})"
-              + wording.did_you_mean(initial, names))
+        c.add(("initial_mode",), f"unknown mode {initial!r}{wording.did_you_mean(initial, names)}"
+                                 f"; the modes are {', '.join(names)}")
     for mode in names:
         loc = ("modes", mode)
         if mode != DEFAULT_MODE and not _valid_name(c, mode, loc):
