@@ -78,9 +78,18 @@ def compile_source(source: bytes, name: str):
 class EnvelopeStore:
     """The gateway's current and previous compiled envelopes in one directory."""
 
-    def __init__(self, directory: str | Path, disk: Disk | None = None) -> None:
+    def __init__(self, directory: str | Path, disk: Disk | None = None,
+                 current: str = CURRENT, previous: str = PREVIOUS) -> None:
         self.dir = Path(directory)
         self.disk = disk or Disk()
+        self.current, self.previous = current, previous
+
+    @classmethod
+    def for_file(cls, path: str | Path, disk: Disk | None = None) -> EnvelopeStore:
+        """The store of a service's ``--config`` file: ``cell.toml`` in force, the previous
+        one kept as ``cell.prev.toml`` beside it."""
+        path = Path(path)
+        return cls(path.parent, disk, path.name, f"{path.stem}.prev{path.suffix}")
 
     def load(self) -> tuple[bytes | None, bytes | None]:
         """(current, previous) sources after cleaning up an interrupted apply. A current
@@ -88,15 +97,15 @@ class EnvelopeStore:
         as None."""
         from .problems import EnvelopeConfigError
 
-        for name in (CURRENT + NEW, PREVIOUS + NEW):
+        for name in (self.current + NEW, self.previous + NEW):
             self.disk.remove(self.dir / name)
-        current = self.disk.read(self.dir / CURRENT)
+        current = self.disk.read(self.dir / self.current)
         if current is not None:
-            compile_source(current, str(self.dir / CURRENT))  # raises for a torn file
-        previous = self.disk.read(self.dir / PREVIOUS)
+            compile_source(current, str(self.dir / self.current))  # raises for a torn file
+        previous = self.disk.read(self.dir / self.previous)
         try:
             if previous is not None:
-                compile_source(previous, str(self.dir / PREVIOUS))
+                compile_source(previous, str(self.dir / self.previous))
         except EnvelopeConfigError:
             previous = None
         return current, previous
@@ -106,20 +115,37 @@ class EnvelopeStore:
         becomes the previous. Returns the compiled hash (hex)."""
         compiled = compile_source(source, "<pushed envelope>")
         d = self.dir
-        self.disk.write(d / (CURRENT + NEW), source)
-        current = self.disk.read(d / CURRENT)
+        cur, prev = d / self.current, d / self.previous
+        self.disk.write(d / (self.current + NEW), source)
+        current = self.disk.read(cur)
         if current is not None:
-            self.disk.write(d / (PREVIOUS + NEW), current)
-            self.disk.rename(d / (PREVIOUS + NEW), d / PREVIOUS)
-        self.disk.rename(d / (CURRENT + NEW), d / CURRENT)
+            self.disk.write(d / (self.previous + NEW), current)
+            self.disk.rename(d / (self.previous + NEW), prev)
+        self.disk.rename(d / (self.current + NEW), cur)
         self.disk.sync_dir(d)
         return compiled.hash
+
+    def read_counter(self) -> int:
+        """The last push counter accepted (0: none yet)."""
+        raw = self.disk.read(self.dir / (self.current + ".counter"))
+        try:
+            return int(raw.decode()) if raw else 0
+        except ValueError:
+            return 1 << 63  # unreadable: refuse everything until an operator looks
+
+    def write_counter(self, counter: int) -> None:
+        """Keep ``counter`` (before the change is applied: a verified push is used up)."""
+        path = self.dir / (self.current + ".counter")
+        self.disk.write(path.with_name(path.name + NEW), str(counter).encode())
+        self.disk.rename(path.with_name(path.name + NEW), path)
+        self.disk.sync_dir(self.dir)
 
     def rollback(self) -> str:
         """Put the previous envelope back in force (the current one becomes the previous)."""
         _, previous = self.load()
         if previous is None:
-            raise FileNotFoundError(f"{self.dir / PREVIOUS}: no previous envelope to roll back to")
+            raise FileNotFoundError(f"{self.dir / self.previous}: no previous envelope to roll "
+                                    "back to")
         return self.apply(previous)
 
 
