@@ -94,3 +94,39 @@ def _key(tmp_path):
     from service_harness import write_key
 
     return write_key(tmp_path / "device.key")
+
+
+def test_refused_while_armed_and_the_file_is_untouched(tmp_path, broker):
+    from edgegov.adapters.mqtt import parse_url
+    from edgegov.core import codes
+    from edgegov.host.aio import cancel_and_wait
+    from edgegov.service.client import send_op
+    from edgegov.service.topics import Topics
+    from service_harness import DEVICE, KEY, plant_loop
+
+    config = tmp_path / "cell.toml"
+    config.write_text(OLD)
+    new_file = tmp_path / "cell-new.toml"
+    new_file.write_text(NEW)
+    svc = ServiceProcess(tmp_path, broker.url, envelope=config).start()
+    mqtt = ["--mqtt", broker.url, "--key", str(svc.key_file), "--protocol", "4"]
+
+    async def armed_then_push():
+        async with Peer(broker.port, "push-armed-peer") as peer:
+            await peer.online(15)
+            plant = asyncio.create_task(plant_loop(peer))
+            await asyncio.sleep(0.2)
+            for action in (codes.OP_RESET, codes.OP_ARM):
+                await send_op(parse_url(broker.url), Topics(DEVICE), KEY, action, 0, None, 5)
+            result = await asyncio.to_thread(cli, "envelope", "push", str(new_file), *mqtt)
+            await cancel_and_wait(plant, 3)
+            return result
+
+    try:
+        result = asyncio.run(armed_then_push())
+        assert svc.terminate() == 0
+    finally:
+        svc.stop()
+    assert result.exit_code == 1, result.output
+    assert "push refused: refused while ARMED: disarm (or trip) first" in result.output
+    assert config.read_text() == OLD and not (tmp_path / "cell.prev.toml").exists()
