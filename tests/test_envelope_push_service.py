@@ -130,3 +130,12 @@ def test_refused_while_armed_and_the_file_is_untouched(tmp_path, broker):
     assert result.exit_code == 1, result.output
     assert "push refused: refused while ARMED: disarm (or trip) first" in result.output
     assert config.read_text() == OLD and not (tmp_path / "cell.prev.toml").exists()
+
+
+def test_bench_push_prints_its_figures(capsys):
+    from edgegov_cli.bench_push import run
+
+    figures = run(seconds=3, pushes=2)
+    assert figures["refused"] == 0 and figures["pushes"] == 2
+    assert figures["span_s"] == 3.0 and figures["whatif_x_realtime"] > 0
+    assert '"apply_p50_ms"' in capsys.readouterr().out

@@ -239,4 +239,24 @@ def _send(settings, device: str, prefix: str, push, timeout: float) -> int:
     return 1
 
 
-__all__ = ["envelope", "compile_or_exit"]
+def register(main, bench) -> None:
+    """Add ``envelope`` and ``bench push`` to the ``edgegov`` group (called from ``main``)."""
+    main.add_command(envelope)
+
+    @bench.command("push")
+    @click.option("--seconds", default=240, show_default=True,
+                  help="Demo scenario time (240 s fill about the 1 MiB ring).")
+    @click.option("--pushes", default=10, show_default=True)
+    @click.option("--json", "json_path", type=click.Path(dir_okay=False),
+                  help="Write figures here.")
+    def bench_push(seconds: int, pushes: int, json_path: str | None) -> None:
+        """An envelope push end to end: what-if on the demo's lineage, signed transfer,
+        apply and answer through a real service."""
+        from .bench_push import run
+
+        figures = run(seconds, pushes)
+        if json_path:
+            Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+
+
+__all__ = ["envelope", "compile_or_exit", "register"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .device_cmds import deploy, emulate, hil
-from .envelope_cmds import envelope
+from .envelope_cmds import register as register_envelope_commands
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
 from .service_cmds import register as register_service_commands
@@ -19,12 +19,6 @@ from .service_cmds import register as register_service_commands
 @click.version_option(package_name="edgegov")
 def main() -> None:
     """edgegov: governance runtime for cyber-physical controllers."""
-
-
-# --------------------------------------------------------------------------- envelope
-
-
-main.add_command(envelope)
 
 
 # --------------------------------------------------------------------------- lineage
@@ -98,6 +92,7 @@ _bench_command("lineage", "bench_lineage",
 
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
+register_envelope_commands(main, bench)
 main.add_command(emulate)
 main.add_command(hil)
 main.add_command(deploy)

@@ -81,7 +81,7 @@ class EnvelopeUpdates:
         old = runner.compiled.hash
         self.store.apply(source)
         self._switch(compiled, env, now_ms)
-        log.warning("envelope %s: %s -> %s", push.action, old[:16], compiled.hash[:16])
+        log.info("envelope %s: %s -> %s", push.action, old[:16], compiled.hash[:16])
         return {"ok": True, "action": push.action, "counter": push.counter, "old": old,
                 "new": compiled.hash}
 
