@@ -215,10 +215,12 @@ class Rig:
     """The governed service with a Modbus gateway, a drive and a PLC, on real time."""
 
     def __init__(self, tmp_path, transport: str = "tcp", operator: bool = True,
-                 period_ms: int = 10, poll_ms: int = 100, compiled=None) -> None:
+                 period_ms: int = 10, poll_ms: int = 100, compiled=None,
+                 drive_factory=None) -> None:
         self.tmp_path = tmp_path
         self.compiled = compiled  # another build of the spindle cell (pins, drive map)
         self.map = MAP if compiled is None else mm.map_of(compiled)
+        self.drive_factory = drive_factory  # port -> a drive (TCP only); default ``Drive``
         self.poll_ms = poll_ms
         self.transport = transport
         self.operator = operator
@@ -235,7 +237,8 @@ class Rig:
         if self.transport == "tcp":
             plc_port, drive_port = free_port(), free_port()
             server, target = f"127.0.0.1:{plc_port}", f"127.0.0.1:{drive_port}"
-            self.drive = Drive(("tcp", drive_port))
+            self.drive = (Drive(("tcp", drive_port)) if self.drive_factory is None
+                          else self.drive_factory(drive_port))
             plc_client = AsyncModbusTcpClient("127.0.0.1", port=plc_port, timeout=1, retries=0)
         else:
             plc_line, drive_line = PtyLine(), PtyLine()

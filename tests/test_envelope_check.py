@@ -66,7 +66,7 @@ CASES = [
        "unknown channel 'pres' (did you mean 'press'?)")]),
     ("unknown_initial_mode", [('initial_mode = "run"', 'initial_mode = "setpu"')],
      [('initial_mode = "setpu"', "initial_mode",
-       "unknown mode 'setpu' (modes: run, setup) (did you mean 'setup'?)")]),
+       "unknown mode 'setpu' (did you mean 'setup'?); the modes are run, setup")]),
     ("min_gt_max", [("min = 0\nmax = 100", "min = 200\nmax = 100")],
      [("max = 100", "channels.spindle.max", "min (200) must be <= max (100)")]),
     ("safe_outside_range", [("max = 50\nrate_per_s = 5\nsafe = 0",
@@ -74,7 +74,7 @@ CASES = [
      [("safe = 60", "channels.press.safe", "safe value 60 is outside [0, 50]")]),
     ("safe_outside_mode", [("channels.press = { max = 10 }", "channels.press = { min = 5 }")],
      [("channels.press = { min = 5 }", "modes.setup.channels.press",
-       "safe value of press (0) is outside mode 'setup''s range [5, 50]")]),
+       "safe value of press (0) is outside the range of mode 'setup' [5, 50]")]),
     ("mode_outside_channel", [("channels.press = { max = 10 }",
                                "channels.press = { min = 60, max = 70 }")],
      [("channels.press = {", "modes.setup.channels.press",
@@ -104,6 +104,11 @@ CASES = [
     ("broken_input_not_unknown_to_interlock", [('type = "bool"\n', 'type = "boolean"\n')],
      [('type = "boolean"', "inputs.door.type",
        "must be one of bool, number (got 'boolean'; did you mean 'bool'?)")]),
+    ("misspelt_table_is_the_one_cause", [("[channels.press]", "[channel.press]")],
+     [("[channel.press]", "channel", "unknown key (did you mean 'channels'?)")]),
+    ("value_fitting_no_member_of_a_union", [("eq = false }]", 'eq = "no" }]')],
+     [('eq = "no"', "interlocks.guard.when.0.eq",
+       "must be true or false, or a number (got 'no')")]),
     ("typo_for_required_key_is_one_line", [("rate_per_s = 5\n", "rate_pr_s = 5\n")],
      [("rate_pr_s = 5", "channels.press.rate_pr_s",
        "unknown key (did you mean 'rate_per_s'?)")]),
@@ -199,3 +204,33 @@ def test_check_of_a_missing_file_is_one_line(tmp_path):
     assert result.exit_code == 1
     assert "cannot read" in result.output
     assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ODD_VALUES = ['"x"', "true", "-1", "0", "1e400", "nan", "[]", "[1, 2]", "{}", "{ a = 1 }",
+              "2000000000", "0.3", '"STO"', '"sto"', "-0.0", "65536", '""']
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 200), st.sampled_from(ODD_VALUES + ["<drop>"])),
+                min_size=1, max_size=4))
+def test_any_value_anywhere_gives_located_lines_in_our_words(edits):
+    lines = (BASE + "\n[modbus.addresses]\npress = 40\n").splitlines()
+    keyed = [i for i, line in enumerate(lines) if " = " in line]
+    for pick, value in edits:
+        i = keyed[pick % len(keyed)]
+        key = lines[i].split(" = ")[0]
+        lines[i] = "" if value == "<drop>" else f"{key} = {value}"
+    text = "\n".join(lines) + "\n"
+    try:
+        compile_envelope(text, "cell.toml")
+    except EnvelopeConfigError as err:
+        for p in err.problems:
+            assert p.message and "Input should" not in p.message, str(p)
+            assert "Value error" not in p.message and "pydantic" not in p.message, str(p)
+        shown = [str(p) for p in err.problems]
+        assert len(shown) == len(set(shown))  # no line twice

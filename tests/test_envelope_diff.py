@@ -29,9 +29,9 @@ def one(old: str, new: str, text: str = BASE) -> list[str]:
     ("min = 0\nmax = 100", "min = 0\nmax = 120", "channels.spindle.max: 100 → 120  [widens]"),
     ("min = 0\nmax = 50", "min = 0\nmax = 40", "channels.press.max: 50 → 40  [tightens]"),
     ("min = 0\nmax = 50", "min = -5\nmax = 50", "channels.press.min: 0 → -5  [widens]"),
-    ("rate_per_s = 10", "rate_per_s = 5", "channels.spindle.rate_per_s: 10 → 5 /s  [tightens]"),
+    ("rate_per_s = 10", "rate_per_s = 5", "channels.spindle.rate_per_s: 10 → 5/s  [tightens]"),
     ("rate_per_s = 10", "rate_per_s = 10\naccel_per_s2 = 50",
-     "channels.spindle.accel_per_s2: none → 50 /s²  [tightens]"),
+     "channels.spindle.accel_per_s2: none → 50/s²  [tightens]"),
     ("approved_max = 150", "approved_max = 200",
      "channels.spindle.approved_max: 150 → 200  [widens]"),
     ("rate_per_s = 5\nsafe = 0", "rate_per_s = 5\nsafe = 0\nstop = \"SS1\"",
@@ -167,3 +167,13 @@ def test_json_has_hashes_counts_and_changes(tmp_path):
     assert doc["changes"] == [{"path": "channels.press.max", "old": "120", "new": "100",
                                "unit": "mm", "effect": TIGHTENS}]
     assert doc["warnings"] == []
+
+
+def test_a_drive_map_change_is_listed_and_warned_about():
+    from conftest import REPO
+
+    text = (REPO / "boards" / "drives" / "cia402-axis.toml").read_text()
+    d = diff(compile_envelope(text), compile_envelope(text.replace("scale = 10\n", "")))
+    assert [c.line() for c in d.changes] == [
+        "modbus.drive.channels.velocity.scale: 10 → 1  [neutral]"]
+    assert d.warnings and "drive's map changes" in d.warnings[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .device_cmds import deploy, emulate, hil
-from .envelope_cmds import envelope
+from .envelope_cmds import register as register_envelope_commands
 from .fleet_cmds import register as register_fleet_commands
 from .helptext import fill_short_help
 from .lineage_cmds import lineage
@@ -22,12 +22,6 @@ from .status_cmds import register as register_status_commands
 @click.version_option(package_name="edgegov")
 def main() -> None:
     """edgegov: governance runtime for cyber-physical controllers."""
-
-
-# --------------------------------------------------------------------------- envelope
-
-
-main.add_command(envelope)
 
 
 # --------------------------------------------------------------------------- lineage
@@ -104,6 +98,7 @@ register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
 register_fleet_commands(main, bench)
 register_status_commands(main)
+register_envelope_commands(main, bench)
 main.add_command(emulate)
 main.add_command(hil)
 main.add_command(deploy)

@@ -29,11 +29,17 @@ def map_cmd(file: str, as_json: bool) -> None:
 
     compiled = compile_or_exit(file)
     regmap = map_of(compiled)
+    from edgegov.adapters.drive_profile import drive_json, render_drive
+
     operator = compiled.admitted.modbus_operator
+    drive = compiled.admitted.modbus_drive
     if as_json:
-        click.echo(json.dumps({**regmap.to_dict(), "operator_actions": operator}, indent=2))
+        click.echo(json.dumps({**regmap.to_dict(), "operator_actions": operator,
+                               "drive": drive_json(drive) if drive else None}, indent=2))
     else:
         click.echo(render_text(regmap))
+        if drive is not None:
+            click.echo("\n" + "\n".join(render_drive(drive)))
         click.echo("\noperator actions over Modbus (H0/H1): " + (
             "ENABLED by [modbus] operator_actions (unauthenticated; each one is logged)"
             if operator else "disabled (enable with [modbus] operator_actions = true)"))

@@ -15,9 +15,13 @@ What the client saw is reported as fault flags (``faults()``), which the service
 - ``F_DRIVE_EXCEPTION`` (5): the drive answered with a Modbus exception;
 - the coil readback itself goes to ``host.estop_modbus.ModbusCoilEstop`` (fault 1).
 
-Drive layout: the outputs are written with one FC16 at ``output_base`` in the register
-map's output layout (channel order, int16 or int32 high word first); the e-stop coil is
-``coil`` (FC5 write, FC1 readback; 1 = stop asserted).
+Drive layout, without a drive map: the outputs are written with one FC16 at
+``output_base`` in the register map's output layout (channel order, int16 or int32 high word
+first); the e-stop coil is ``coil`` (FC5 write, FC1 readback; 1 = stop asserted). With the
+envelope's ``[modbus.drive]`` map (``profile``, see ``drive_profile``): each channel's
+setpoint at its own register in its own type (contiguous ones in one FC16), the stop as a
+coil or as a control word (FC6, one pattern to run, one to stop), read back from the drive's
+status word (FC3/FC4) or, without one, from the control word itself.
 """
 
 from __future__ import annotations
@@ -54,8 +58,17 @@ class DriveClient:
 
     def __init__(self, spec: str, regmap: mm.RegisterMap, unit: int = 1, output_base: int = 0,
                  coil: int = 0, timeout_ms: int = 50, poll_ms: int = 100,
-                 baudrate: int = 19200) -> None:
+                 baudrate: int = 19200, profile=None) -> None:
         self.kind, self.where = parse_endpoint(spec)
+        self.codec = None  # the envelope's drive map (a drive_profile.DriveCodec), if any
+        if profile is not None:
+            from .drive_profile import DriveCodec
+
+            self.codec = DriveCodec(profile, [s.name for s in sorted(
+                regmap.channels, key=lambda s: s.index)], [s.resolution for s in sorted(
+                    regmap.channels, key=lambda s: s.index)])
+            unit = profile.unit
+            coil = profile.stop_coil if profile.stop_coil is not None else coil
         self.map = regmap
         self.unit = unit
         self.output_base = output_base
@@ -198,9 +211,14 @@ class DriveClient:
         if self.outputs is None or self.outputs == self._written_outputs:
             return
         outputs = self.outputs
-        words = mm.encode_all(self._layout, outputs)
-        await self._request(self.client.write_registers(self.output_base, words,
-                                                        device_id=self.unit))
+        if self.codec is None:
+            words = mm.encode_all(self._layout, outputs)
+            await self._request(self.client.write_registers(self.output_base, words,
+                                                            device_id=self.unit))
+        else:
+            for first, words in self.codec.writes(outputs):
+                await self._request(self.client.write_registers(first, words,
+                                                                device_id=self.unit))
         self._written_outputs = outputs
         if self.on_write is not None:
             self.on_write(outputs)
@@ -210,15 +228,37 @@ class DriveClient:
         if level is None:
             return
         now = time.monotonic()
+        word = self.codec is not None and self.codec.drive.stop_register is not None
         if level != self._written_estop:
-            await self._request(self.client.write_coil(self.coil, level, device_id=self.unit))
+            if word:
+                await self._request(self.client.write_register(
+                    self.codec.drive.stop_register, self.codec.stop_pattern(level),
+                    device_id=self.unit))
+            else:
+                await self._request(self.client.write_coil(self.coil, level,
+                                                           device_id=self.unit))
             self._written_estop = level
         elif now - self._read_at < self.poll_s:
             return  # read back on a change, else once per poll period
         self._read_at = now
-        rr = await self._request(self.client.read_coils(self.coil, count=1, device_id=self.unit))
-        self.readback = bool(rr.bits[0]) if rr.bits else None
+        self.readback = await (self._read_status(level) if word else self._read_coil())
         self.readback_for = level
+
+    async def _read_coil(self) -> bool | None:
+        rr = await self._request(self.client.read_coils(self.coil, count=1, device_id=self.unit))
+        return bool(rr.bits[0]) if rr.bits else None
+
+    async def _read_status(self, level: bool) -> bool | None:
+        """The stop level the drive reports (its status word, else the control word)."""
+        d = self.codec.drive
+        if d.status_register is None:
+            read, register = self.client.read_holding_registers, d.stop_register
+        else:
+            register = d.status_register
+            read = (self.client.read_input_registers if d.status_table == "input"
+                    else self.client.read_holding_registers)
+        rr = await self._request(read(register, count=1, device_id=self.unit))
+        return self.codec.stopped(rr.registers[0], level) if rr.registers else None
 
     async def _request(self, coro):
         self.requests += 1

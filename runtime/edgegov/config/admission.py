@@ -77,6 +77,7 @@ class Admitted:
     approval: tuple[int, int] | None
     modbus_operator: bool = False  # [modbus] operator_actions
     modbus_addresses: dict[str, int] = field(default_factory=dict)  # [modbus.addresses]
+    modbus_drive: object | None = None  # [modbus.drive]: a config.drive.DriveMap
 
 
 class _Collector:
@@ -106,7 +107,7 @@ class _Collector:
     def _explain(self, cls, data: dict, errors: list, loc: tuple) -> set:
         """Record the errors of one table in words; return the keys that were bad."""
         bad, unknown, missing = set(), [], []
-        for e in errors:
+        for e in wording.merge_unions(errors, cls):
             key = e["loc"][0] if e["loc"] else None
             bad.add(key)
             if e["type"] == "extra_forbidden":
@@ -121,7 +122,8 @@ class _Collector:
             if hint:  # a typo: one root cause, so the key it misspells is not "missing" too
                 explained.add(hint.split("'")[1])
             else:
-                hint = wording.did_you_mean(key, set(cls.model_fields) - set(data))
+                hint = (wording.did_you_mean(key, set(cls.model_fields) - set(data))
+                        or wording.did_you_mean(key, cls.model_fields))
             self.add(loc + (key,), "unknown key" + hint)
         for key in missing:
             if key not in explained:
@@ -191,6 +193,7 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
         return None, c.problems
     device = None if top.device is None else c.model(schema.Device, top.device, ("device",))
     scope = _Scope()
+    _misspelt_tables(doc, scope)
     _channels(c, _tables(c, top.channels, ("channels",)), scope)
     _inputs(c, _tables(c, top.inputs, ("inputs",)), scope)
     modes, initial = _modes(c, top, scope)
@@ -199,6 +202,11 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
     approval = _approval(c, top.approval, scope)
     modbus = None if top.modbus is None else c.model(schema.Modbus, top.modbus, ("modbus",))
     pins = _pins(c, modbus, scope)
+    drive = None
+    if modbus is not None and modbus.drive is not None:
+        from .drive import admit_drive
+
+        drive = admit_drive(c, modbus.drive, scope)
     _duplicates(c, scope)
     if c.problems or device is None or device.id is None:
         return None, c.problems
@@ -206,10 +214,23 @@ def admit(doc: dict) -> tuple[Admitted | None, list[tuple[tuple, str]]]:
         Admitted(
             device.id, device.description, scope.channels, scope.inputs, interlocks, modes,
             initial, link, approval, modbus is not None and bool(modbus.operator_actions),
-            pins,
+            pins, drive,
         ),
         [],
     )
+
+
+def _misspelt_tables(doc: dict, scope: _Scope) -> None:
+    """Names declared under a misspelt ``[channel.X]`` / ``[input.X]``: the typo is the one
+    root cause (reported as an unknown key), so a reference to X is not reported again."""
+    for key, value in doc.items():
+        if key in schema.Top.model_fields or not isinstance(value, dict):
+            continue
+        guess = wording.did_you_mean(key, ("channels", "inputs"))
+        if "'channels'" in guess:
+            scope.channel_names.update(value)
+        elif "'inputs'" in guess:
+            scope.input_names.update(value)
 
 
 # ----------------------------------------------------------------- channels
@@ -353,8 +374,8 @@ def _modes(c: _Collector, top, scope: _Scope) -> tuple[list[str], str]:
             c.add(("initial_mode",), "required when more than one mode is declared "
                                      f"({', '.join(names)})")
     elif initial not in names:
-        c.add(("initial_mode",), f"unknown mode {initial!r} (modes: {', '.join(names)})"
-              + wording.did_you_mean(initial, names))
+        c.add(("initial_mode",), f"unknown mode {initial!r}{wording.did_you_mean(initial, names)}"
+                                 f"; the modes are {', '.join(names)}")
     for mode in names:
         loc = ("modes", mode)
         if mode != DEFAULT_MODE and not _valid_name(c, mode, loc):
@@ -419,8 +440,8 @@ def _mode_range(c: _Collector, mode: str, ch: ScaledChannel, lo: int, hi: int, l
     elif lo > hi:
         c.add(loc + ("max",), f"min must be <= max (got {span(lo, hi)})")
     elif not lo <= ch.safe <= hi:
-        c.add(loc, f"safe value of {ch.name} ({_eng(ch.safe, r, u)}) is outside mode "
-                   f"{mode!r}'s range {span(lo, hi)}")
+        c.add(loc, f"safe value of {ch.name} ({_eng(ch.safe, r, u)}) is outside the range "
+                   f"of mode {mode!r} {span(lo, hi)}")
 
 
 # ----------------------------------------------------------------- interlocks

@@ -40,7 +40,7 @@ class Change:
     unit: str = ""
 
     def line(self) -> str:
-        unit = f" {self.unit}" if self.unit else ""
+        unit = f" {self.unit}" if self.unit and not self.unit.startswith("/") else self.unit
         if self.old is None:
             what = f"added: {self.new}"
         elif self.new is None:
@@ -358,6 +358,33 @@ def _modbus(d: EnvelopeDiff, a: Admitted, b: Admitted) -> None:
     for change, warning in _address_moves(d.old, d.new):
         d.changes.append(change)
         d.warnings.append(warning)
+    drive = _drive_changes(a.modbus_drive, b.modbus_drive)
+    if drive:
+        d.changes += drive
+        d.warnings.append("the downstream drive's map changes: check it against the drive's "
+                          "manual before it runs (a wrong register or scale moves the wrong "
+                          "thing)")
+
+
+def _drive_changes(old, new) -> list[Change]:
+    """The drive map, leaf by leaf (neutral: it says where outputs go, not what is let
+    through; the warning asks for a check against the drive)."""
+    from ..adapters.drive_profile import drive_json
+
+    def leaves(drive) -> dict[str, str]:
+        if drive is None:
+            return {}
+        doc = drive_json(drive)
+        out = {"unit": str(doc["unit"])}
+        for ch in doc["channels"]:
+            out |= {f"channels.{ch['name']}.{k}": str(v) for k, v in ch.items() if k != "name"}
+        for table in ("stop", "status"):
+            out |= {f"{table}.{k}": str(v) for k, v in (doc[table] or {}).items()}
+        return out
+
+    lo, ln = leaves(old), leaves(new)
+    return [Change(f"modbus.drive.{k}", lo.get(k), ln.get(k), NEUTRAL)
+            for k in sorted(set(lo) | set(ln)) if lo.get(k) != ln.get(k)]
 
 
 def _address_moves(old: CompiledEnvelope, new: CompiledEnvelope):

@@ -28,7 +28,8 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
         header = _HEADER.match(line)
         if header:
             table = _split_key(header.group(1))
-            lines.setdefault(table, number)
+            for n in range(1, len(table) + 1):  # [channel.spindle] also locates "channel"
+                lines.setdefault(table[:n], number)
             continue
         key = _KEY.match(line)
         if key:

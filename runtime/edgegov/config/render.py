@@ -47,7 +47,19 @@ def compiled_json(compiled: CompiledEnvelope) -> dict:
         },
         "link": dict(zip(LINK_KEYS, adm.link, strict=True)) if adm.link else None,
         "approval": dict(zip(APPROVAL_KEYS, adm.approval, strict=True)) if adm.approval else None,
-        "modbus": {"operator_actions": adm.modbus_operator},
+        "modbus": _modbus_json(adm),
         "rules": rule_ids(adm),
         "array": build_array(adm),
     }
+
+
+def _modbus_json(adm) -> dict:
+    """The host-side ``[modbus]`` settings (not in the blob)."""
+    doc = {"operator_actions": adm.modbus_operator}
+    if adm.modbus_addresses:
+        doc["addresses"] = dict(sorted(adm.modbus_addresses.items()))
+    if adm.modbus_drive is not None:
+        from ..adapters.drive_profile import drive_json
+
+        doc["drive"] = drive_json(adm.modbus_drive)
+    return doc

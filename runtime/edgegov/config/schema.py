@@ -8,6 +8,7 @@ binary floating point.
 
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -114,6 +115,7 @@ class Modbus(_Table):
 
     operator_actions: bool = False  # Modbus has no authentication: off unless said here
     addresses: dict[str, int] = {}  # channel -> pinned register (holding and input)
+    drive: dict | None = None  # the downstream drive's map (config/drive.py)
 
 
 class Top(_Table):
@@ -142,7 +144,10 @@ def partial(model: type[_Table]) -> type[_Table]:
             name: (_with_metadata(info) | None, None if info.is_required() else info.default)
             for name, info in model.model_fields.items()
         }
-        _PARTIAL[model] = create_model(f"Partial{model.__name__}", __base__=_Table, **fields)
+        with warnings.catch_warnings():  # a field named like a class attribute ("register")
+            warnings.filterwarnings("ignore", message="Field name ")
+            _PARTIAL[model] = create_model(f"Partial{model.__name__}", __base__=_Table,
+                                           **fields)
     return _PARTIAL[model]
 
 

@@ -9,6 +9,7 @@ that turns a validator error into such a line.
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from decimal import Decimal
 
@@ -57,9 +58,26 @@ def choices_of(model: type, key: str) -> tuple[str, ...]:
     return ()
 
 
-def _kind(model: type, key: str) -> str:
-    field = model.model_fields.get(key)
-    return str(field.annotation) if field is not None else ""
+def merge_unions(errors: list, model: type) -> list:
+    """pydantic reports a value that fits no member of a union once per member, at
+    ``(key, member tag)``: one error at ``(key,)`` instead, saying every member it may be."""
+    out, merged = [], {}
+    for e in errors:
+        loc = e["loc"]
+        field = model.model_fields.get(loc[0]) if loc else None
+        if field is None or len(loc) < 2 or not _is_union(field.annotation):
+            out.append(e)
+            continue
+        if loc[0] not in merged:
+            merged[loc[0]] = {**e, "loc": loc[:1], "type": "union", "wants": []}
+            out.append(merged[loc[0]])
+        merged[loc[0]]["wants"].append(message({**e, "loc": loc[:1]}, model).split(" (got")[0])
+    return out
+
+
+def _is_union(annotation) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) > 1
 
 
 def message(error: dict, model: type) -> str:
@@ -67,6 +85,9 @@ def message(error: dict, model: type) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     key = str(error["loc"][0]) if error["loc"] else ""
     got = f" (got {shown(value)})"
+    if kind == "union":
+        wants = [w.removeprefix("must be ") for w in dict.fromkeys(error["wants"])]
+        return f"must be {', or '.join(wants)}{got}"
     if kind == "literal_error":
         options = choices_of(model, key)
         return (f"must be one of {', '.join(options)} (got {shown(value)}"
@@ -100,8 +121,4 @@ def message(error: dict, model: type) -> str:
     return str(error["msg"]) + got  # a kind the schema does not produce today
 
 
-def is_number_field(model: type, key: str) -> bool:
-    return "Decimal" in _kind(model, key)
-
-
-__all__ = ["message", "did_you_mean", "shown", "choices_of", "PATTERN_WORDS"]
+__all__ = ["message", "merge_unions", "did_you_mean", "shown", "choices_of", "PATTERN_WORDS"]

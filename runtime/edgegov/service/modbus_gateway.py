@@ -60,8 +60,10 @@ class ModbusGateway:
                        if opts.server else None)
         self.drive = None
         if opts.target:
+            profile = opts.compiled.admitted.modbus_drive if opts.compiled is not None else None
             self.drive = DriveClient(opts.target, self.map, opts.target_unit, opts.output_base,
-                                     opts.coil, opts.timeout_ms, opts.poll_ms, opts.baudrate)
+                                     opts.coil, opts.timeout_ms, opts.poll_ms, opts.baudrate,
+                                     profile)
             if self.server is not None:
                 self.server.after_write = self.drive.flush
         self._reported: dict[int, bool] = {}

@@ -31,6 +31,7 @@ from ..host.watchdog import DeviceWatchdog, SystemdNotifier
 from ..operator import load_key
 from .activity import Activity
 from .clock import MonotonicClock, next_deadline_ms
+from .envelope_updates import envelope_update
 from .loop import GovernorService
 from .topics import Topics
 from .wire import Inbound, Scaler, decode_command, decode_operator, decode_telemetry, dumps
@@ -208,6 +209,8 @@ class Runner:
                 self.link.post(chunk_topic, data, 1, False)
         elif topic == t.estop_state:
             svc.estop_readback(payload, now)
+        elif topic == t.envelope:  # a signed envelope change: applied only when safe
+            envelope_update(self, payload, now, reply)
 
     def _replier(self, reply_to):
         from ..adapters.mqtt import reply_properties

@@ -59,9 +59,15 @@ class Topics:
     def estop_state(self) -> str:
         return f"{self.base}/estop/state"
 
+    @property
+    def envelope(self) -> str:
+        """Signed envelope changes (push, rollback) for this device."""
+        return f"{self.base}/envelope"
+
     def inbound(self) -> tuple[str, ...]:
         """What the service subscribes to."""
-        return (self.cmd, self.telemetry, self.op, self.lineage_pull, self.estop_state)
+        return (self.cmd, self.telemetry, self.op, self.lineage_pull, self.estop_state,
+                self.envelope)
 
 
 def valid_device_id(device_id: str) -> bool:
