@@ -297,7 +297,7 @@ def incidents_cmd(archive, store, device, as_json):
 @click.option("--devices", default=100, show_default=True)
 @click.option("--hz", default=50, show_default=True)
 @click.option("--seconds", default=20.0, show_default=True, help="Length of each measured run.")
-@click.option("--trip-every-s", default=10.0, show_default=True,
+@click.option("--trip-every-s", default=30.0, show_default=True,
               help="Each device trips this often during the latency run.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
 def bench_fleet_cmd(devices, hz, seconds, trip_every_s, json_path):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..adapters.mqtt import MqttSettings, make_client
+from ..adapters.mqtt import MqttSettings, make_client, publish_now
 from ..core import auth, codes
 from ..operator import load_key, write_key
 from ..service.runner import Runner, ServiceConfig
@@ -83,6 +83,15 @@ class _SimRunner(Runner):
     """The service of one simulated device; answers lineage pulls after a delay."""
 
     pull_delay_s = 0.0
+    _closing = False
+
+    def _on_message(self, message) -> None:
+        if not self._closing:  # the lineage file is closed once the service stops
+            super()._on_message(message)
+
+    async def _shutdown(self, link_task) -> None:
+        self._closing = True
+        await super()._shutdown(link_task)
 
     def _dispatch(self, topic: str, payload: bytes, reply_to) -> None:
         if topic == self.topics.lineage_pull and self.pull_delay_s > 0:
@@ -194,8 +203,10 @@ class FleetSim:
                 elif d in recover and now >= recover[d]:
                     del recover[d]
                     await self._reset_arm(client, d)
-                payload = json.dumps({"seq": seq, "values": {"axis": v}})
-                await client.publish(f"{o.prefix}/{d}/cmd", payload, qos=0)
+                topic = f"{o.prefix}/{d}/cmd"
+                payload = json.dumps({"seq": seq, "values": {"axis": v}}).encode()
+                if not publish_now(client, topic, payload):
+                    await client.publish(topic, payload, qos=0)
                 self.stats.commands += 1
             delay = t0 + tick * period_s - time.monotonic()
             if delay > 0:
