@@ -216,7 +216,25 @@ def _figures(procs, names, incidents, jobs, arrivals, t0, t1) -> dict:
                                            "n": len(floor)}}
 
 
-def run(devices: int, hz: int, seconds: float, trip_every_s: float) -> dict:
+def _sims(work: Path, port: int, devices: int, hz: int, trip_every_s: float,
+          processes: int) -> list[_Watched]:
+    """The simulated fleet in ``processes`` processes (devices split evenly by number)."""
+    sims, start = [], 0
+    for i in range(processes):
+        n = devices // processes + (1 if i < devices % processes else 0)
+        sims.append(_Watched(CLI + [
+            "fleet", "sim", "--mqtt", f"mqtt://127.0.0.1:{port}", "--devices", str(n),
+            "--start-index", str(start), "--hz", str(hz), "--workdir", str(work / "sim"),
+            "--trip-every-s", str(trip_every_s), "--first-trip-s", "3", "--recover-s", "1"],
+            work))
+        start += n
+    for s in sims:
+        s.wait_line("online and armed", 180)
+    return sims
+
+
+def run(devices: int, hz: int, seconds: float, trip_every_s: float,
+        sim_processes: int = 2) -> dict:
     work = Path(tempfile.mkdtemp(prefix="edgegov-bench-fleet-"))
     port = free_port()
     conf = work / "mosquitto.conf"
@@ -225,17 +243,13 @@ def run(devices: int, hz: int, seconds: float, trip_every_s: float) -> dict:
     mosq = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     broker = subprocess.Popen([mosq, "-c", str(conf)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    sim = None
+    sims: list[_Watched] = []
     try:
         wait_port(port)
         say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
         say(f"bench fleet: {devices} devices at {hz} Hz, trips every {trip_every_s} s each")
-        sim = _Watched(CLI + ["fleet", "sim", "--mqtt", f"mqtt://127.0.0.1:{port}",
-                              "--devices", str(devices), "--hz", str(hz), "--workdir",
-                              str(work / "sim"), "--trip-every-s", str(trip_every_s),
-                              "--first-trip-s", "3", "--recover-s", "1"], work)
-        sim.wait_line("online and armed", 180)
-        sim_cpu0, t_sim0 = _cpu_s(sim.proc.pid), time.monotonic()
+        sims = _sims(work, port, devices, hz, trip_every_s, sim_processes)
+        sim_cpu0, t_sim0 = sum(_cpu_s(s.proc.pid) for s in sims), time.monotonic()
         time.sleep(2)
         say("bench fleet: floor (bare mosquitto_sub)")
         floor = _floor(work, port, seconds)
@@ -243,13 +257,15 @@ def run(devices: int, hz: int, seconds: float, trip_every_s: float) -> dict:
         one = _collectors(work, port, ["one"], seconds, "one")
         say("bench fleet: two collectors sharing the load")
         two = _collectors(work, port, ["a", "b"], seconds, "two")
-        sim_cpu = 100 * (_cpu_s(sim.proc.pid) - sim_cpu0) / (time.monotonic() - t_sim0)
+        sim_cpu = 100 * (sum(_cpu_s(s.proc.pid) for s in sims) - sim_cpu0) / (
+            time.monotonic() - t_sim0)
         c1 = one["collectors"]["one"]
         return {
             "devices": devices, "hz": hz, "seconds": seconds, "trip_every_s": trip_every_s,
             "offered_decisions_per_s": devices * hz,
             "delivered_msg_per_s": floor["msg_per_s"],
-            "sim_cpu_pct": round(sim_cpu, 1), "cpus": os.cpu_count(),
+            "sim_processes": sim_processes, "sim_cpu_pct": round(sim_cpu, 1),
+            "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
             "floor_mosquitto_sub": floor,
             "one_collector": one,
             "two_collectors": two,
@@ -258,8 +274,8 @@ def run(devices: int, hz: int, seconds: float, trip_every_s: float) -> dict:
                 c1["messages_cpu_pct_per_1000_msg_s"], floor),
         }
     finally:
-        if sim is not None:
-            sim.stop()
+        for s in sims:
+            s.stop()
         broker.terminate()
         broker.wait(5)
         shutil.rmtree(work, ignore_errors=True)

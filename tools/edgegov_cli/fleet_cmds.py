@@ -299,14 +299,16 @@ def incidents_cmd(archive, store, device, as_json):
 @click.option("--seconds", default=20.0, show_default=True, help="Length of each measured run.")
 @click.option("--trip-every-s", default=30.0, show_default=True,
               help="Each device trips this often during the latency run.")
+@click.option("--sim-processes", default=2, show_default=True,
+              help="Simulator processes the devices are split across.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
-def bench_fleet_cmd(devices, hz, seconds, trip_every_s, json_path):
+def bench_fleet_cmd(devices, hz, seconds, trip_every_s, sim_processes, json_path):
     """Collector CPU per 1000 msg/s and trip → archived incident latency (p50/p99) with
     DEVICES simulated devices on one Mosquitto, against bare mosquitto_sub; two collectors
     sharing the load."""
     from .bench_fleet import run
 
-    figures = run(devices, hz, seconds, trip_every_s)
+    figures = run(devices, hz, seconds, trip_every_s, sim_processes)
     click.echo(json.dumps(figures, indent=2))
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
