@@ -34,6 +34,7 @@ from edgegov.fleet.archive import Archive
 from edgegov.host.net import free_port, wait_port
 
 CLI = [sys.executable, "-m", "edgegov_cli.main"]
+ARCHIVED = re.compile(r"pull (\d+) ms, total (\d+) ms")
 PROGRESS = re.compile(r"\(state (\d+), event (\d+), decision (\d+)\).*archive CPU ([\d.]+) s")
 
 
@@ -203,6 +204,12 @@ def _figures(procs, names, incidents, jobs, arrivals, t0, t1) -> dict:
     # is this machine's for both ends: the subscriber's %U stamp and the archive time.
     live = [r for r in incidents if (r["device"], r["trip_t_ms"]) in arrivals]
     lat = [r["archived_wall_ms"] - arrivals[(r["device"], r["trip_t_ms"])] for r in live]
+    # Where the time goes, from each archived line: the pull (the device answering) and
+    # the whole job (pull + verify + replay + report + commit); the rest of the latency is
+    # the wait in the queue.
+    jobs_ms = [tuple(map(int, m.groups())) for p in procs for ln in p.lines
+               if (m := ARCHIVED.search(ln))]
+    pulls, totals = [j[0] for j in jobs_ms], [j[1] for j in jobs_ms]
     total = sum(w["messages"] for w in per.values()) or 1
     for w in per.values():
         w["share_of_messages"] = round(w["messages"] / total, 3)
@@ -210,7 +217,9 @@ def _figures(procs, names, incidents, jobs, arrivals, t0, t1) -> dict:
             "jobs": jobs,
             "verified": sum(1 for r in incidents if r["verify_ok"] and r["replay_ok"]),
             "trip_event_to_archived_ms": {"p50": _pct(lat, 50), "p99": _pct(lat, 99),
-                                          "max": _pct(lat, 100), "n": len(lat)}}
+                                          "max": _pct(lat, 100), "n": len(lat)},
+            "pull_ms": {"p50": _pct(pulls, 50), "p99": _pct(pulls, 99)},
+            "job_ms": {"p50": _pct(totals, 50), "p99": _pct(totals, 99), "n": len(totals)}}
 
 
 def _sims(work: Path, port: int, devices: int, hz: int, trip_every_s: float,
