@@ -263,6 +263,8 @@ def _incident_line(inc: dict) -> str:
     verify = "verify ok" if inc["verify_ok"] else "verify FAILED"
     if inc["verify_ok"] and not inc["macs_checked"]:
         verify += " (MACs NOT checked)"
+    if inc.get("attested") is None:
+        verify += ", head not attested"
     replay = "replay identical" if inc["replay_ok"] else "replay NOT identical"
     report = inc["report_path"] or f"no report ({inc['report_error'] or 'not built'})"
     return (f"{_when(inc['trip_wall_ms'])} {inc['device']} boot {inc['boot']} "
