@@ -37,7 +37,8 @@ def _incident(job, n=0, **kw):
            "firmware": "0.1.0", "dump_sha256": "cd" * 32, "dump_bytes": 4096, "records": 10,
            "verify_ok": 1, "macs_checked": 1, "verify_text": "ok", "replay_ok": 1,
            "replay_text": "identical", "report_sha256": None, "report_error": None,
-           "job_id": job.id, "collector": job.lease_owner, "archived_wall_ms": 9000}
+           "job_id": job.id, "collector": job.lease_owner, "archived_wall_ms": 9000,
+           "attested": None, "attest_text": None}
     row.update(kw)
     return row
 

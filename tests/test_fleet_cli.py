@@ -38,7 +38,8 @@ def archive(tmp_path):
             "records": 900, "verify_ok": 1, "macs_checked": 1, "verify_text": "OK",
             "replay_ok": 1, "replay_text": "identical", "report_sha256": "ef" * 32,
             "report_error": None, "job_id": job.id, "collector": "c/0",
-            "archived_wall_ms": WALL + 6000}], "1 incident(s)", WALL + 6000)
+            "archived_wall_ms": WALL + 6000, "attested": 1,
+            "attest_text": "head seq 899 attested"}], "1 incident(s)", WALL + 6000)
     return path
 
 
@@ -80,7 +81,7 @@ def test_show_prints_the_state_counters_and_incidents_with_report_paths(archive,
 def test_incidents_json_carries_verify_replay_and_the_stored_files(archive, tmp_path):
     doc = json.loads(_fleet(archive, "incidents", "--json").stdout)
     (inc,) = doc["incidents"]
-    assert inc["verify_ok"] is True and inc["replay_ok"] is True
+    assert inc["verify_ok"] is True and inc["replay_ok"] is True and inc["attested"] is True
     assert inc["dump_path"] == str(tmp_path / "fleet.sqlite.store" / "cd" / ("cd" * 32))
     assert doc["jobs"] == {"pending": 0, "running": 0, "done": 1, "failed": 0}
     text = _fleet(archive, "incidents", "--device", "cell-2").stdout

@@ -35,11 +35,18 @@ async def _run(opts: SimOptions, seconds: float):
             async for m in c.messages:
                 seen.append((str(m.topic).split("/")[1], json.loads(m.payload)))
 
-    ready = asyncio.Event()
+    ready, started = asyncio.Event(), asyncio.Event()
     watcher = asyncio.create_task(watch(ready))
     await ready.wait()
-    asyncio.get_running_loop().call_later(seconds, stop.set)
-    stats = await FleetSim(opts).run(stop)
+
+    async def stop_later():
+        await started.wait()  # the schedule counts from when every device is armed
+        await asyncio.sleep(seconds)
+        stop.set()
+
+    stopper = asyncio.create_task(stop_later())
+    stats = await FleetSim(opts).run(stop, started)
+    stopper.cancel()
     await asyncio.sleep(0.2)
     watcher.cancel()
     try:

@@ -263,6 +263,8 @@ def _incident_line(inc: dict) -> str:
     verify = "verify ok" if inc["verify_ok"] else "verify FAILED"
     if inc["verify_ok"] and not inc["macs_checked"]:
         verify += " (MACs NOT checked)"
+    if inc.get("attested") is None:
+        verify += ", head not attested"
     replay = "replay identical" if inc["replay_ok"] else "replay NOT identical"
     report = inc["report_path"] or f"no report ({inc['report_error'] or 'not built'})"
     return (f"{_when(inc['trip_wall_ms'])} {inc['device']} boot {inc['boot']} "
@@ -297,16 +299,18 @@ def incidents_cmd(archive, store, device, as_json):
 @click.option("--devices", default=100, show_default=True)
 @click.option("--hz", default=50, show_default=True)
 @click.option("--seconds", default=20.0, show_default=True, help="Length of each measured run.")
-@click.option("--trip-every-s", default=10.0, show_default=True,
+@click.option("--trip-every-s", default=30.0, show_default=True,
               help="Each device trips this often during the latency run.")
+@click.option("--sim-processes", default=2, show_default=True,
+              help="Simulator processes the devices are split across.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
-def bench_fleet_cmd(devices, hz, seconds, trip_every_s, json_path):
+def bench_fleet_cmd(devices, hz, seconds, trip_every_s, sim_processes, json_path):
     """Collector CPU per 1000 msg/s and trip → archived incident latency (p50/p99) with
     DEVICES simulated devices on one Mosquitto, against bare mosquitto_sub; two collectors
     sharing the load."""
     from .bench_fleet import run
 
-    figures = run(devices, hz, seconds, trip_every_s)
+    figures = run(devices, hz, seconds, trip_every_s, sim_processes)
     click.echo(json.dumps(figures, indent=2))
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")

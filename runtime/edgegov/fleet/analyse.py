@@ -34,6 +34,8 @@ class Analysis:
     report_error: str | None = None
     envelope: str | None = None
     firmware: str | None = None
+    attested: int | None = None  # 1 the head attestation checked out, 0 it did not
+    attest_text: str | None = None
 
 
 class DumpUnreadable(Exception):
@@ -41,9 +43,11 @@ class DumpUnreadable(Exception):
 
 
 def analyse(image: bytes, key: bytes | None, store: Store, device: str,
-            current_boot: int | None = None, report: bool = True) -> Analysis:
-    """Store the image, verify it (MACs with ``key``), replay it, find its incidents and
-    (``report``) build its HTML report into the store."""
+            current_boot: int | None = None, report: bool = True,
+            attestation: dict | None = None) -> Analysis:
+    """Store the image, verify it (MACs with ``key``; the sealed pull's ``attestation``
+    too, when given), replay it, find its incidents and (``report``) build its HTML report
+    into the store. A failed attestation fails the verify result."""
     sha = store.put(image)
     path = store.path(sha)
     try:
@@ -56,12 +60,24 @@ def analyse(image: bytes, key: bytes | None, store: Store, device: str,
                    *_replay(dump, key))
     rows = list(decode_dump(dump))
     out.incidents = incidents_in(rows, device, current_boot)
+    if attestation is not None:
+        ok, why = _attest(image, attestation, key)
+        out.attested, out.attest_text = int(ok), why
+        if not ok:
+            out.verify_ok = False
+            out.verify_text = f"{out.verify_text}; head attestation FAILED: {why}"
     boots = [r for r in rows if r.get("kind") == "boot"]
     if boots:
         out.envelope, out.firmware = boots[-1].get("envelope"), boots[-1].get("firmware")
     if report:
         out.report_sha256, out.report_error = _report(path, key, store)
     return out
+
+
+def _attest(image: bytes, attestation: dict, key: bytes | None) -> tuple[bool, str]:
+    from ..host import attest
+
+    return attest.check(image, attestation, key)
 
 
 def _verify_text(rep, macs: bool) -> str:

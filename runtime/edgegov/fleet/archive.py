@@ -78,7 +78,7 @@ INCIDENT_COLUMNS = (
     "id", "device", "boot", "trip_t_ms", "trip_wall_ms", "cause", "cause_code", "rule",
     "retrips", "envelope", "firmware", "dump_sha256", "dump_bytes", "records", "verify_ok",
     "macs_checked", "verify_text", "replay_ok", "replay_text", "report_sha256",
-    "report_error", "job_id", "collector", "archived_wall_ms")
+    "report_error", "job_id", "collector", "archived_wall_ms", "attested", "attest_text")
 DEVICE_COLUMNS = (
     "device", "status", "state", "mode", "link", "estop", "trip_causes", "envelope",
     "firmware", "boot", "state_doc", "seen_wall_ms", "last_trip_wall_ms", "last_trip_cause",
@@ -371,6 +371,7 @@ class Archive:
         for r in rows:
             for flag in ("verify_ok", "macs_checked", "replay_ok"):
                 r[flag] = bool(r[flag])
+            r["attested"] = None if r["attested"] is None else bool(r["attested"])
             r["dump_path"] = str(self.store.path(r["dump_sha256"]))
             r["report_path"] = (str(self.store.path(r["report_sha256"], ".html"))
                                 if r["report_sha256"] else None)

@@ -56,10 +56,23 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def pull_image(settings: MqttSettings, topics: Topics, timeout_s: float) -> bytes:
-    """The device's lineage image. (With the sealed pull this becomes ``pull_sealed`` and
-    returns its ``Pulled``; the one place to switch.)"""
-    return await pull_lineage(settings, topics, timeout_s)
+async def pull_image(settings: MqttSettings, topics: Topics,
+                     timeout_s: float) -> tuple[bytes, dict | None]:
+    """The device's lineage image and its head attestation: a sealed pull where this
+    edgegov has one (``service.client.pull_sealed``). A device whose service predates
+    sealed pulls answers without an attestation; its image is pulled plainly and archived
+    with ``attested`` NULL, which ``fleet incidents`` shows."""
+    try:
+        from ..service.client import pull_sealed
+    except ImportError:
+        return await pull_lineage(settings, topics, timeout_s), None
+    try:
+        pulled = await pull_sealed(settings, topics, timeout_s)
+    except PullError as err:
+        if "no usable head attestation" not in str(err):
+            raise
+        return await pull_lineage(settings, topics, timeout_s), None
+    return pulled.image, pulled.attestation
 
 
 @dataclass
@@ -94,6 +107,7 @@ class Collector:
         self.received = {"state": 0, "event": 0, "decision": 0}
         self.archived = 0
         self.jobs_done = 0
+        self.archive_cpu_s = 0.0  # CPU seconds spent verifying, replaying and reporting
         self._pending_db: set = set()
         self._loop = None
 
@@ -132,6 +146,8 @@ class Collector:
                 await cancel_and_wait(t, 10)
             await self._flush_counts()
             await asyncio.gather(*list(self._pending_db), return_exceptions=True)
+            self.say(f"collector {o.name}: stopped; {sum(self.received.values())} messages "
+                     f"received, {self.archived} incidents archived here")
             await self.db(self.archive.close)
             self._db_pool.shutdown()
             self._cpu_pool.shutdown(wait=False, cancel_futures=True)
@@ -273,7 +289,8 @@ class Collector:
         self.say(f"job {job.id}: pulling {job.device} (attempt {job.attempts})")
         t0 = time.monotonic()
         try:
-            image = await pull_image(o.settings, Topics(job.device, o.prefix), o.pull_timeout_s)
+            image, attestation = await pull_image(o.settings, Topics(job.device, o.prefix),
+                                                  o.pull_timeout_s)
         except (PullError, aiomqtt.MqttError, TimeoutError) as err:
             await self._retry(job, f"pull: {err}")
             return
@@ -281,12 +298,21 @@ class Collector:
         known = await self.db(self.archive.incident_ids, job.device)
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                self._cpu_pool, analyse, image, key, self.archive.store, job.device, job.boot,
-                o.report)
+                self._cpu_pool, self._analyse, image, key, job, o.report, attestation)
         except DumpUnreadable as err:
             await self._give_up(job, str(err))
             return
         await self._finish(job, result, known, pulled_s, time.monotonic() - t0)
+
+    def _analyse(self, image: bytes, key: bytes, job: Job, report: bool, attestation):
+        """``analyse`` on a worker thread, adding the thread's CPU time to ``archive_cpu_s``
+        (so message handling and archiving work can be told apart)."""
+        t0 = time.thread_time()
+        try:
+            return analyse(image, key, self.archive.store, job.device, job.boot, report,
+                           attestation)
+        finally:
+            self.archive_cpu_s += time.thread_time() - t0
 
     async def _finish(self, job: Job, result, known: set, pulled_s: float, took_s: float):
         now = wall_ms()
@@ -304,6 +330,7 @@ class Collector:
                          "replay_text": result.replay_text,
                          "report_sha256": result.report_sha256,
                          "report_error": result.report_error, "job_id": job.id,
+                         "attested": result.attested, "attest_text": result.attest_text,
                          "collector": job.lease_owner, "archived_wall_ms": now})
         note = (f"{len(rows)} incident(s) archived from dump {result.dump_sha256[:16]}"
                 if rows else f"no new incident in dump {result.dump_sha256[:16]}")
@@ -326,7 +353,8 @@ class Collector:
         else:
             report = f"no report: {result.report_error or 'not asked for'}"
         self.say(f"archived {inc['device']} boot {inc['boot']} trip at {when}: "
-                 f"{inc['cause']}{code}; verify {'ok' if result.verify_ok else 'FAILED'}, "
+                 f"{inc['cause']}{code}; verify {'ok' if result.verify_ok else 'FAILED'}"
+                 f"{'' if result.attested is not None else ' (head not attested)'}, "
                  f"replay {'identical' if result.replay_ok else 'NOT identical'}; "
                  f"pull {pulled_s * 1000:.0f} ms, total {took_s * 1000:.0f} ms; {report}")
 
@@ -369,7 +397,7 @@ class Collector:
                      f"{self.received['state']}, event {self.received['event']}, decision "
                      f"{self.received['decision']}); jobs pending {jobs['pending']}, running "
                      f"{jobs['running']}, done {jobs['done']}, failed {jobs['failed']}; "
-                     f"archived here {self.archived}")
+                     f"archived here {self.archived} (archive CPU {self.archive_cpu_s:.2f} s)")
 
 
 __all__ = ["Collector", "CollectorOptions", "pull_image", "MAX_ATTEMPTS"]

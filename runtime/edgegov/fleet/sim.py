@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..adapters.mqtt import MqttSettings, make_client
+from ..adapters.mqtt import MqttSettings, make_client, publish_now
 from ..core import auth, codes
+from ..host.aio import cancel_and_wait
 from ..operator import load_key, write_key
 from ..service.runner import Runner, ServiceConfig
 from ..service.wire import encode_operator
@@ -80,9 +81,33 @@ def ensure_key(keys_dir: Path, device: str) -> bytes:
 
 
 class _SimRunner(Runner):
-    """The service of one simulated device; answers lineage pulls after a delay."""
+    """The service of one simulated device; answers lineage pulls after a delay. Its
+    control periods come from the simulator's one ticker (one timer for the whole fleet
+    instead of one per device), each a ``GovernorService.cycle`` at the device's own clock.
+    """
 
     pull_delay_s = 0.0
+    _closing = False
+
+    def _on_message(self, message) -> None:
+        if not self._closing:  # the lineage file is closed once the service stops
+            super()._on_message(message)
+
+    async def _shutdown(self, link_task) -> None:
+        self._closing = True
+        await super()._shutdown(link_task)
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        await stop.wait()  # FleetSim._tick_all runs the periods
+
+    def cycle(self) -> None:
+        if self.service is None or self._closing:
+            return
+        try:
+            self.service.cycle(self.clock.now_ms())
+        except Exception:  # noqa: BLE001 - as Runner._tick: a failed cycle is not kicked
+            self.errors += 1
+            log.exception("control cycle failed")
 
     def _dispatch(self, topic: str, payload: bytes, reply_to) -> None:
         if topic == self.topics.lineage_pull and self.pull_delay_s > 0:
@@ -126,13 +151,28 @@ class FleetSim:
         ready = [asyncio.Event() for _ in self.runners]
         serving = [asyncio.create_task(r.serve(stop, e)) for r, e in
                    zip(self.runners, ready, strict=True)]
+        ticker = asyncio.create_task(self._tick_all(stop))
         try:
             await asyncio.gather(*(e.wait() for e in ready))
             await self._drive(stop, started)
         finally:
             stop.set()
             await asyncio.gather(*serving, return_exceptions=True)
+            await cancel_and_wait(ticker)
         return self.stats
+
+    async def _tick_all(self, stop: asyncio.Event) -> None:
+        """Every device's control period, on absolute deadlines (skipping missed ones)."""
+        period_s = max(1, 1000 // self.opts.hz) / 1000
+        deadline = time.monotonic()
+        while not stop.is_set():
+            for r in self.runners:
+                r.cycle()
+            deadline += period_s
+            now = time.monotonic()
+            if deadline < now:
+                deadline = now + period_s - (now - deadline) % period_s
+            await asyncio.sleep(deadline - now)
 
     # ------------------------------------------------------------ planner and operator
 
@@ -194,8 +234,10 @@ class FleetSim:
                 elif d in recover and now >= recover[d]:
                     del recover[d]
                     await self._reset_arm(client, d)
-                payload = json.dumps({"seq": seq, "values": {"axis": v}})
-                await client.publish(f"{o.prefix}/{d}/cmd", payload, qos=0)
+                topic = f"{o.prefix}/{d}/cmd"
+                payload = json.dumps({"seq": seq, "values": {"axis": v}}).encode()
+                if not publish_now(client, topic, payload):
+                    await client.publish(topic, payload, qos=0)
                 self.stats.commands += 1
             delay = t0 + tick * period_s - time.monotonic()
             if delay > 0:
