@@ -12,6 +12,7 @@ from edgegov.config.problems import EnvelopeConfigError
 from .device_cmds import deploy, emulate, hil
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
+from .report_cmd import bench_report
 from .service_cmds import register as register_service_commands
 
 
@@ -154,6 +155,7 @@ _bench_command("lineage", "bench_lineage",
                "Record size, encode, durable append, recovery scan and replay speed vs peers.")
 
 
+bench.add_command(bench_report)
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
 main.add_command(emulate)

@@ -187,25 +187,36 @@ def _link(e: dict) -> str:
     return f"{words} after {arg} ms"
 
 
+REFUSAL_REASONS = ("auth_failed", "replayed", "not_allowed", "no_request", "unknown_mode",
+                   "cause_present")
+
+
+def refused(row: dict) -> bool:
+    """Was this operator action refused (not authentic, replayed, not valid now, or a
+    reset/arm/mode the governor declined)?"""
+    inp = row.get("input") or {}
+    return (inp.get("authentic") is False or row.get("reason") in REFUSAL_REASONS
+            or any(str(e.get("event")).endswith("_refused") for e in row.get("events", ())))
+
+
 def operator_text(row: dict) -> str:
     """One operator action in words: what, signed or not, accepted or refused and why."""
     inp = row.get("input") or {}
-    action = inp.get("action")
     auth = inp.get("authentic")
     signed = {True: "signed with the device key", False: "NOT authentic",
               None: "authenticity not recorded"}.get(auth, str(auth))
-    text = f"operator {action} (counter {inp.get('counter')}, {signed})"
-    refused = [e for e in row.get("events", ()) if str(e.get("event")).endswith("_refused")]
-    if row.get("verdict") in ("REJECT", "ESCALATE", "HOLD", "TRIP") and (
-            refused or row.get("reason") not in ("ok", "tripped")):
-        why = row.get("reason")
-        for e in refused:
-            if type(e.get("arg")) is int and e["event"] != "mode_refused":
-                why += ": " + (", ".join(names.causes(e["arg"])) or "no cause")
-        text += f": refused ({why})"
-    else:
-        text += ": accepted"
-    return text
+    text = f"operator {inp.get('action')} (counter {inp.get('counter')}, {signed})"
+    if not refused(row):
+        return text + ": accepted" + (f" → {row.get('verdict')} ({row.get('reason')})"
+                                      if row.get("verdict") not in ("ALLOW", None) else "")
+    why = [row.get("reason")]
+    for e in row.get("events", ()):
+        if str(e.get("event")).endswith("_refused") and e["event"] != "mode_refused" \
+                and type(e.get("arg")) is int:
+            why = [", ".join(names.causes(e["arg"])) or "no cause"]
+            if row.get("reason") not in ("cause_present",):
+                why.insert(0, f"{e['event'].replace('_', ' ')}")
+    return text + f": refused ({': '.join(str(w) for w in why)})"
 
 
-__all__ = ["Narrator", "operator_text", "LEAD_S"]
+__all__ = ["Narrator", "operator_text", "refused", "LEAD_S"]

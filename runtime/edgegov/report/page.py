@@ -402,7 +402,7 @@ def _story(n: int, story: dict, wall: bool) -> str:
     parts.append(item("end", end))
     return (f"<section class='story' id='narrative-{n}' data-incident='{n}'>"
             f"<h4>Incident {n}: {escape(story['cause'])} at {when(pack.ms(t0), wall)}</h4>"
-            f"<ol>{''.join(parts)}</ol></section>")
+            f"<ul class='story'>{''.join(parts)}</ul></section>")
 
 
 def _operator_section(col: Collected, data: dict) -> str:
@@ -412,7 +412,7 @@ def _operator_section(col: Collected, data: dict) -> str:
         return "<h2>Operator actions</h2><p id='operator-actions'>No operator action.</p>"
     rows = []
     for o in ops[:OPERATOR_ROWS_MAX]:
-        refused = "refused" in o["text"].split(": ")[-1] or o["verdict"] in ("REJECT",)
+        refused = o["refused"]
         auth = {True: "yes", False: "NO", None: "?"}.get(o["authentic"], str(o["authentic"]))
         rows.append(f"<tr class='{'refused' if refused else 'ok'}'>"
                     f"<td class='n'>{when(pack.ms(o['x']), wall)}</td><td class='n'>{o['seq']}"
