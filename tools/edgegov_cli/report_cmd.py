@@ -10,8 +10,9 @@ import click
 
 EXIT_ERROR = 2  # as the other lineage commands
 PROGRESS_FROM_BYTES = 2 << 20  # dumps this large (≈ 50k records) show progress on stderr
-STAGES = {"reading": "reading the dump", "replaying": "replaying (limits in force)",
-          "what-if": "replaying with the other envelope", "decoding": "decoding",
+STAGES = {"reading": "reading the dump",
+          "replaying and decoding": "replaying (limits in force) and decoding",
+          "what-if": "replaying with the other envelope",
           "rendering": "rendering", "writing": "writing"}
 
 
