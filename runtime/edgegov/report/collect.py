@@ -279,8 +279,6 @@ class Collector:
         return self.out
 
     def _keep(self, items: list) -> None:
-        for item in items:
-            item.text = finite(item.text)
         self.out.rows.extend(items)
 
     def _segment(self, x: float, row: dict) -> None:

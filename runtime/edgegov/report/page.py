@@ -21,7 +21,7 @@ from html import escape
 from ..host.walltime import format_wall
 from . import narrative, pack
 from .assets import CSS, JS
-from .collect import VERDICTS, Collected
+from .collect import VERDICTS, Collected, finite
 from .model import Strings
 
 
@@ -63,10 +63,7 @@ def _gzip64_cached(text: str) -> str:
 
 def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
            narratives: list | None = None) -> str:
-    strings = Strings()
-    packed = pack.records([it.text for it in col.rows], strings)
-    packed["strings"] = strings.table
-    records_json = json.dumps(packed, separators=(",", ":"), allow_nan=False)
+    records_json = _records_json([it.text for it in col.rows])
     facts.narratives = narratives or []
     title = f"edgegov incident report: {_device(facts, col)}"
     parts = [
@@ -86,6 +83,23 @@ def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
         f"<script>{JS}</script></body></html>",
     ]
     return "".join(parts)
+
+
+def _records_json(rows: list[dict]) -> str:
+    """The plotted records, packed per shape (``pack.records``) as strict JSON. Decoded
+    records spell non-finite numbers as text already; a float that is not finite anyway
+    is spelled so here too."""
+    try:
+        return _packed_json(rows)
+    except ValueError:
+        return _packed_json([finite(r) for r in rows])
+
+
+def _packed_json(rows: list[dict]) -> str:
+    strings = Strings()
+    packed = pack.records(rows, strings)
+    packed["strings"] = strings.table
+    return json.dumps(packed, separators=(",", ":"), allow_nan=False)
 
 
 def _payload(ident: str, text: str, level: int = 6) -> str:
