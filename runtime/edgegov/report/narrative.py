@@ -209,14 +209,12 @@ def operator_text(row: dict) -> str:
     if not refused(row):
         return text + ": accepted" + (f" → {row.get('verdict')} ({row.get('reason')})"
                                       if row.get("verdict") not in ("ALLOW", None) else "")
-    why = [row.get("reason")]
+    why = str(row.get("reason"))
     for e in row.get("events", ()):
         if str(e.get("event")).endswith("_refused") and e["event"] != "mode_refused" \
                 and type(e.get("arg")) is int:
-            why = [", ".join(names.causes(e["arg"])) or "no cause"]
-            if row.get("reason") not in ("cause_present",):
-                why.insert(0, f"{e['event'].replace('_', ' ')}")
-    return text + f": refused ({': '.join(str(w) for w in why)})"
+            why += ": " + (", ".join(names.causes(e["arg"])) or "no cause")
+    return text + f": refused ({why})"
 
 
 __all__ = ["Narrator", "operator_text", "refused", "LEAD_S"]
