@@ -284,7 +284,7 @@ def test_zooming_to_an_incident_shows_its_narrative_beside_the_plots(opened_demo
     expected = incidents_by_definition(rows)
     page = opened_demo.page
     buttons = page.locator("#incidents button[data-incident]")
-    assert buttons.count() == len(expected) == page.locator("section.story").count()
+    assert buttons.count() == len(expected) == page.locator("details.story").count()
     assert int(page.get_attribute("#badge-trips", "data-incidents")) == len(expected)
     causes = page.eval_on_selector_all("#cause-counts td.n",
                                         "els => els.map(e => [e.dataset.cause, +e.textContent])")

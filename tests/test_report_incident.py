@@ -181,7 +181,7 @@ def test_without_wall_time_the_device_time_is_used(demo):
 
 
 def stories(html: str) -> list[str]:
-    return re.findall(r"<section class='story'.*?</section>", html, re.S)
+    return re.findall(r"<details class='story'.*?</details>", html, re.S)
 
 
 def test_every_incident_is_told_and_the_counts_agree(demo):
@@ -294,3 +294,14 @@ def test_bench_report_prints_size_build_time_and_goals(tmp_path):
 def test_bench_report_refuses_an_unknown_size(tmp_path):
     proc = edgegov("bench", "report", "--size", "3MB", "--no-browser", check=2)
     assert "Invalid value for '--size'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_lead_up_lists_the_last_three_commands_before_the_trip(demo):
+    """README: the lead-up is the last 5 s, with the last three commands."""
+    lineage, html, rows = demo
+    for story, trip in zip(stories(html), [r for r in rows if any(
+            e["event"] == "trip" for e in r.get("events", []))], strict=True):
+        before = [r for r in rows if r["kind"] == "decision" and r["seq"] < trip["seq"]
+                  and r["t_ms"] >= trip["t_ms"] - 5000][-3:]
+        listed = re.findall(r"command #(\d+)", text_of(story.split("class='trip'")[0]))
+        assert [int(c) for c in listed] == [r["cmd_seq"] for r in before]

@@ -41,8 +41,8 @@ ul.findings { margin:4px 0; padding-left:20px; }
 .plot.timeline, .plot.lane { height:auto; }
 .plot.input.bool { height:150px; }
 .plot.input.number { height:230px; }
-section.story { border:1px solid var(--line); border-radius:6px; padding:4px 12px; margin:8px 0; }
-section.story h4 { margin:6px 0; font-size:14px; }
+details.story { border:1px solid var(--line); border-radius:6px; padding:4px 12px; margin:6px 0; }
+details.story summary { margin:4px 0; font-weight:600; cursor:pointer; }
 ul.story { margin:4px 0; padding-left:0; list-style:none; }
 ul.story li { margin:1px 0; }
 li.part { font-weight:600; color:var(--muted); margin-top:6px !important; }

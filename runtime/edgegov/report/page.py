@@ -378,7 +378,9 @@ def _zoom(inc: dict, n: int) -> str:
 def _narratives(stories: list, wall: bool) -> str:
     if not stories:
         return ""
-    out = ["<h3>What happened, incident by incident</h3><div id='narratives'>"]
+    out = ["<h3>What happened, incident by incident</h3><p class='legend-note'>Open an "
+           "incident to read it; its zoom button shows it beside the plots.</p>"
+           "<div id='narratives'>"]
     for n, story in enumerate(stories[:NARRATIVES_MAX], 1):
         out.append(_story(n, story, wall))
     out.append("</div>")
@@ -414,9 +416,9 @@ def _story(n: int, story: dict, wall: bool) -> str:
     end = story["end"]
     parts.append("<li class='part'>End</li>")
     parts.append(item("end", end))
-    return (f"<section class='story' id='narrative-{n}' data-incident='{n}'>"
-            f"<h4>Incident {n}: {escape(story['cause'])} at {when(pack.ms(t0), wall)}</h4>"
-            f"<ul class='story'>{''.join(parts)}</ul></section>")
+    return (f"<details class='story' id='narrative-{n}' data-incident='{n}'>"
+            f"<summary>Incident {n}: {escape(story['cause'])} at {when(pack.ms(t0), wall)}"
+            f"</summary><ul class='story'>{''.join(parts)}</ul></details>")
 
 
 def _operator_section(col: Collected, data: dict) -> str:
