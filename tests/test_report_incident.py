@@ -305,3 +305,10 @@ def test_the_lead_up_lists_the_last_three_commands_before_the_trip(demo):
                   and r["t_ms"] >= trip["t_ms"] - 5000][-3:]
         listed = re.findall(r"command #(\d+)", text_of(story.split("class='trip'")[0]))
         assert [int(c) for c in listed] == [r["cmd_seq"] for r in before]
+
+
+def test_the_readme_what_if_example(demo, tmp_path):
+    """README: the demo's lineage with the spindle limited to 3000 rpm gives
+    `ALLOW → ESCALATE: 249`."""
+    html = report(demo[0], tmp_path / "wi.html", "--envelope", make_tight_envelope(tmp_path))
+    assert "<li>ALLOW → ESCALATE: 249</li>" in html
