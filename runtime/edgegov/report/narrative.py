@@ -81,8 +81,8 @@ class Narrator:
 
     def _remember(self, x: float, row: dict, events: list) -> None:
         inp = row.get("input")
-        if row["kind"] == "decision":
-            self.commands.append({"x": x, "seq": row["seq"], "text": self._command(row)})
+        if row["kind"] == "decision":  # (worded only when a trip lists it)
+            self.commands.append({"x": x, "seq": row["seq"], "row": row})
         elif isinstance(inp, dict) and inp.get("type") == "telemetry":
             for name, value in (inp.get("values") or {}).items():
                 old = self.inputs.get(name)
@@ -110,7 +110,9 @@ class Narrator:
         return names.reason(arg) if type(arg) is int else "?"
 
     def _start(self, x: float, row: dict, arg) -> None:
-        lead = [e for e in list(self.changes) + list(self.link) + list(self.commands)
+        commands = [{"x": e["x"], "seq": e["seq"], "text": self._command(e["row"])}
+                    for e in self.commands]
+        lead = [e for e in list(self.changes) + list(self.link) + commands
                 if e["x"] >= x - LEAD_S and e["seq"] != row["seq"]]
         lead.sort(key=lambda e: (e["x"], e["seq"]))
         cause = self._cause(arg)
