@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import tempfile
 import time
@@ -69,9 +70,22 @@ def measure(lineage: Path, html: Path, browser: bool) -> dict:
     tell("done", 0, None)
     figures.update(build_s=round(time.perf_counter() - t0, 2), stages_s=stages,
                    html_bytes=html.stat().st_size, parts_bytes=page_parts(html))
+    figures["replay_only_s"] = replay_only(dump)
+    figures["load_avg_1min"] = round(os.getloadavg()[0], 1)  # the machine is shared
+    figures["build_over_replay"] = round(figures["build_s"] / figures["replay_only_s"], 2)
     if browser:
         figures.update(paint(html))
     return figures
+
+
+def replay_only(dump) -> float:
+    """Seconds ``lineage replay`` needs for the same records (the core's replay alone), so
+    the report's own cost reads as a ratio measured in the same run."""
+    from ..core.replay import Replayer
+
+    t0 = time.perf_counter()
+    Replayer(dump.envelopes()).run(dump.records)
+    return round(time.perf_counter() - t0, 2)
 
 
 def page_parts(html: Path) -> dict:
@@ -148,7 +162,9 @@ def lines(figures: list[dict]) -> list[str]:
                    f"{f['html_bytes'] / 1e6:.2f} MB (plotly packed {p['plotly'] / 1e6:.2f}, "
                    f"data {p['data'] / 1e6:.3f}, records {p['records'] / 1e6:.3f}, script "
                    f"{p['script'] / 1e6:.3f}, text {p['text'] / 1e6:.3f}) in {f['build_s']} s "
-                   f"({', '.join(f'{k} {v}' for k, v in f['stages_s'].items())})")
+                   f"({', '.join(f'{k} {v}' for k, v in f['stages_s'].items())}); the "
+                   f"replay alone {f['replay_only_s']} s (build/replay "
+                   f"{f['build_over_replay']}; load average {f['load_avg_1min']})")
         if "browser_ready_s" in f:
             out.append(f"  Chromium offline: first paint {f['browser_first_paint_s']} s, first "
                        f"plot {f['browser_first_plot_s']} s, all drawn {f['browser_ready_s']} s "
