@@ -64,8 +64,10 @@ def decimal(values, decimals: int) -> dict:
         if v is None:
             ints.append(None)
             continue
+        if type(v) not in (int, float) or v != v or v in (float("inf"), float("-inf")):
+            return {"raw": list(values)}
         k = round(v * scale)
-        if type(v) not in (int, float) or (k / scale if decimals else k) != v:
+        if (k / scale if decimals else k) != v:
             return {"raw": list(values)}
         ints.append(k)
     return {"d": decimals, "v": delta(ints)}
