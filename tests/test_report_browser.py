@@ -199,3 +199,119 @@ def test_the_what_if_overlay_is_drawn(browser, demo_lineage, tmp_path):
         opened.screenshot(tmp_path, "incident-report-whatif.png")
     finally:
         opened.page.close()
+
+
+# --------------------------------------------------------------------------- the incident view
+
+
+def plot_ids(page) -> list[str]:
+    return page.eval_on_selector_all(".js-plotly-plot", "els => els.map(e => e.id)")
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_legends_do_not_collide_with_the_plot_toolbar(browser, demo_report, tmp_path, width):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.goto(demo_report.resolve().as_uri())
+        page.wait_for_function("document.body.dataset.ready", timeout=60_000)
+        checked = 0
+        for ident in plot_ids(page):
+            div = page.locator(f"#{ident}")
+            div.scroll_into_view_if_needed()
+            div.hover()  # the toolbar shows on hover
+            boxes = page.evaluate("""(id) => {
+                const gd = document.getElementById(id);
+                const box = (el) => { if (!el) return null; const r = el.getBoundingClientRect();
+                    return r.width && r.height ? [r.left, r.top, r.right, r.bottom] : null; };
+                return { legend: box(gd.querySelector('g.legend')),
+                         modebar: box(gd.querySelector('.modebar')),
+                         plot: box(gd) };
+            }""", ident)
+            assert boxes["modebar"], f"{ident}: the toolbar is drawn"
+            if boxes["legend"] is None:
+                continue  # (the timeline has no legend)
+            lg, mb = boxes["legend"], boxes["modebar"]
+            overlap = lg[0] < mb[2] and mb[0] < lg[2] and lg[1] < mb[3] and mb[1] < lg[3]
+            assert not overlap, f"{ident} at {width} px: legend {lg} under toolbar {mb}"
+            assert boxes["plot"][0] <= lg[0] and lg[2] <= boxes["plot"][2] + 1
+            checked += 1
+        assert checked >= 3 + 3 + 1  # channels, inputs, operator lane
+        shot = tmp_path / f"incident-report-{width}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        try:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, ARTIFACTS / shot.name)
+        except OSError:
+            pass
+    finally:
+        page.close()
+
+
+def test_the_inputs_lane_draws_every_input_change(opened_demo, demo_lineage):
+    rows = decoded(demo_lineage)
+    telemetry = [r for r in rows if (r.get("input") or {}).get("type") == "telemetry"]
+    page = opened_demo.page
+    lanes = page.eval_on_selector_all("div.plot.input", "els => els.map(e => e.dataset.input)")
+    assert sorted(lanes) == sorted(telemetry[0]["input"]["values"])
+    for k, name in enumerate(lanes):
+        changes, last = [], object()
+        for r in telemetry:
+            v = r["input"]["values"][name]
+            if v != last:
+                changes.append((r["t_ms"] / 1000, int(v) if isinstance(v, bool) else v))
+                last = v
+        trace = page.evaluate("""([k, name]) => {
+            const gd = document.getElementById('plot-input-' + k);
+            const t = gd.data.find((d) => d.name === name);
+            const path = [...gd.querySelectorAll('.scatterlayer path.js-line')]
+                .map((p) => (p.getAttribute('d') || '').length);
+            return { x: t.x, y: t.y, drawn: Math.max(0, ...path) };
+        }""", [k, name])
+        # every change is a point of the drawn step line (plus the hold to the end)
+        assert list(zip(trace["x"], trace["y"], strict=False))[: len(changes)] == changes
+        assert trace["drawn"] > 10
+    lane = page.evaluate("""() => {
+        const gd = document.querySelector("div.plot.input[data-input='hydraulic_pressure']");
+        return gd.data.map((d) => d.name); }""")
+    assert "declared max 400 bar" in lane and "interlock low_pressure: lt 50.0 bar" in " ".join(
+        lane).replace("lt 50 bar", "lt 50.0 bar")
+
+
+def test_zooming_to_an_incident_shows_its_narrative_beside_the_plots(opened_demo, demo_lineage):
+    from test_report import incidents_by_definition
+
+    rows = decoded(demo_lineage)
+    expected = incidents_by_definition(rows)
+    page = opened_demo.page
+    buttons = page.locator("#incidents button[data-incident]")
+    assert buttons.count() == len(expected) == page.locator("details.story").count()
+    assert int(page.get_attribute("#badge-trips", "data-incidents")) == len(expected)
+    causes = page.eval_on_selector_all("#cause-counts td.n",
+                                        "els => els.map(e => [e.dataset.cause, +e.textContent])")
+    assert dict(causes) == dict(Counter(["interlock", "link_lost", "estop_input"]))
+    for n in range(1, len(expected) + 1):
+        page.locator(f"#incidents button[data-incident='{n}']").click()
+        page.wait_for_function(f"document.getElementById('record-title').textContent"
+                               f" === 'Incident {n}'")
+        aside = page.text_content("#record")
+        assert "Lead-up" in aside and "TRIP:" in aside and "End" in aside
+        story = page.text_content(f"#narrative-{n}")
+        assert aside in story.replace(f"Incident {n}", "", 1) or aside.strip() in story
+        rng = page.evaluate("document.getElementById('plot-0').layout.xaxis.range")
+        trip = page.evaluate(f"window.edgegovReport.data.incidents[{n - 1}].xt")
+        assert rng[0] <= trip <= rng[1]
+    opened_demo.page.locator("#zoom-reset").click()
+
+
+def test_the_operator_lane_has_every_operator_action(opened_demo, demo_lineage):
+    ops = [r for r in decoded(demo_lineage) if (r.get("input") or {}).get("type") == "operator"]
+    drawn = opened_demo.page.evaluate("""() => {
+        const gd = document.getElementById('plot-operator');
+        const out = {};
+        for (const t of gd.data) if (t.meta === 'operator') out[t.name] = t.customdata;
+        return out; }""")
+    refused = {r["seq"] for r in ops if any(e["event"].endswith("_refused")
+                                            for e in r["events"])}
+    assert sorted(sum(drawn.values(), [])) == sorted(r["seq"] for r in ops)
+    assert set(drawn.get("refused", [])) == refused
+    assert opened_demo.page.locator("#operator-actions tr.refused").count() == len(refused)

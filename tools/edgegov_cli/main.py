@@ -14,6 +14,7 @@ from .fleet_cmds import register as register_fleet_commands
 from .helptext import fill_short_help
 from .lineage_cmds import lineage
 from .modbus_cmds import register as register_modbus_commands
+from .report_cmd import bench_report
 from .service_cmds import register as register_service_commands
 from .status_cmds import register as register_status_commands
 
@@ -94,6 +95,7 @@ _bench_command("lineage", "bench_lineage",
                "Record size, encode, durable append, recovery scan and replay speed vs peers.")
 
 
+bench.add_command(bench_report)
 register_service_commands(main, lineage, bench)
 register_modbus_commands(main, bench)
 register_fleet_commands(main, bench)

@@ -10,8 +10,9 @@ import click
 
 EXIT_ERROR = 2  # as the other lineage commands
 PROGRESS_FROM_BYTES = 2 << 20  # dumps this large (≈ 50k records) show progress on stderr
-STAGES = {"reading": "reading the dump", "replaying": "replaying (limits in force)",
-          "what-if": "replaying with the other envelope", "decoding": "decoding",
+STAGES = {"reading": "reading the dump",
+          "replaying and decoding": "replaying (limits in force) and decoding",
+          "what-if": "replaying with the other envelope",
           "rendering": "rendering", "writing": "writing"}
 
 
@@ -82,3 +83,38 @@ def _progress(show: bool):
             bar.update(task, description=STAGES.get(stage, stage), completed=done, total=total)
 
         yield tell
+
+
+@click.command("report")
+@click.option("--size", "sizes", multiple=True, type=click.Choice(["1MB", "16MB"]),
+              help="Lineage sizes to measure (default: both).")
+@click.option("--keep", "keep", type=click.Path(file_okay=False),
+              help="Directory to keep (and reuse) the lineages and reports in.")
+@click.option("--no-browser", is_flag=True, help="Skip the Chromium timings.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
+def bench_report(sizes: tuple[str, ...], keep: str | None, no_browser: bool,
+                 json_path: str | None) -> None:
+    """Incident report of 1 MB and 16 MB lineages: page size (by part), build time by
+    stage, and in headless Chromium with the network off: time to first paint, to the
+    first plot and until everything is drawn."""
+    import json
+    import tempfile
+
+    from edgegov.report import bench
+
+    names = list(sizes) or list(bench.LINEAGES)
+
+    def tell(text: str) -> None:
+        click.echo(text, err=True)
+
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        figures = bench.run(names, Path(keep), not no_browser, tell)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = bench.run(names, Path(tmp), not no_browser, tell)
+    click.echo("edgegov bench report")
+    for line in bench.lines(figures):
+        click.echo(line)
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")

@@ -41,10 +41,11 @@ ul.findings { margin:4px 0; padding-left:20px; }
 .plot.timeline, .plot.lane { height:auto; }
 .plot.input.bool { height:150px; }
 .plot.input.number { height:230px; }
-section.story { border:1px solid var(--line); border-radius:6px; padding:4px 12px; margin:8px 0; }
-section.story h4 { margin:6px 0; font-size:14px; }
-section.story ol, aside ol { margin:4px 0; padding-left:18px; }
-li.part { list-style:none; margin-left:-18px; font-weight:600; color:var(--muted); margin-top:4px; }
+details.story { border:1px solid var(--line); border-radius:6px; padding:4px 12px; margin:6px 0; }
+details.story summary { margin:4px 0; font-weight:600; cursor:pointer; }
+ul.story { margin:4px 0; padding-left:0; list-style:none; }
+ul.story li { margin:1px 0; }
+li.part { font-weight:600; color:var(--muted); margin-top:6px !important; }
 li.trip { color:var(--bad); font-weight:600; }
 span.at { color:var(--muted); font-variant-numeric:tabular-nums; font-size:12px; }
 .scroll.wide { display:block; }
@@ -179,6 +180,12 @@ function overlays(extra) {
   const out = [band(D.incidents.map((i) => [i.x0, i.xt]), 'rgba(255,152,0,0.13)', 'lead-up'),
                band(D.incidents.map((i) => [i.xt, i.x1]), 'rgba(213,0,0,0.08)', 'tripped')];
   if (extra) out.push(band(extra, 'rgba(96,96,96,0.22)', 'stale'));
+  // Between two boots laid out in wall time: the device was off (no record).
+  const off = [];
+  for (let k = 1; k < D.segments.length; k++) {
+    if (D.segments[k].x0 > D.segments[k - 1].x1) off.push([D.segments[k - 1].x1, D.segments[k].x0]);
+  }
+  if (off.length) out.push(band(off, 'rgba(38,50,56,0.07)', 'no boot running'));
   const byCat = {};
   for (const l of D.lines) (byCat[l.cat] = byCat[l.cat] || []).push(l);
   for (const cat of Object.keys(byCat)) {
@@ -567,9 +574,8 @@ function operatorPlot() {
   if (!div) return Promise.resolve();
   const kinds = { accepted: [], refused: [], 'not authentic': [] };
   O.x.forEach((x, k) => {
-    const text = str(O.text[k]);
     const kind = O.authentic[k] === false ? 'not authentic'
-      : (text.includes(': refused') ? 'refused' : 'accepted');
+      : (O.refused[k] ? 'refused' : 'accepted');
     kinds[kind].push(k);
   });
   const style = { accepted: ['circle', '#00897b'], refused: ['x', '#e65100'],
@@ -598,7 +604,7 @@ function showStory(n) {
   if (!story) return;
   $('record-title').textContent = 'Incident ' + n;
   $('record').innerHTML = '';
-  $('record').appendChild(story.querySelector('ol').cloneNode(true));
+  $('record').appendChild(story.querySelector('ul').cloneNode(true));
 }
 
 async function main() {

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.verify import verify
-from ..host.lineage_read import decode_dump
 from ..host.walltime import format_wall
 from . import model
 from .collect import Collector, channels_of, rule_channels, wall_clock_of
@@ -19,8 +18,6 @@ from .plotlyjs import plotly_js
 from .reading import Loaded, ReportError, load
 from .shadow import replay_track
 from .whatif_view import summarise
-
-PROGRESS_EVERY = 8192  # records between progress calls
 
 
 def _quiet(stage: str, done: int, total: int | None) -> None:
@@ -56,8 +53,6 @@ def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
     dump = loaded.dump
     facts = _facts(loaded, key)
     total = len(dump.records)
-    facts.replay = replay_track(dump.records, loaded.envelopes, key,
-                                progress=lambda i: tell("replaying", i, total))
     if loaded.what_if is not None:
         facts.what_if = replay_track(dump.records, loaded.envelopes, key, loaded.what_if,
                                      progress=lambda i: tell("what-if", i, total))
@@ -68,7 +63,24 @@ def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
         units = {**unit_of_blob(loaded.what_if_blob), **units}
     inputs = InputTrack(loaded.envelopes, units)
     narrator = Narrator(loaded.envelopes, units)
-    collector = _decode(loaded, channels, facts, tell, wall, (inputs, narrator))
+    collector = _collector(loaded, channels, facts, wall, (inputs, narrator))
+    failed: list[str] = []
+
+    def feed(index: int, row: dict) -> None:
+        if failed:
+            return
+        try:
+            collector.feed(index, row)
+        except Exception as err:  # noqa: BLE001 - report what was decoded and why it stopped
+            failed.append(f"decoding stopped after record {index} of {total}: "
+                          f"{type(err).__name__}: {err}")
+
+    # One pass decodes each record once, for the replay (limits in force, replay check)
+    # and for the rows every count and plot is made of.
+    facts.replay = replay_track(dump.records, loaded.envelopes, key,
+                                progress=lambda i: tell("replaying and decoding", i, total),
+                                rows=feed, offsets=dump.offsets)
+    facts.findings.extend(failed)
     col = collector.finish()
     modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []
     stories = narrator.finish(col.t_last)
@@ -112,24 +124,12 @@ def _facts(loaded: Loaded, key) -> Facts:
     return facts
 
 
-def _decode(loaded: Loaded, channels, facts: Facts, tell, wall=None, watchers=()) -> Collector:
-    dump = loaded.dump
+def _collector(loaded: Loaded, channels, facts: Facts, wall, watchers) -> Collector:
     names_ = [c[0] for c in channels]
     seqs = {d.seq for d in facts.what_if.diffs} if facts.what_if is not None else ()
-    collector = Collector(len(dump.records), names_, rule_channels(loaded.envelopes, names_),
-                          seqs, wall=wall, watchers=watchers)
-    total = len(dump.records)
-    index = -1
-    try:
-        for index, row in enumerate(decode_dump(dump, loaded.envelopes)):
-            collector.feed(index, row)
-            if index % PROGRESS_EVERY == 0:
-                tell("decoding", index, total)
-    except Exception as err:  # noqa: BLE001 - report what was decoded and why it stopped
-        facts.findings.append(f"decoding stopped after record {index + 1} of {total}: "
-                              f"{type(err).__name__}: {err}")
-    tell("decoding", total, total)
-    return collector
+    return Collector(len(loaded.dump.records), names_,
+                     rule_channels(loaded.envelopes, names_), seqs, wall=wall,
+                     watchers=watchers)
 
 
 __all__ = ["write_report", "build_report", "ReportError"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..core.record import K_BOOT, K_CHECKPOINT
 from .decimate import Decimator
+from .narrative import operator_text, refused
 
 U32 = 0xFFFFFFFF
 VERDICTS = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
@@ -260,12 +261,10 @@ class Collector:
         self._segment(x, row)
         inp = row.get("input")
         if isinstance(inp, dict) and inp.get("type") == "operator":
-            from .narrative import operator_text
-
             out.operator.append({"x": x, "seq": row["seq"], "action": inp.get("action"),
                                  "authentic": inp.get("authentic"),
                                  "verdict": row.get("verdict"), "reason": row.get("reason"),
-                                 "text": operator_text(row)})
+                                 "refused": refused(row), "text": operator_text(row)})
         if kind == "boot":
             out.boots.append(row)
         elif kind == "gap":
@@ -280,8 +279,6 @@ class Collector:
         return self.out
 
     def _keep(self, items: list) -> None:
-        for item in items:
-            item.text = finite(item.text)
         self.out.rows.extend(items)
 
     def _segment(self, x: float, row: dict) -> None:

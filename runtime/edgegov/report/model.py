@@ -171,6 +171,7 @@ def _operator(col: Collected, s: Strings) -> dict:
     return {"t": pack.times(o["x"] for o in ops), "seq": [o["seq"] for o in ops],
             "action": [s(o["action"]) for o in ops], "authentic": [o["authentic"] for o in ops],
             "verdict": [s(o["verdict"]) for o in ops], "reason": [s(o["reason"]) for o in ops],
+            "refused": [o["refused"] for o in ops],
             "text": [s(o["text"]) for o in ops]}
 
 

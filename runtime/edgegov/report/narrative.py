@@ -81,8 +81,8 @@ class Narrator:
 
     def _remember(self, x: float, row: dict, events: list) -> None:
         inp = row.get("input")
-        if row["kind"] == "decision":
-            self.commands.append({"x": x, "seq": row["seq"], "text": self._command(row)})
+        if row["kind"] == "decision":  # (worded only when a trip lists it)
+            self.commands.append({"x": x, "seq": row["seq"], "row": row})
         elif isinstance(inp, dict) and inp.get("type") == "telemetry":
             for name, value in (inp.get("values") or {}).items():
                 old = self.inputs.get(name)
@@ -110,7 +110,9 @@ class Narrator:
         return names.reason(arg) if type(arg) is int else "?"
 
     def _start(self, x: float, row: dict, arg) -> None:
-        lead = [e for e in list(self.changes) + list(self.link) + list(self.commands)
+        commands = [{"x": e["x"], "seq": e["seq"], "text": self._command(e["row"])}
+                    for e in self.commands]
+        lead = [e for e in list(self.changes) + list(self.link) + commands
                 if e["x"] >= x - LEAD_S and e["seq"] != row["seq"]]
         lead.sort(key=lambda e: (e["x"], e["seq"]))
         cause = self._cause(arg)
@@ -187,25 +189,34 @@ def _link(e: dict) -> str:
     return f"{words} after {arg} ms"
 
 
+REFUSAL_REASONS = ("auth_failed", "replayed", "not_allowed", "no_request", "unknown_mode",
+                   "cause_present")
+
+
+def refused(row: dict) -> bool:
+    """Was this operator action refused (not authentic, replayed, not valid now, or a
+    reset/arm/mode the governor declined)?"""
+    inp = row.get("input") or {}
+    return (inp.get("authentic") is False or row.get("reason") in REFUSAL_REASONS
+            or any(str(e.get("event")).endswith("_refused") for e in row.get("events", ())))
+
+
 def operator_text(row: dict) -> str:
     """One operator action in words: what, signed or not, accepted or refused and why."""
     inp = row.get("input") or {}
-    action = inp.get("action")
     auth = inp.get("authentic")
     signed = {True: "signed with the device key", False: "NOT authentic",
               None: "authenticity not recorded"}.get(auth, str(auth))
-    text = f"operator {action} (counter {inp.get('counter')}, {signed})"
-    refused = [e for e in row.get("events", ()) if str(e.get("event")).endswith("_refused")]
-    if row.get("verdict") in ("REJECT", "ESCALATE", "HOLD", "TRIP") and (
-            refused or row.get("reason") not in ("ok", "tripped")):
-        why = row.get("reason")
-        for e in refused:
-            if type(e.get("arg")) is int and e["event"] != "mode_refused":
-                why += ": " + (", ".join(names.causes(e["arg"])) or "no cause")
-        text += f": refused ({why})"
-    else:
-        text += ": accepted"
-    return text
+    text = f"operator {inp.get('action')} (counter {inp.get('counter')}, {signed})"
+    if not refused(row):
+        return text + ": accepted" + (f" → {row.get('verdict')} ({row.get('reason')})"
+                                      if row.get("verdict") not in ("ALLOW", None) else "")
+    why = str(row.get("reason"))
+    for e in row.get("events", ()):
+        if str(e.get("event")).endswith("_refused") and e["event"] != "mode_refused" \
+                and type(e.get("arg")) is int:
+            why += ": " + (", ".join(names.causes(e["arg"])) or "no cause")
+    return text + f": refused ({why})"
 
 
-__all__ = ["Narrator", "operator_text", "LEAD_S"]
+__all__ = ["Narrator", "operator_text", "refused", "LEAD_S"]

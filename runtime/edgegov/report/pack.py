@@ -64,8 +64,10 @@ def decimal(values, decimals: int) -> dict:
         if v is None:
             ints.append(None)
             continue
+        if type(v) not in (int, float) or v != v or v in (float("inf"), float("-inf")):
+            return {"raw": list(values)}
         k = round(v * scale)
-        if type(v) not in (int, float) or (k / scale if decimals else k) != v:
+        if (k / scale if decimals else k) != v:
             return {"raw": list(values)}
         ints.append(k)
     return {"d": decimals, "v": delta(ints)}
@@ -81,20 +83,18 @@ def decimals_of(res) -> int:
 
 # --------------------------------------------------------------------------- records
 
-_SCALARS = (int, float, str, bool, type(None))
-
-
 def _flatten(obj: dict, prefix: tuple, paths: list, values: list) -> None:
     for key, value in obj.items():
-        path = prefix + (key,)
-        if isinstance(value, dict) and value:
-            _flatten(value, path, paths, values)
-        elif isinstance(value, _SCALARS):
-            paths.append(path)
+        t = type(value)
+        if t is dict and value:
+            _flatten(value, prefix + (key,), paths, values)
+        elif t is dict or t is list:  # one JSON text (events lists are short)
+            paths.append(prefix + (key, "="))
+            values.append(json.dumps(value, separators=(",", ":")) if value else
+                          ("[]" if t is list else "{}"))
+        else:
+            paths.append(prefix + (key,))
             values.append(value)
-        else:  # lists, empty dicts: one JSON text (events lists are short)
-            paths.append(path + ("=",))
-            values.append(json.dumps(value, separators=(",", ":")))
 
 
 def _column(values: list, strings) -> dict:

@@ -21,7 +21,7 @@ from html import escape
 from ..host.walltime import format_wall
 from . import narrative, pack
 from .assets import CSS, JS
-from .collect import VERDICTS, Collected
+from .collect import VERDICTS, Collected, finite
 from .model import Strings
 
 
@@ -63,10 +63,7 @@ def _gzip64_cached(text: str) -> str:
 
 def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
            narratives: list | None = None) -> str:
-    strings = Strings()
-    packed = pack.records([it.text for it in col.rows], strings)
-    packed["strings"] = strings.table
-    records_json = json.dumps(packed, separators=(",", ":"), allow_nan=False)
+    records_json = _records_json([it.text for it in col.rows])
     facts.narratives = narratives or []
     title = f"edgegov incident report: {_device(facts, col)}"
     parts = [
@@ -86,6 +83,23 @@ def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
         f"<script>{JS}</script></body></html>",
     ]
     return "".join(parts)
+
+
+def _records_json(rows: list[dict]) -> str:
+    """The plotted records, packed per shape (``pack.records``) as strict JSON. Decoded
+    records spell non-finite numbers as text already; a float that is not finite anyway
+    is spelled so here too."""
+    try:
+        return _packed_json(rows)
+    except ValueError:
+        return _packed_json([finite(r) for r in rows])
+
+
+def _packed_json(rows: list[dict]) -> str:
+    strings = Strings()
+    packed = pack.records(rows, strings)
+    packed["strings"] = strings.table
+    return json.dumps(packed, separators=(",", ":"), allow_nan=False)
 
 
 def _payload(ident: str, text: str, level: int = 6) -> str:
@@ -364,7 +378,9 @@ def _zoom(inc: dict, n: int) -> str:
 def _narratives(stories: list, wall: bool) -> str:
     if not stories:
         return ""
-    out = ["<h3>What happened, incident by incident</h3><div id='narratives'>"]
+    out = ["<h3>What happened, incident by incident</h3><p class='legend-note'>Open an "
+           "incident to read it; its zoom button shows it beside the plots.</p>"
+           "<div id='narratives'>"]
     for n, story in enumerate(stories[:NARRATIVES_MAX], 1):
         out.append(_story(n, story, wall))
     out.append("</div>")
@@ -400,9 +416,9 @@ def _story(n: int, story: dict, wall: bool) -> str:
     end = story["end"]
     parts.append("<li class='part'>End</li>")
     parts.append(item("end", end))
-    return (f"<section class='story' id='narrative-{n}' data-incident='{n}'>"
-            f"<h4>Incident {n}: {escape(story['cause'])} at {when(pack.ms(t0), wall)}</h4>"
-            f"<ol>{''.join(parts)}</ol></section>")
+    return (f"<details class='story' id='narrative-{n}' data-incident='{n}'>"
+            f"<summary>Incident {n}: {escape(story['cause'])} at {when(pack.ms(t0), wall)}"
+            f"</summary><ul class='story'>{''.join(parts)}</ul></details>")
 
 
 def _operator_section(col: Collected, data: dict) -> str:
@@ -412,7 +428,7 @@ def _operator_section(col: Collected, data: dict) -> str:
         return "<h2>Operator actions</h2><p id='operator-actions'>No operator action.</p>"
     rows = []
     for o in ops[:OPERATOR_ROWS_MAX]:
-        refused = "refused" in o["text"].split(": ")[-1] or o["verdict"] in ("REJECT",)
+        refused = o["refused"]
         auth = {True: "yes", False: "NO", None: "?"}.get(o["authentic"], str(o["authentic"]))
         rows.append(f"<tr class='{'refused' if refused else 'ok'}'>"
                     f"<td class='n'>{when(pack.ms(o['x']), wall)}</td><td class='n'>{o['seq']}"

@@ -34,6 +34,7 @@ from ..sim import (
 SCRIPT_PERIOD_MS = 20_000  # the demo's script is 20 s long
 BYTES_PER_RECORD = 40  # generous average (frame included), to size the ring
 RESET_WATCHDOG = 3  # reset reason recorded for the simulated reboots
+OFF_MS = 90_000  # with wall time: the device is off this long between two boots
 
 
 def ring_blocks(records: int, block_size: int = DEFAULT_BLOCK_SIZE) -> int:
@@ -42,13 +43,17 @@ def ring_blocks(records: int, block_size: int = DEFAULT_BLOCK_SIZE) -> int:
 
 
 def generate(path, compiled: CompiledEnvelope, records: int, seed: int = 7, boots: int = 1,
-             block_count: int | None = None, mode_every_ms: int = 0, progress=None) -> int:
+             block_count: int | None = None, mode_every_ms: int = 0, progress=None,
+             wall_ms: int | None = None) -> int:
     """Write at least ``records`` records to a lineage at ``path`` (replaced); return how
     many were written (a small ring may drop some: they count). ``boots`` > 1 reboots the
     governor evenly along the way (watchdog reset reason, boot counter counting up), as a
     device would after a hang.
     ``mode_every_ms`` > 0: every so often the operator moves the cell to its next mode
-    (authenticated, at the next moment the governor is disarmed, as it requires)."""
+    (authenticated, at the next moment the governor is disarmed, as it requires).
+    ``wall_ms``: the wall time (ms since the epoch, UTC) of the first boot, recorded in
+    every BOOT record (each later boot starts ``OFF_MS`` after the previous one ended), as a
+    gateway with a set clock records it; None records no wall time."""
     Path(path).unlink(missing_ok=True)
     env = Envelope.from_blob(compiled.blob, compiled.digest)
     blocks = block_count or ring_blocks(records)
@@ -58,7 +63,9 @@ def generate(path, compiled: CompiledEnvelope, records: int, seed: int = 7, boot
         lineage = open_lineage(path, env, DEMO_KEY, block_count=blocks, durable=False)
         target = min(per_boot, records - appended)
         run = _Run(lineage, env, boot, seed + boot, mode_every_ms)
-        appended += run.until(compiled, target, progress, appended, records)
+        appended += run.until(compiled, target, progress, appended, records, wall_ms)
+        if wall_ms is not None:
+            wall_ms += run.ran_ms + OFF_MS
     return appended
 
 
@@ -73,11 +80,13 @@ class _Run:
         self.mode_every_ms = mode_every_ms
         self.next_mode = None
 
-    def until(self, compiled, target: int, progress, done: int, total: int) -> int:
+    def until(self, compiled, target: int, progress, done: int, total: int,
+              wall_ms: int | None = None) -> int:
         lineage, gov = self.lineage, self.gov
         reason = 0 if self.boot == 1 else RESET_WATCHDOG
         decision = lineage.boot(gov, 0, boot_count=self.boot, reset_reason=reason,
-                                fw_version=__version__, envelope_blob=compiled.blob)
+                                fw_version=__version__, envelope_blob=compiled.blob,
+                                wall_ms=wall_ms)
         self.operator.signer.counter = gov.op_counter
         start = lineage.appended + lineage.lost
         now = 0
@@ -88,6 +97,7 @@ class _Run:
             if progress is not None and now % 10_000 == 0:
                 progress(done + lineage.appended - start, total)
             now += CONTROL_PERIOD_MS
+        self.ran_ms = now
         lineage.checkpoint(gov, now)
         lineage.sync()
         lineage.device.close()

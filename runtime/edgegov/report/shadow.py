@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .. import names
-from ..core.replay import Replayer, ReplayError
+from ..core.record import RecordError
+from ..core.replay import Decoder, Replayer, ReplayError
+from ..host.lineage_read import _describe as describe
 
 
 @dataclass
@@ -91,10 +93,29 @@ def limits_in_force(gov) -> dict:
     return out
 
 
-def replay_track(records, envelopes, key=None, what_if=None, progress=None) -> Track:
+class _Recording(Decoder):
+    """The replay's decoder, keeping what it read last, so that one decode of each record
+    serves both the replay and the report's rows (``lineage decode``'s dicts)."""
+
+    def read(self, seq, payload):
+        self.last = self.error = None
+        try:
+            self.last = super().read(seq, payload)
+        except (RecordError, ReplayError) as err:
+            self.error = err
+            raise
+        return self.last
+
+
+def replay_track(records, envelopes, key=None, what_if=None, progress=None, rows=None,
+                 offsets=None) -> Track:
     """One replay over ``records`` (``(seq, payload)``, ring order). Never raises: a replay
-    that cannot go on is reported in ``Track.error``/``notes``."""
+    that cannot go on is reported in ``Track.error``/``notes``. ``rows(index, row)``, when
+    given, receives every record as ``lineage decode`` prints it (``offsets``: seq → byte
+    offset), decoded by this same pass."""
     rp = Replayer(envelopes, key=key, what_if=what_if)
+    if rows is not None:
+        rp.decoder = _Recording(envelopes)
     track = Track()
     watch = _Watch()
     for i, (seq, payload) in enumerate(records):
@@ -105,6 +126,8 @@ def replay_track(records, envelopes, key=None, what_if=None, progress=None) -> T
             _lose(rp, track, f"seq {seq}: {err}")
         except Exception as err:  # noqa: BLE001 - a damaged dump must still give a report
             _lose(rp, track, f"seq {seq}: replay failed: {type(err).__name__}: {err}")
+        if rows is not None:
+            rows(i, _row(rp.decoder, seq, payload, offsets))
         if watch.moved(rp.gov):
             limits = _safe_limits(rp.gov)
             if not track.changes or limits != track.changes[-1].limits:
@@ -116,6 +139,13 @@ def replay_track(records, envelopes, key=None, what_if=None, progress=None) -> T
             progress(i)
     _summarise(rp.report, track)
     return track
+
+
+def _row(decoder, seq: int, payload: bytes, offsets) -> dict:
+    base = {"seq": seq, "offset": offsets.get(seq, -1) if offsets else -1}
+    if decoder.last is None:
+        return {**base, "kind": "error", "error": str(decoder.error), "bytes": payload.hex()}
+    return {**base, **describe(decoder, *decoder.last)}
 
 
 class _Watch:
