@@ -821,7 +821,8 @@ def test_reset_refused_until_ss1_ramp_has_finished(live):
     drive(live, {"spindle": 100})
     live.op(C.OP_ESTOP)
     d = live.op(C.OP_RESET)
-    assert d["reason"] == C.R_CAUSE_PRESENT
+    assert d["reason"] == C.R_SS1_RAMP
+    assert d["events"] == [(C.E_RESET_REFUSED, C.R_SS1_RAMP)]
     live.ticks(100 * 1000 // SPINDLE_RATE // 10)
     assert live.out("spindle") == 0
     assert live.op(C.OP_RESET)["state"] == C.ST_DISARMED

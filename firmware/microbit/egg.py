@@ -284,25 +284,34 @@ def ev(i, p, dt):
 def op(a, ctr, now):
     global OPC, CAU, ST, STL
     if ctr <= OPC:
-        e(20, ctr)
+        e(20, 17)  # auth_refused: replayed; then how far behind the last accepted counter
+        e(28, OPC - ctr)
         return sv(2, RO, 17, 0, -1)
     OPC = ctr
     st = ST
     if a == 3:
         return trip(4, RO, 19, 0)
+    # refusals: the event names the action (4 reset_refused, 6 arm_refused), its arg the
+    # reason; the blocking causes follow (27 blocking_causes)
     if not (st == 0 and a == 2 or st == 1 and a == 1):
-        e(4 if st == 0 else 6, 28)
+        e(4 if a == 2 else 6, 28)
         return sv(2, RS, 28, 0, -1)
     if a == 2:
-        if OUT != SL or CAU & 8 and (LV < 0 or NOW - LV > HMS) or CAU & 64 and FLT:
-            e(4, CAU)
+        if OUT != SL:
+            e(4, 37)  # the stop has not finished
+            return sv(2, RS, 37, 0, -1)
+        b = (8 if CAU & 8 and (LV < 0 or NOW - LV > HMS) else 0) | (64 if CAU & 64 and FLT else 0)
+        if b:
+            e(4, 27)
+            e(27, b)
             return sv(2, RS, 27, 0, -1)
         CAU = 0
         e(3, 0)
         ST = 1
         return
     if CAU:
-        e(6, CAU)
+        e(6, 27)
+        e(27, CAU)
         return sv(2, RS, 27, 0, -1)
     e(5, 0)
     if LNK != 1:

@@ -75,8 +75,21 @@ def event_doc(code: int, arg: int) -> dict:
     doc = {"event": event(code), "arg": arg}
     if code in (codes.E_FAULT, codes.E_FAULT_CLEARED) and arg >= 0:
         doc["fault"] = fault(arg)
+    elif code in REFUSAL_EVENTS:
+        doc["reason"] = reason(arg)
+    elif code == codes.E_BLOCKING_CAUSES:
+        doc["causes"] = causes(arg)
+    elif code == codes.E_COUNTER_BEHIND:
+        doc["behind"] = arg
     return doc
 
 
 def causes(mask: int) -> list[str]:
     return [name for bit, name in sorted(CAUSES.items()) if mask & bit]
+
+
+# Events whose argument is a reason code (a refused action names the action; the reason says
+# why).
+REFUSAL_EVENTS = (codes.E_ARM_REFUSED, codes.E_RESET_REFUSED, codes.E_PAUSE_REFUSED,
+                  codes.E_RESUME_REFUSED, codes.E_OP_REFUSED, codes.E_MODE_REFUSED,
+                  codes.E_AUTH_REFUSED)

@@ -39,7 +39,9 @@ from .codes import (
     E_ARM,
     E_ARM_REFUSED,
     E_AUTH_REFUSED,
+    E_BLOCKING_CAUSES,
     E_BOOT,
+    E_COUNTER_BEHIND,
     E_ESTOP_OUT,
     E_FAULT,
     E_FAULT_CLEARED,
@@ -49,11 +51,14 @@ from .codes import (
     E_LINK_STALE,
     E_MODE,
     E_MODE_REFUSED,
+    E_OP_REFUSED,
     E_PAUSE,
+    E_PAUSE_REFUSED,
     E_PERMIT_EXPIRED,
     E_RESET,
     E_RESET_REFUSED,
     E_RESUME,
+    E_RESUME_REFUSED,
     E_TRIP,
     ESCALATE,
     EV_COMMAND,
@@ -69,9 +74,13 @@ from .codes import (
     LINK_OK,
     LINK_STALE,
     OP_APPROVE,
+    OP_ARM,
     OP_DENY,
     OP_ESTOP,
     OP_MODE,
+    OP_PAUSE,
+    OP_RESET,
+    OP_RESUME,
     R_ABOVE_MAX,
     R_ACCEL,
     R_APPROVAL_DENIED,
@@ -102,6 +111,7 @@ from .codes import (
     R_PAUSED,
     R_RATE,
     R_REPLAYED,
+    R_SS1_RAMP,
     R_STALE_SEQ,
     R_TRIPPED,
     R_UNKNOWN_CHANNEL,
@@ -863,11 +873,12 @@ class Governor:
             and self._authentic(op)
         )
         if not ok:
-            d.event(E_AUTH_REFUSED, 0)
+            d.event(E_AUTH_REFUSED, R_AUTH_FAILED)
             d.set_verdict(REJECT, env.r_operator, R_AUTH_FAILED, 0, -1)
             return
         if op.counter <= self.op_counter:
-            d.event(E_AUTH_REFUSED, op.counter)
+            d.event(E_AUTH_REFUSED, R_REPLAYED)
+            d.event(E_COUNTER_BEHIND, self.op_counter - op.counter)
             d.set_verdict(REJECT, env.r_operator, R_REPLAYED, 0, -1)
             return
         self.op_counter = op.counter
@@ -893,20 +904,17 @@ class Governor:
     def _transition(self, d, action, now):
         env = self.env
         row = transition(self.state, action)
-        refused = E_RESET_REFUSED if self.state == ST_TRIPPED else E_ARM_REFUSED
         if row is None:
-            d.event(refused, R_NOT_ALLOWED)
-            d.set_verdict(REJECT, env.r_state, R_NOT_ALLOWED, 0, -1)
-            return
+            return self._refuse_op(d, action, R_NOT_ALLOWED, 0)
         guard = row[3]
-        if guard == G_CAUSES_GONE and not self._causes_gone():
-            d.event(E_RESET_REFUSED, self.causes)
-            d.set_verdict(REJECT, env.r_state, R_CAUSE_PRESENT, 0, -1)
-            return
+        if guard == G_CAUSES_GONE:
+            if not self._outputs_safe():
+                return self._refuse_op(d, action, R_SS1_RAMP, 0)  # the stop has not finished
+            blocking = self._blocking()
+            if blocking:
+                return self._refuse_op(d, action, R_CAUSE_PRESENT, blocking)
         if guard == G_ARMABLE and self.causes:
-            d.event(E_ARM_REFUSED, self.causes)
-            d.set_verdict(REJECT, env.r_state, R_CAUSE_PRESENT, 0, -1)
-            return
+            return self._refuse_op(d, action, R_CAUSE_PRESENT, self.causes)
         to = row[2]
         if to == ST_DISARMED:
             self.causes = 0
@@ -923,25 +931,49 @@ class Governor:
             d.event(E_PAUSE, 0)
         self.state = to
 
-    def _causes_gone(self):
+    def _refuse_op(self, d, action, reason, blocking):
+        """A refused ARM/RESET/PAUSE/RESUME: the event names the action, its argument is the
+        reason code; the causes that block it follow as their own event."""
+        if action == OP_ARM:
+            code = E_ARM_REFUSED
+        elif action == OP_RESET:
+            code = E_RESET_REFUSED
+        elif action == OP_PAUSE:
+            code = E_PAUSE_REFUSED
+        elif action == OP_RESUME:
+            code = E_RESUME_REFUSED
+        else:
+            code = E_OP_REFUSED
+        d.event(code, reason)
+        if blocking:
+            d.event(E_BLOCKING_CAUSES, blocking)
+        d.set_verdict(REJECT, self.env.r_state, reason, 0, -1)
+
+    def _outputs_safe(self):
         env = self.env
-        c = self.causes
         for i in range(env.n):
             if self.out[i] != env.ch_safe[i]:
-                return False  # the stop has not finished
+                return False
+        return True
+
+    def _blocking(self):
+        """The latched trip causes that are still present (a reset needs none)."""
+        env = self.env
+        c = self.causes
+        b = 0
         if c & C_ESTOP_INPUT and self._estop_pressed():
-            return False
+            b |= C_ESTOP_INPUT
         if c & C_LINK_LOST and (
             self.last_valid_ms < 0 or self.last_now - self.last_valid_ms > env.hold_after_ms
         ):
-            return False
+            b |= C_LINK_LOST
         if c & C_INTERLOCK:
             for k in range(env.n_interlocks):
                 if self.trip_interlocks & (1 << k) and self.il_active[k]:
-                    return False
+                    b |= C_INTERLOCK
         if c & C_FAULT and self.faults:
-            return False
-        return True
+            b |= C_FAULT
+        return b
 
     def _mode(self, d, arg):
         env = self.env

@@ -266,7 +266,7 @@ class GovernorService:
 
     def publish_state(self, force: bool = False) -> None:
         gov = self.gov
-        key = (gov.state, gov.mode, gov.link, self._estop_level, gov.causes)
+        key = (gov.state, gov.mode, gov.link, self._estop_level, gov.causes, gov.op_counter)
         if key != self._state_key or force:
             self._state_key = key
             self.post(self.topics.state, dumps(self._state_doc("online")), 1, True)
