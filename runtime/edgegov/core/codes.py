@@ -147,3 +147,8 @@ E_RESUME_REFUSED = const(26)
 E_BLOCKING_CAUSES = const(27)
 E_COUNTER_BEHIND = const(28)  # arg: last accepted counter - refused counter (>= 0)
 E_OP_REFUSED = const(29)  # an action code this governor does not know
+
+# Appended: planner sessions. A Session input starts a new command sequence (seq restarts)
+# and makes the link engage afresh; the event's arg is the previous session's last seq.
+EV_SESSION = const(6)
+E_SESSION = const(30)

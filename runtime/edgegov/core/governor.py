@@ -59,11 +59,13 @@ from .codes import (
     E_RESET_REFUSED,
     E_RESUME,
     E_RESUME_REFUSED,
+    E_SESSION,
     E_TRIP,
     ESCALATE,
     EV_COMMAND,
     EV_FAULT,
     EV_OPERATOR,
+    EV_SESSION,
     EV_TELEMETRY,
     EV_TICK,
     F_UNKNOWN,
@@ -175,6 +177,7 @@ class Governor:
         self.faults = 0  # bit c: external fault code c is active
         self.mode = env.initial_mode
         self.last_seq = -1
+        self.session = None  # the planner session in force (None: none announced yet)
         # Per channel: output, signed velocity (units/s), rate carry (milli-units).
         self.out = list(env.ch_safe)
         self.vel = [0] * n
@@ -305,6 +308,7 @@ class Governor:
         "op_counter", "out", "vel", "carry", "sample_ms", "permit_until", "in_val", "in_ms",
         "in_fresh", "il_active", "link", "last_valid_ms", "alive_since_ms",
         "stale_since_ms", "pending_id", "pending_deadline", "pending", "_estop_out",
+        "session",
     )
 
     def snapshot_state(self):
@@ -346,6 +350,8 @@ class Governor:
             self._operator(d, ev, now)
         elif kind == EV_FAULT:
             self._fault(d, ev)
+        elif kind == EV_SESSION:
+            self._session(d, ev, now)
         elif kind != EV_TICK:
             raise ValueError("unknown event kind")
 
@@ -531,6 +537,35 @@ class Governor:
             d.set_verdict(HOLD, env.r_link_hold, r, 0, -1)
         else:
             self._govern(d, values, now, seq)  # this very command engaged the link
+
+    def _session(self, d, ev, now):
+        """A planner session starts: the sequence restarts and the link engages afresh (no
+        motion carried over; an open approval request of the old session is dropped). The
+        stage-2 budget of a link already out of engagement keeps running."""
+        env = self.env
+        s = ev.session
+        ok = (type(s) is int and 0 <= s < _SEQ_LIMIT) or (type(s) is str and 0 < len(s) <= 64)
+        if not ok:
+            d.set_verdict(REJECT, env.r_command, R_WRONG_TYPE, 0, -1)
+            return
+        if s == self.session:
+            self._regime(d)
+            return
+        d.event(E_SESSION, self.last_seq)
+        self.session = s
+        self.last_seq = -1
+        self._quiet = False
+        if self.pending_id >= 0:
+            d.event(E_APPROVAL_EXPIRED, self.pending_id)
+            self._drop_pending()
+        if env.link:
+            if self.link == LINK_OK and self.state == ST_ARMED:
+                self.stale_since_ms = now  # must engage within trip_after_ms
+            if self.link == LINK_OK:
+                self.link = LINK_DOWN
+            self.last_valid_ms = -1  # the new session's commands start a new streak
+            self.alive_since_ms = -1
+        self._regime(d)
 
     def _refuse(self, d, reason, channel):
         """An invalid command: REJECT with the reason, nothing applied, no liveness."""
