@@ -193,3 +193,45 @@ async def _mqtt_scenario(broker, Peer, plant_loop, armed_cell, cancel):
         assert ev["reason"] == "wrong_type"
         await cancel(tasks)
 
+
+
+# ------------------------------------------------------------------ over Modbus (scripted)
+
+def test_modbus_session_register_restarts_the_session_and_the_link_engages_afresh():
+    from edgegov.adapters import modbus_map as mm
+    from modbus_rig import ENV, MAP
+    from test_modbus_fuzz import armed_frontend
+
+    fe = armed_frontend(False)
+    gov = fe.service.gov
+    now, hb = 0, 0
+    words = MAP.proposal_words(dict.fromkeys(ENV.ch_names, 0))
+
+    def write(extra=()):
+        nonlocal now, hb
+        now += 10
+        hb += 1
+        return fe.write_holding(mm.H_HEARTBEAT, [hb, *words, *extra], now)
+
+    assert MAP.session == mm.H_PROPOSALS + len(words)  # right after the proposals
+    write([1])  # session 1 with the first proposal
+    assert gov.session == 1
+    while gov.link != C.LINK_OK:
+        write([1])
+        assert now < 1000
+    assert gov.last_seq > 0
+    # the PLC program restarts: session 2, heartbeat from 0 again
+    hb = -1
+    write([2])
+    assert (gov.session, gov.last_seq, gov.link) == (2, 0, C.LINK_DOWN)
+    held = 0
+    while gov.link != C.LINK_OK:
+        assert fe.last.verdict == C.HOLD
+        held += 1
+        write([2])
+        assert now < 2000
+    # engage_after_ms of proposals 10 ms apart under the new session
+    assert held == ENV.engage_after_ms // 10
+    # a write of the unchanged session alone changes nothing
+    assert fe.write_holding(MAP.session, [2], now + 1) is None
+    assert gov.link == C.LINK_OK

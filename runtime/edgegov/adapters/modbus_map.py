@@ -12,6 +12,8 @@ Holding registers (FC3 read, FC6/FC16 write), written by the PLC:
     H1            operator argument (int16)
     H2            heartbeat: the PLC must keep changing it (the Modbus link-liveness source)
     H3 …          one proposal per channel, scaled integer, 1 word (int16) or 2 words (int32)
+    Hs            planner session (the register after the last proposal): a PLC program
+                  writes a new value when it starts; a changed value starts a new session
 
 Input registers (FC4), read by the PLC:
 
@@ -108,6 +110,11 @@ class RegisterMap:
     input_count: int
 
     @property
+    def session(self) -> int:
+        """The session register: right after the last proposal register."""
+        return self.holding_count - 1
+
+    @property
     def layout(self) -> tuple[tuple[int, int], ...]:
         """(channel index, words) per channel, in register order: what ``encode_all``
         takes to build the proposal or output registers from per-channel values."""
@@ -131,7 +138,8 @@ class RegisterMap:
             "device": self.device_id,
             "word_order": "high word first (ABCD)",
             "holding": {"op_action": H_OP_ACTION, "op_arg": H_OP_ARG,
-                        "heartbeat": H_HEARTBEAT, "count": self.holding_count},
+                        "heartbeat": H_HEARTBEAT, "session": self.session,
+                        "count": self.holding_count},
             "input": {**{name: addr for name, addr, _ in STATUS_FIELDS},
                       "count": self.input_count},
             "coils": {"estop_request": C_ESTOP_REQUEST},
@@ -160,7 +168,7 @@ def build_map(env) -> RegisterMap:
                                  h, i, lo, hi))
         h += words
         i += words
-    return RegisterMap(env.device_id, tuple(slots), tuple(env.rules), tuple(env.modes), h, i)
+    return RegisterMap(env.device_id, tuple(slots), tuple(env.rules), tuple(env.modes), h + 1, i)
 
 
 # ----------------------------------------------------------------- word codecs
