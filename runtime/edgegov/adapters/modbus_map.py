@@ -221,6 +221,8 @@ def render_text(m: RegisterMap) -> str:
         span = f"H{s.proposal}" + (f"-{s.proposal + 1}" if s.words == 2 else "")
         lines.append(f"  {span:<6} {s.name:<14} proposal, {s.kind}, x{s.resolution} "
                      f"{s.unit}, scaled {s.lo}..{s.hi}")
+    lines.append(f"  H{m.session:<5} session        planner session: write a new value when the "
+                 "PLC program starts")
     lines += ["", "input registers (PLC reads):"]
     for name, addr, words in STATUS_FIELDS:
         span = f"I{addr}" + (f"-{addr + 1}" if words == 2 else "")
