@@ -17,6 +17,7 @@ ST = 0  # 0 TRIPPED, 1 SAFE (reset), 2 ARMED
 CAU = 1  # trip causes; 1 = boot
 FLT = 0
 LSEQ = -1
+SES = None  # the planner session in force
 OPC = 0
 NOW = 0
 SL = list(SAFE)
@@ -150,6 +151,10 @@ def operator(a, arg, ctr, now):
 
 def fault(code, act, now):
     return step(flt, code, act, now)
+
+
+def session(s, now):
+    return step(ses, s, 0, now)
 
 
 def step(f, a, b, now):
@@ -321,6 +326,21 @@ def op(a, ctr, now):
     ST = 2
 
 
+def ses(s, b, now):
+    # a planner session: a new one restarts the sequence and the link engages afresh
+    global SES, LSEQ, LNK, STL, LV, ALV
+    if s != SES:
+        e(30, LSEQ)
+        SES = s
+        LSEQ = -1
+        if LNK == 1:
+            if ST == 2:
+                STL = now
+            LNK = 0
+        LV = ALV = -1
+    regime(21 if CAU & 128 else 34 if CAU == 1 else 7)
+
+
 def flt(code, act, now):
     global FLT
     b = 1 << code
@@ -478,7 +498,8 @@ def rcmd(seq, vals, now):
 
 
 def revt(kind, a, b, now):
-    # kind 3 tick, 4 operator (a action, b counter, arg in OA), 5 fault (a code, b active)
+    # kind 3 tick, 4 operator (a action, b counter, arg in OA), 5 fault (a code, b active),
+    # 6 session (a)
     global T
     beg(6)
     h(0, 3)
@@ -494,6 +515,10 @@ def revt(kind, a, b, now):
         ci(b)
         h(7, 22)  # null: no MAC on this board
         h(7, 21)  # true: accepted as local, unauthenticated
+    elif kind == 6:
+        h(4, 2)
+        h(0, 6)
+        ci(a)
     else:
         h(4, 3)
         h(0, 5)
