@@ -29,7 +29,7 @@ import math
 from conftest import C, Command, Fault, Operator, OpSigner, Telemetry, compile_envelope
 from edgegov.core.auth import sign_op
 from edgegov.core.envelope import Envelope
-from edgegov.core.events import TICK
+from edgegov.core.events import TICK, Session
 from edgegov.core.governor import Governor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -474,6 +474,19 @@ class GovernorMachine(RuleBasedStateMachine):
     )
     def any_telemetry(self, values, dt):
         self.step(Telemetry(values), dt)
+
+    @rule(name=st.sampled_from([1, 2, "a", "a", True, "", None]), dt=dts)
+    def planner_session(self, name, dt):
+        """A planner (re)start: a new valid session restarts the sequence and the link's
+        liveness evidence (README "Planner sessions")."""
+        valid = (type(name) is int and name >= 0) or (type(name) is str and name != "")
+        new = valid and name != self.gov.session
+        if new:  # the model first: step() checks the governor against it
+            self.m_seq = -1
+            self.m_last_valid = -1
+        self.step(Session(name), dt)
+        if new:
+            assert self.gov.session == name and self.gov.link != C.LINK_OK
 
     @rule(dt=dts)
     def tick(self, dt):
