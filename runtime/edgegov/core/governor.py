@@ -274,7 +274,9 @@ class Governor:
                 self._command(d, event, now_ms)
                 d.changed = self._moved
                 if self._quiet:
-                    self._sampled(now_ms)
+                    self.sample_ms = now_ms
+                    if self._accel_idx:
+                        self._sampled(now_ms)
                     return d
                 self._dirty = True
                 self._supervise_safety(d, now_ms)
@@ -759,15 +761,19 @@ class Governor:
 
     def _apply(self, proposed, now):
         accel = self.env.ch_accel
+        out = self.out
+        cand = self._cand
+        stepped = self._stepped
+        serial = self._serial
         for i in range(self.env.n):
             if proposed[i] is None:
                 continue
-            c = self._cand[i]
-            if c != self.out[i]:
-                self.out[i] = c
+            c = cand[i]
+            if c != out[i]:
+                out[i] = c
                 self._moved = True
             self.carry[i] = self._ccarry[i]
-            self._stepped[i] = self._serial
+            stepped[i] = serial
             if accel[i]:
                 self.vel[i] = self._cvel[i]
 
