@@ -487,8 +487,15 @@ class Decoder:
 
     def event(self, code: int, arg: int) -> dict:
         doc = {"event": self.w.events.get(code, f"event{code}"), "arg": arg}
+        name = doc["event"]
         if code in self.w.event_fault and arg >= 0:
             doc["fault"] = self.w.faults.get(arg, f"fault{arg}")
+        elif name.endswith("_refused"):
+            doc["reason"] = self.w.reasons.get(arg, f"reason{arg}")
+        elif name == "blocking_causes":
+            doc["causes"] = [self.w.causes[bit] for bit in sorted(self.w.causes) if arg & bit]
+        elif name == "counter_behind":
+            doc["behind"] = arg
         return doc
 
     def input(self, fld) -> dict:
@@ -513,6 +520,8 @@ class Decoder:
                     "authentic": fld[5] is True}
         if fld[0] == 5:
             return {"type": "fault", "code": _plain(self.value(fld[1])), "active": fld[2] is True}
+        if fld[0] == 6 and len(fld) == 2:
+            return {"type": "session", "session": _plain(self.value(fld[1]))}
         raise RefError("unknown event input")
 
     def by_name(self, values) -> dict:

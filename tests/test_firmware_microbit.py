@@ -43,6 +43,9 @@ def run_minimal(blob, script, ring_block=4096, ring_blocks=8):
         elif kind == "fault":
             if gov.fault(a, b, now):
                 gov.revt(5, a, b, now)
+        elif kind == "session":
+            if gov.session(a, now):
+                gov.revt(6, a, 0, now)
         elif gov.tick(now):
             gov.revt(3, 0, 0, now)
     assert gov.LOST == 0
@@ -71,6 +74,10 @@ def random_script(env, rng, steps):
                 script.append((now + 1, "op", 1, counter, 0))
         elif r < 0.88:
             script.append((now, "fault", rng.randint(0, 3), rng.random() < 0.3, 0))
+        elif r < 0.895:  # a planner restart (sometimes the same session again): seq from 1
+            session = rng.choice((1, 2, 3, 1 << 29))
+            script.append((now, "session", session, 0, 0))
+            seq = 0
         else:
             script.append((now, "tick", 0, 0, 0))
     return script

@@ -29,7 +29,7 @@ import math
 from conftest import C, Command, Fault, Operator, OpSigner, Telemetry, compile_envelope
 from edgegov.core.auth import sign_op
 from edgegov.core.envelope import Envelope
-from edgegov.core.events import TICK
+from edgegov.core.events import TICK, Session
 from edgegov.core.governor import Governor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -135,9 +135,11 @@ INPUT_STALE = dict(zip(ENV.in_names, ENV.in_stale, strict=True))
 OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 MODES = range(len(ENV.modes))
 MAX_RATE = [max(ENV.mode_rate[m][i] for m in MODES) for i in range(N)]  # units/s
-# The longest interval one rate budget may cover (documented in the governor): 1 s, or one
-# unit's worth of time for a channel slower than 1 unit/s.
-RATE_WINDOW_MS = [max(1000, 1000 // min(ENV.mode_rate[m][i] for m in MODES) + 1) for i in range(N)]
+ACCEL = list(ENV.ch_accel)  # units/s^2, 0 = none
+# README "The governor", rate: the output moves at most rate x dt (+ a carried remainder of
+# less than one step) per decision, dt = the time since the previous sample (a recorded
+# command or tick, or a decision that moved an output), at most 20 ms.
+SAMPLE_MAX_MS = 20
 _INT_LIMIT = 1 << 30
 
 # Mostly control periods, sometimes a boundary of a link/stale/approval budget.
@@ -148,6 +150,7 @@ dts = st.one_of(
     st.integers(0, 12),
     st.integers(0, 12),
     st.sampled_from([29, 30, 31, 49, 50, 51, 99, 100, 199, 200, 201, 299, 300, 301, 450]),
+    st.sampled_from([1000, 3000]),  # long gaps: no rate budget may accrue over them
 )
 bad_values = st.sampled_from(
     [math.nan, math.inf, -math.inf, True, False, None, "5", 1.5, 1 << 40, -(1 << 31), [1]]
@@ -201,7 +204,9 @@ class GovernorMachine(RuleBasedStateMachine):
         self.m_mode = ENV.initial_mode
         self.m_last_grant = -(10**9)
         self.asked = -1  # last approval request id seen in an E_APPROVAL_ASKED event
-        self.changed_ms = [0] * N  # when each output last changed
+        self.sample_ms = 0  # time of the last recorded decision (README: the rate's dt)
+        self.speed = [0] * N  # |step| x 1000 / dt of the last recorded decision, units/s
+        self.last_dir = [0] * N
 
     # ------------------------------------------------------------------ the model
 
@@ -284,6 +289,8 @@ class GovernorMachine(RuleBasedStateMachine):
         d = gov.handle(ev, self.now).snapshot()
         if d["record"] or ev.kind != C.EV_TICK:
             self.log.append((ev, self.now, d))
+        assert d["record"] or ev.kind == C.EV_TICK, "every non-tick decision is recorded"
+        assert d["record"] or d["output"] == prev_out, "a tick that moved was not recorded"
 
         # model bookkeeping that follows from the decision
         if valid_cmd:
@@ -340,15 +347,28 @@ class GovernorMachine(RuleBasedStateMachine):
                 for ch, lo, hi in ENV.il_limits[k]:
                     assert (lo is None or out[ch] >= lo) and (hi is None or out[ch] <= hi)
 
+        dt = min(self.now - self.sample_ms, SAMPLE_MAX_MS)
+        governed = ev.kind == C.EV_COMMAND and d["verdict"] in (C.ALLOW, C.CLAMP)
         for i in range(N):
-            if out[i] == prev_out[i]:
-                continue
+            step = abs(out[i] - prev_out[i])
             sto_stop = state == C.ST_TRIPPED and ENV.ch_stop[i] == C.STOP_STO
-            if not (sto_stop and out[i] == SAFE[i]):  # everything else moves at its rate
-                window = min(self.now - self.changed_ms[i], RATE_WINDOW_MS[i])
-                assert abs(out[i] - prev_out[i]) <= MAX_RATE[i] * window // 1000 + 1, (
-                    NAMES[i], prev_out[i], out[i], window)
-            self.changed_ms[i] = self.now
+            if step and not (sto_stop and out[i] == SAFE[i]):  # all else moves at its rate
+                assert step <= MAX_RATE[i] * dt // 1000 + 1, (NAMES[i], prev_out[i], out[i], dt)
+                if ACCEL[i] and governed and d["proposed"][i] is not None:
+                    # from the previous recorded speed (0 after a decision that left it
+                    # still, and on a reversal), at most accel x dt faster
+                    v0 = self.speed[i]
+                    up = out[i] > prev_out[i]
+                    if self.last_dir[i] and up != (self.last_dir[i] > 0):
+                        v0 = 0
+                    vmax = v0 + ACCEL[i] * dt // 1000
+                    assert step <= vmax * dt // 1000 + 1, (NAMES[i], prev_out[i], out[i], v0, dt)
+        if d["record"] and (ev.kind in (C.EV_COMMAND, C.EV_TICK) or out != prev_out):
+            for i in range(N):
+                step = out[i] - prev_out[i]
+                self.speed[i] = abs(step) * 1000 // dt if step and dt else 0
+                self.last_dir[i] = (step > 0) - (step < 0)
+            self.sample_ms = self.now
 
         for i in range(N):
             lo, hi = self._bounds(i)
@@ -454,6 +474,19 @@ class GovernorMachine(RuleBasedStateMachine):
     )
     def any_telemetry(self, values, dt):
         self.step(Telemetry(values), dt)
+
+    @rule(name=st.sampled_from([1, 2, "a", "a", True, "", None]), dt=dts)
+    def planner_session(self, name, dt):
+        """A planner (re)start: a new valid session restarts the sequence and the link's
+        liveness evidence (README "Planner sessions")."""
+        valid = (type(name) is int and name >= 0) or (type(name) is str and name != "")
+        new = valid and name != self.gov.session
+        if new:  # the model first: step() checks the governor against it
+            self.m_seq = -1
+            self.m_last_valid = -1
+        self.step(Session(name), dt)
+        if new:
+            assert self.gov.session == name and self.gov.link != C.LINK_OK
 
     @rule(dt=dts)
     def tick(self, dt):

@@ -346,7 +346,12 @@ def test_stale_input_reapplies_the_restriction(live):
         events += live.cmd(dt=50, press=60)["events"]
     assert (C.E_INPUT_STALE, live.env.in_index["pressure"]) in events
     assert live.gov.il_active[il]
-    assert live.out("press") == 10
+    # The restriction in force pulls the output toward it at the rate: commands 50 ms
+    # apart, each decision's budget covers at most 20 ms: 1000/s x 20 ms = 20 per command.
+    assert live.out("press") == 40
+    assert live.cmd(dt=50, press=60)["output"][live.ch("press")] == 20
+    d = live.cmd(dt=50, press=60)
+    assert (d["verdict"], d["reason"], live.out("press")) == (C.CLAMP, C.R_INTERLOCK, 10)
 
 
 # ----------------------------------------------------------------------------- e-stop input
@@ -644,7 +649,8 @@ def test_approval_grants_a_time_boxed_permit(live):
     d = live.op(C.OP_APPROVE, ask["seq"], dt=10)
     granted_at = live.now
     assert (C.E_APPROVAL_GRANTED, ask["seq"]) in d["events"]
-    assert live.out("spindle") == 1000 + step(SPINDLE_RATE, 20)  # rate still applies
+    # rate still applies: 10 ms since the previous (recorded) decision, the request
+    assert live.out("spindle") == 1000 + step(SPINDLE_RATE, 10)
     assert live.gov.permit_until[live.ch("spindle")] == granted_at + GRANT
     drive(live, {"spindle": 1200})
     d = live.cmd(spindle=1200)
@@ -815,7 +821,8 @@ def test_reset_refused_until_ss1_ramp_has_finished(live):
     drive(live, {"spindle": 100})
     live.op(C.OP_ESTOP)
     d = live.op(C.OP_RESET)
-    assert d["reason"] == C.R_CAUSE_PRESENT
+    assert d["reason"] == C.R_SS1_RAMP
+    assert d["events"] == [(C.E_RESET_REFUSED, C.R_SS1_RAMP)]
     live.ticks(100 * 1000 // SPINDLE_RATE // 10)
     assert live.out("spindle") == 0
     assert live.op(C.OP_RESET)["state"] == C.ST_DISARMED

@@ -27,8 +27,11 @@ def test_event_arguments_in_words_beside_the_codes():
     # The spindle cell's inputs in file order: door_closed 0, estop_button 1, pressure 2.
     assert names.describe_event(codes.E_INPUT_STALE, 1, ENV) == {
         "event": "input_stale", "arg": 1, "code": 23, "input_name": "estop_button"}
-    assert names.describe_event(codes.E_RESET_REFUSED, 32) == {
-        "event": "reset_refused", "arg": 32, "code": 4, "causes": ["interlock"]}
+    assert names.describe_event(codes.E_RESET_REFUSED, codes.R_CAUSE_PRESENT) == {
+        "event": "reset_refused", "arg": codes.R_CAUSE_PRESENT, "code": 4,
+        "reason": "cause_present"}
+    assert names.describe_event(codes.E_BLOCKING_CAUSES, 32) == {
+        "event": "blocking_causes", "arg": 32, "code": 27, "causes": ["interlock"]}
     trip = names.describe_event(codes.E_TRIP, 5)  # reason 5 = interlock
     assert (trip["reason"], trip["cause"], trip["code"], trip["arg"]) == (
         "interlock", "interlock", 2, 5)
@@ -36,8 +39,10 @@ def test_event_arguments_in_words_beside_the_codes():
     assert names.describe_event(codes.E_LINK_STALE, 158)["silent_ms"] == 158
     assert names.describe_event(codes.E_MODE, 1, ENV)["mode"] == "setup"
     assert names.describe_event(codes.E_BOOT, 1)["causes"] == ["boot"]
-    assert names.event_text(names.describe_event(codes.E_RESET_REFUSED, 2 | 32)) == \
-        "reset refused: estop_input, interlock"
+    assert names.event_text(names.describe_event(codes.E_BLOCKING_CAUSES, 2 | 32)) == \
+        "blocked by: estop_input, interlock"
+    assert names.event_text(names.describe_event(codes.E_COUNTER_BEHIND, 7)) == \
+        "operator counter 7 behind the last accepted one"
     assert names.event_text(names.describe_event(codes.E_LINK_STALE, 158)) == \
         "link stale after 158 ms of silence"
 
@@ -72,7 +77,10 @@ def test_published_trip_names_cause_rule_and_input():
     assert (trip["cause"], trip["reason"], trip["rule"]) == ("estop_input", "estop_input",
                                                              "estop")
     refused = next(e for e in events if e["event"] == "reset_refused")
-    assert refused["arg"] == codes.C_ESTOP_INPUT and refused["causes"] == ["estop_input"]
+    assert refused["arg"] == codes.R_CAUSE_PRESENT and refused["reason"] == "cause_present"
+    blocking = events[events.index(refused) + 1]
+    assert blocking["event"] == "blocking_causes" and blocking["causes"] == ["estop_input"]
+    assert blocking["arg"] == codes.C_ESTOP_INPUT
     assert names.event_text(trip) == "TRIP: estop_input (rule estop)"
 
 
@@ -118,12 +126,11 @@ def test_the_demo_hint_names_an_envelope_that_exists_and_checks():
     assert compile_file(OTHER_ENVELOPE).admitted.device_id == ENV.device_id
 
 
-def test_a_reset_refused_as_not_valid_in_the_state_is_not_read_as_a_cause_mask():
-    # arm while TRIPPED: the governor refuses with reason 28 (not_allowed) as the argument;
-    # read as a cause mask, 28 would wrongly say estop_operator, link_lost, limit.
-    doc = names.describe_event(codes.E_RESET_REFUSED, codes.R_NOT_ALLOWED, ENV,
-                               codes.R_NOT_ALLOWED)
+def test_a_refusal_argument_is_always_a_reason_never_a_cause_mask():
+    # arm while TRIPPED: reason 28 (not_allowed); read as a cause mask, 28 would wrongly say
+    # estop_operator, link_lost, limit. The causes come apart, in blocking_causes.
+    doc = names.describe_event(codes.E_ARM_REFUSED, codes.R_NOT_ALLOWED, ENV)
     assert "causes" not in doc and doc["reason"] == "not_allowed"
-    assert names.event_text(doc) == "reset refused: not_allowed (not valid in this state)"
-    masked = names.describe_event(codes.E_RESET_REFUSED, 28, ENV, codes.R_CAUSE_PRESENT)
-    assert masked["causes"] == ["estop_operator", "link_lost", "limit"]
+    assert names.event_text(doc) == "arm refused: not_allowed"
+    blocking = names.describe_event(codes.E_BLOCKING_CAUSES, 28, ENV)
+    assert blocking["causes"] == ["estop_operator", "link_lost", "limit"]

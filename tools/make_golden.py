@@ -17,7 +17,7 @@ from edgegov.config.compile import compile_file
 from edgegov.core import codes
 from edgegov.core.blockdev import RamBlockDevice
 from edgegov.core.envelope import Envelope
-from edgegov.core.events import TICK, Command, Fault, Operator, Telemetry
+from edgegov.core.events import TICK, Command, Fault, Operator, Session, Telemetry
 from edgegov.core.governor import Governor
 from edgegov.core.lineage import Lineage
 from edgegov.core.ring import RingLog
@@ -75,6 +75,8 @@ def script(signer: OperatorSigner):
     s.append((t + 5, Telemetry({"estop": False, "guard": False})))  # interlock trip
     s.append((t + 6, Telemetry({"estop": True, "guard": False})))  # e-stop input
     s.append((t + 7, signer.sign(codes.OP_RESET)))  # refused: e-stop pressed
+    s.append((t + 8, Session("planner-2")))  # a restarted planner: seq from 1 again
+    s.append((t + 9, Command(1, {"axis": 0})))
     return s
 
 

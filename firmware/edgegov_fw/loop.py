@@ -10,7 +10,7 @@
 # The HAL (hal_machine.MachineHal on boards; a fake in tests) is the only board-specific
 # part. An idle period (no bytes) allocates nothing under MicroPython.
 from edgegov.core.codes import EV_COMMAND
-from edgegov.core.events import TICK, Command, Fault, Operator
+from edgegov.core.events import TICK, Command, Fault, Operator, Session
 from edgegov.core.lineage import attestation_mac
 
 from .clock import Clock
@@ -104,6 +104,8 @@ class BoardLoop:
                 self._command(mv, k)
             elif op == 65:  # A action arg counter mac
                 self._operator(mv, k)
+            elif op == 78:  # N session
+                self._session(mv, k)
             elif op == 83:  # S
                 self._status()
             elif op == 76:  # L [offset]
@@ -134,6 +136,14 @@ class BoardLoop:
             cmd.values[names[i]] = ints[i + 1]
         d = self._decide(cmd)
         self._reply("D %d" % ints[0], d)
+
+    def _session(self, mv, k):
+        args = [0]
+        if parse_ints(mv, 1, k, args) != 1 or not 0 <= args[0] < 1 << 30:
+            self.hal.write(frame("E 2"))
+            return
+        d = self._decide(Session(args[0]))
+        self._reply("N %d" % args[0], d)
 
     def _operator(self, mv, k):
         text = bytes(mv[1:k]).decode().split()

@@ -3,7 +3,7 @@
 # subset: range, rate, safe value, stop category, hold, link heartbeat -> hold -> trip,
 # e-stop latch, arm/reset/estop, external faults. Every rule mirrors
 # runtime/edgegov/core/governor.py for that subset (worst-verdict merge, margins, rate
-# carry, dt cap, link stages, ramps, e-stop output) and its lineage records are the core's
+# carry, 20 ms sample cap, link stages, ramps, e-stop output) and its lineage records are the core's
 # (edgegov.core.record), so a pulled ring replays bit-exactly through edgegov.core.replay:
 # tests/test_firmware_microbit.py checks that on random runs.
 # Written for a ~9 KB heap and a ~5-call C stack: module-level state and functions (no
@@ -17,17 +17,16 @@ ST = 0  # 0 TRIPPED, 1 SAFE (reset), 2 ARMED
 CAU = 1  # trip causes; 1 = boot
 FLT = 0
 LSEQ = -1
+SES = None  # the planner session in force
 OPC = 0
 NOW = 0
 SL = list(SAFE)
 OUT = list(SAFE)
 POUT = list(SAFE)
 CAR = [0] * N
-REF = [0] * N
 CAND = [0] * N
 CCAR = [0] * N
 PROP = [None] * N
-CAP = [max(1000, 1000 // r + 1) for r in RATE]
 LNK = 0  # 0 down, 1 up, 2 hold, 3 lost
 LV = -1
 ALV = -1
@@ -36,14 +35,16 @@ EO = True  # e-stop output asserted
 EV = []
 B = bytearray(160)
 P = T = SREF = LOST = OA = 0
+SMP = 0  # time of the last recorded decision: rate budgets count from it, at most 20 ms
+APL = 0  # this decision applied a command (every channel set: no ramp step on top)
 V = RU = RE = MA = CH = XT = ND = 0
 CMD = OVF = DIRTY = 0
 KICK = 1
 
 
 def clr(now):
-    global V, RU, RE, MA, CH, EV, CMD, KICK, NOW
-    V = RE = MA = CMD = 0
+    global V, RU, RE, MA, CH, EV, CMD, KICK, NOW, APL
+    V = RE = MA = CMD = APL = 0
     RU = CH = -1
     EV = []
     KICK = 0 if CAU & 128 else 1  # no kick while an internal fault is latched
@@ -72,7 +73,9 @@ def e(c, a):
 # on 1.9.2): each event entry runs the prologue and epilogue itself (no generic runner), so
 # egmain.main -> command -> gov -> ev -> sv is the deepest chain.
 def start(now):
+    global SMP
     clr(now)
+    SMP = now
     e(1, CAU)
 
 
@@ -85,7 +88,8 @@ def post(tick):
 
 
 def tick(now):
-    global DIRTY
+    # SMP: a recorded tick or command, or a decision that moved an output, is a sample
+    global DIRTY, SMP
     try:
         clr(now)
         DIRTY = 0
@@ -93,12 +97,14 @@ def tick(now):
         post(1)
     except Exception:
         fint()
+    if DIRTY:
+        SMP = now
     return DIRTY
 
 
 def command(seq, vals, now):
     # a proposal: sequence, link heartbeat (engage), then the governed values
-    global CMD, DIRTY, LSEQ, LV, ALV, LNK, STL
+    global CMD, DIRTY, LSEQ, LV, ALV, LNK, STL, SMP
     try:
         clr(now)
         DIRTY = 1
@@ -133,6 +139,7 @@ def command(seq, vals, now):
     except Exception:
         fint()
     CMD = 1
+    SMP = now
     return DIRTY
 
 
@@ -146,9 +153,13 @@ def fault(code, act, now):
     return step(flt, code, act, now)
 
 
+def session(s, now):
+    return step(ses, s, 0, now)
+
+
 def step(f, a, b, now):
     # An operator action or a fault: decided by f(a, b, now); a failure latches (fint).
-    global DIRTY
+    global DIRTY, SMP
     try:
         clr(now)
         DIRTY = 1
@@ -157,12 +168,15 @@ def step(f, a, b, now):
         post(0)
     except Exception:
         fint()
+    if OUT != POUT:  # moved since the last record (unrecorded ticks never move)
+        SMP = now
     return DIRTY
 
 
 def fint():
-    global ST, CAU, EO, KICK, V, RU, RE, CH, DIRTY
+    global ST, CAU, EO, KICK, V, RU, RE, CH, DIRTY, SMP
     ST = KICK = 0
+    SMP = NOW
     CAU |= 128
     for i in range(N):
         OUT[i] = SAFE[i]
@@ -204,14 +218,16 @@ def refuse(re, ch):
 
 
 def gov(vals, now):
+    global APL
     bi = br = -1
     bm = 0
+    dt = min(now - SMP, 20)
     for i in range(N):
         p = PROP[i] = vals[i]
         lo = LO[i]
         hi = HI[i]
         if lo <= p <= hi:
-            al = (RATE[i] * min(now - REF[i], CAP[i]) + CAR[i]) // 1000
+            al = (RATE[i] * dt + CAR[i]) // 1000
             if -al <= p - OUT[i] <= al:
                 CAND[i] = p
                 CCAR[i] = 0
@@ -226,20 +242,20 @@ def gov(vals, now):
                 PROP[j] = None
             refuse(30, i)
             return 0
-        ev(i, p, now)
+        ev(i, p, dt)
     if bi >= 0:
         sv(0, br, 0, bm, bi)
     if V <= 1:
+        APL = 1
         for i in range(N):
             OUT[i] = CAND[i]
             CAR[i] = CCAR[i]
-            REF[i] = now
     elif V == 5:
         trip(16, RU, RE, MA)
     return 1
 
 
-def ev(i, p, now):
+def ev(i, p, dt):
     # one channel outside the fast path: breach and rate rules, worst first
     lo = LO[i]
     hi = HI[i]
@@ -253,7 +269,7 @@ def ev(i, p, now):
     if v <= 1:
         c = OUT[i]
         w = tg - c
-        bud = RATE[i] * min(now - REF[i], CAP[i]) + CAR[i]
+        bud = RATE[i] * dt + CAR[i]
         al = bud // 1000
         if abs(w) <= al:
             CAND[i] = tg
@@ -273,33 +289,56 @@ def ev(i, p, now):
 def op(a, ctr, now):
     global OPC, CAU, ST, STL
     if ctr <= OPC:
-        e(20, ctr)
+        e(20, 17)  # auth_refused: replayed; then how far behind the last accepted counter
+        e(28, OPC - ctr)
         return sv(2, RO, 17, 0, -1)
     OPC = ctr
     st = ST
     if a == 3:
         return trip(4, RO, 19, 0)
+    # refusals: the event names the action (4 reset_refused, 6 arm_refused), its arg the
+    # reason; the blocking causes follow (27 blocking_causes)
     if not (st == 0 and a == 2 or st == 1 and a == 1):
-        e(4 if st == 0 else 6, 28)
+        e(4 if a == 2 else 6, 28)
         return sv(2, RS, 28, 0, -1)
     if a == 2:
-        if OUT != SL or CAU & 8 and (LV < 0 or NOW - LV > HMS) or CAU & 64 and FLT:
-            e(4, CAU)
+        if OUT != SL:
+            e(4, 37)  # the stop has not finished
+            return sv(2, RS, 37, 0, -1)
+        b = (8 if CAU & 8 and (LV < 0 or NOW - LV > HMS) else 0) | (64 if CAU & 64 and FLT else 0)
+        if b:
+            e(4, 27)
+            e(27, b)
             return sv(2, RS, 27, 0, -1)
         CAU = 0
         e(3, 0)
         ST = 1
         return
     if CAU:
-        e(6, CAU)
+        e(6, 27)
+        e(27, CAU)
         return sv(2, RS, 27, 0, -1)
     e(5, 0)
     if LNK != 1:
         STL = now
     for i in range(N):
-        REF[i] = now
         CAR[i] = 0
     ST = 2
+
+
+def ses(s, b, now):
+    # a planner session: a new one restarts the sequence and the link engages afresh
+    global SES, LSEQ, LNK, STL, LV, ALV
+    if s != SES:
+        e(30, LSEQ)
+        SES = s
+        LSEQ = -1
+        if LNK == 1:
+            if ST == 2:
+                STL = now
+            LNK = 0
+        LV = ALV = -1
+    regime(21 if CAU & 128 else 34 if CAU == 1 else 7)
 
 
 def flt(code, act, now):
@@ -334,8 +373,11 @@ def trip(cause, ru, re, ma):
 def ramp(now):
     # tripped: every channel to safe; held: the hold=ramp ones; else back inside the range
     global DIRTY
+    if APL:
+        return
     tr = ST == 0
     hd = ST == 1 or ST == 2 and LNK != 1
+    dt = min(now - SMP, 20)
     for i in range(N):
         c = OUT[i]
         if tr or hd and HOLD[i]:
@@ -343,9 +385,12 @@ def ramp(now):
         else:
             tg = LO[i] if c < LO[i] else HI[i] if c > HI[i] else c
         if tg != c:
-            bud = RATE[i] * min(now - REF[i], CAP[i]) + CAR[i]
+            bud = RATE[i] * dt + CAR[i]
             al = bud // 1000
             if al <= 0:
+                if bud != CAR[i]:  # less than a step so far: carried (recorded)
+                    CAR[i] = bud
+                    DIRTY = 1
                 continue
             w = tg - c
             if abs(w) <= al:
@@ -354,7 +399,6 @@ def ramp(now):
             else:
                 OUT[i] = c + al if w > 0 else c - al
                 CAR[i] = bud - al * 1000
-            REF[i] = now
             DIRTY = 1
 
 
@@ -454,7 +498,8 @@ def rcmd(seq, vals, now):
 
 
 def revt(kind, a, b, now):
-    # kind 3 tick, 4 operator (a action, b counter, arg in OA), 5 fault (a code, b active)
+    # kind 3 tick, 4 operator (a action, b counter, arg in OA), 5 fault (a code, b active),
+    # 6 session (a)
     global T
     beg(6)
     h(0, 3)
@@ -470,6 +515,10 @@ def revt(kind, a, b, now):
         ci(b)
         h(7, 22)  # null: no MAC on this board
         h(7, 21)  # true: accepted as local, unauthenticated
+    elif kind == 6:
+        h(4, 2)
+        h(0, 6)
+        ci(a)
     else:
         h(4, 3)
         h(0, 5)

@@ -112,6 +112,14 @@ def main():
                                 if r:
                                     G.revt(4, a[0], a[2], now)
                                 send('K %d %s' % (a[0], outs()))
+                            elif op == b'N':
+                                if len(a) != 1 or not 0 <= a[0] < 1 << 30:
+                                    send('E 2')
+                                    continue
+                                if G.session(a[0], now):
+                                    G.revt(6, a[0], 0, now)
+                                EO.write_digital(0 if G.EO else 1)
+                                send('N %d %s' % (a[0], outs()))
                             elif op == b'S':
                                 gc.collect()
                                 send('S %d %d %d %d %d %d %d %d %d %s' % (

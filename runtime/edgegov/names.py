@@ -75,11 +75,24 @@ def event_doc(code: int, arg: int) -> dict:
     doc = {"event": event(code), "arg": arg}
     if code in (codes.E_FAULT, codes.E_FAULT_CLEARED) and arg >= 0:
         doc["fault"] = fault(arg)
+    elif code in REFUSAL_EVENTS:
+        doc["reason"] = reason(arg)
+    elif code == codes.E_BLOCKING_CAUSES:
+        doc["causes"] = causes(arg)
+    elif code == codes.E_COUNTER_BEHIND:
+        doc["behind"] = arg
     return doc
 
 
 def causes(mask: int) -> list[str]:
     return [name for bit, name in sorted(CAUSES.items()) if mask & bit]
+
+
+# Events whose argument is a reason code (a refused action names the action; the reason says
+# why).
+REFUSAL_EVENTS = (codes.E_ARM_REFUSED, codes.E_RESET_REFUSED, codes.E_PAUSE_REFUSED,
+                  codes.E_RESUME_REFUSED, codes.E_OP_REFUSED, codes.E_MODE_REFUSED,
+                  codes.E_AUTH_REFUSED)
 
 
 # --------------------------------------------------------------------------- words for people
@@ -98,7 +111,7 @@ _CAUSE_OF_REASON = {
 }
 
 # Events whose argument is a trip-cause mask, a duration, a request id, a reason, etc.
-_ARG_CAUSES = (codes.E_BOOT, codes.E_RESET_REFUSED, codes.E_ARM_REFUSED)
+_ARG_CAUSES = (codes.E_BOOT,)  # blocking_causes: event_doc
 _ARG_MS = {codes.E_LINK_STALE: "silent_ms", codes.E_LINK_LOST: "lost_after_ms",
            codes.E_LINK_ENGAGED: "alive_ms"}
 _ARG_REQUEST = (codes.E_APPROVAL_ASKED, codes.E_APPROVAL_GRANTED, codes.E_APPROVAL_DENIED,
@@ -125,9 +138,10 @@ def describe_event(code: int, arg: int, env=None, reason_code: int | None = None
     (numbers, as recorded) and what the argument means, in words: trip ``reason`` and
     ``cause``; ``causes`` of a refused reset/arm; link durations in ms; approval
     ``request``; ``mode``, ``channel`` and ``input_name`` by name (with ``env``, an
-    ``Envelope``); ``fault`` by name; the e-stop level. ``reason_code`` is the reason of
-    the decision that carried the event: a reset or arm refused because the action is not
-    valid in the state carries that reason (``not_allowed``) instead of a cause mask."""
+    ``Envelope``); ``fault`` by name; the e-stop level. A refused action's ``reason`` and
+    the ``causes`` blocking it (``blocking_causes``) come from ``event_doc``.
+    ``reason_code`` (the reason of the decision that carried the event) is kept for
+    callers; the words do not depend on it."""
     doc = event_doc(code, arg)
     doc["code"] = code
     if type(arg) is not int:
@@ -135,8 +149,8 @@ def describe_event(code: int, arg: int, env=None, reason_code: int | None = None
     if code == codes.E_TRIP:
         doc["reason"] = reason(arg)
         doc["cause"] = trip_cause(arg)
-    elif code in _ARG_CAUSES and code != codes.E_BOOT and reason_code == codes.R_NOT_ALLOWED:
-        doc["reason"] = reason(arg)
+    elif code in REFUSAL_EVENTS or code in (codes.E_BLOCKING_CAUSES, codes.E_COUNTER_BEHIND):
+        pass  # event_doc worded it
     elif code in _ARG_CAUSES:
         doc["causes"] = causes(arg)
     elif code in _ARG_MS:
@@ -145,8 +159,6 @@ def describe_event(code: int, arg: int, env=None, reason_code: int | None = None
         doc["request"] = arg
     elif code in _ARG_MODE:
         doc["mode"] = _named(getattr(env, "modes", None), arg)
-    elif code == codes.E_MODE_REFUSED:
-        doc["reason"] = reason(arg)
     elif code == codes.E_INPUT_STALE:
         doc["input_name"] = _named(getattr(env, "in_names", None), arg)
     elif code == codes.E_PERMIT_EXPIRED:
@@ -170,10 +182,16 @@ def event_text(doc: dict) -> str:
         elif doc.get("margin"):
             parts.append(f"margin {doc['margin']} steps")
         return f"TRIP: {cause}" + (f" ({', '.join(parts)})" if parts else "")
-    if ev in ("reset_refused", "arm_refused", "boot"):
-        if "causes" not in doc and doc.get("reason"):
-            return f"{ev.replace('_', ' ')}: {doc['reason']} (not valid in this state)"
-        return f"{ev.replace('_', ' ')}: {', '.join(doc.get('causes') or ['no cause'])}"
+    if ev in ("boot", "blocking_causes"):
+        label = "blocked by" if ev == "blocking_causes" else "boot"
+        return f"{label}: {', '.join(doc.get('causes') or ['no cause'])}"
+    if ev.endswith("_refused") and doc.get("reason"):
+        return f"{ev.replace('_', ' ')}: {doc['reason']}"
+    if ev == "counter_behind":
+        return (f"operator counter {doc.get('behind', doc.get('arg'))} behind the last "
+                "accepted one")
+    if ev == "session":
+        return f"new planner session (the previous one ended at seq {doc.get('arg')})"
     if ev == "estop_out":
         return "e-stop output " + ("ASSERTED" if doc.get("estop", doc.get("arg")) else "released")
     if ev == "link_stale":
@@ -188,8 +206,6 @@ def event_text(doc: dict) -> str:
         if key in doc:
             label = {"input_name": "input"}.get(key, key)
             return f"{ev.replace('_', ' ')}: {label} {doc[key]}"
-    if ev == "mode_refused":
-        return f"mode refused: {doc.get('reason')}"
     if ev == "rejected":
         note = f" ({doc['note']})" if doc.get("note") else ""
         return f"rejected {doc.get('input', '?')}: {doc.get('reason', '?')}{note}"

@@ -259,6 +259,34 @@ def test_sealed_pull_with_host_time_over_the_link():
     assert verify(upto, (), KEY).ok
 
 
+def test_a_new_session_restarts_the_sequence_and_engages_afresh():
+    # firmware/PROTOCOL.md "N session"; README "Planner sessions"
+    hal, loop, env, seq = _armed()
+    hal.send("N 5")
+    _run(hal, loop, 10)
+    r = hal.replies()[0]
+    assert r[:2] == ["N", "5"] and int(r[2]) == C.HOLD and int(r[3]) == C.R_LINK_NOT_ENGAGED
+    assert loop.gov.link == C.LINK_DOWN
+    held = 0
+    for k in range(1, 30):  # seq from 1 again; HOLD until engage_after_ms of commands
+        hal.send("C %d 0 0 0 0" % k)
+        _run(hal, loop, 10)
+        if loop.gov.link == C.LINK_OK:
+            break
+        held += 1
+    assert held == env.engage_after_ms // 10, held
+    hal.replies()
+    hal.send("C 3 0 0 0 0")  # an older seq within the session: stale
+    _run(hal, loop, 10)
+    assert int(hal.replies()[0][3]) == C.R_STALE_SEQ
+    hal.send("N 1073741824")  # beyond the link's range: refused, nothing restarts
+    _run(hal, loop, 10)
+    assert hal.replies()[0] == ["E", "2"] and loop.gov.session == 5
+    recs = loop.lineage.ring.read_all()
+    report = Replayer({b"\x01" * 32: env}).run(recs)
+    assert report.identical and report.compared > 30
+
+
 def test_idle_period_allocates_nothing():
     hal, loop, env, seq = _armed()
     _run(hal, loop, 1000)  # link lost -> tripped, outputs safe: steady idle ticks

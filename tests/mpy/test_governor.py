@@ -62,18 +62,19 @@ def test_boot_reset_arm_clamp_trip():
         d = gov.handle(Command(seq, {"coolant": 0}), now)
         assert now < 1000
     assert now - 12 >= env.engage_after_ms - 10
-    # coolant clamps at its max, moving at most rate * dt per command
+    # coolant clamps at its max, moving at most rate * dt per command; dt is the time since
+    # the previous sample, at most 20 ms (README, rate and acceleration)
     rate = env.mode_rate[0][coolant]
     top = env.mode_max[0][coolant]
     prev = 0
-    for _ in range(10):
+    for _ in range(top * 1000 // (rate * 20)):
         now += 100
         seq += 1
         gov.handle(_healthy_cell(), now)  # inputs go stale after 500 ms
         d = gov.handle(Command(seq, {"coolant": top + 50}), now)
         out = d.output[coolant]
         assert d.verdict == C.CLAMP
-        assert out == min(top, prev + rate * 100 // 1000)
+        assert out == min(top, prev + rate * 20 // 1000)
         prev = out
     assert prev == top
     assert d.reason == C.R_ABOVE_MAX and env.rules[d.rule] == "channels.coolant.max"

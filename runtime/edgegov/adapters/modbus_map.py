@@ -12,6 +12,8 @@ Holding registers (FC3 read, FC6/FC16 write), written by the PLC:
     H1            operator argument (int16)
     H2            heartbeat: the PLC must keep changing it (the Modbus link-liveness source)
     H3 …          one proposal per channel, scaled integer, 1 word (int16) or 2 words (int32)
+    Hs            planner session (the register after the last proposal): a PLC program
+                  writes a new value when it starts; a changed value starts a new session
 
 Input registers (FC4), read by the PLC:
 
@@ -163,6 +165,11 @@ class RegisterMap:
         return [MAP_VERSION, *words(self.envelope_digest), *words(self.map_digest)]
 
     @property
+    def session(self) -> int:
+        """The session register: right after the last proposal register."""
+        return self.holding_count - 1
+
+    @property
     def layout(self) -> tuple[tuple[int, int], ...]:
         """(channel index, words) per channel, in register order: what ``encode_all``
         takes to build the proposal or output registers from per-channel values."""
@@ -175,10 +182,11 @@ class RegisterMap:
         return encode_all(self.layout, [values[s.name] for s in self.channels])
 
     def proposal_request(self, heartbeat: int, values: dict) -> list[int]:
-        """One FC16 from ``H_HEARTBEAT`` through the last proposal register: the heartbeat,
+        """One FC16 from ``H_HEARTBEAT`` through the last proposal register (not the session
+        register after it): the heartbeat,
         then every channel's proposal (``values`` scaled, by name) at its address; registers
         between pinned channels are 0 (the gateway ignores them). The recommended write."""
-        words = [0] * (self.holding_count - H_HEARTBEAT)
+        words = [0] * (self.session - H_HEARTBEAT)  # the session register is written apart
         words[0] = heartbeat & 0xFFFF
         for s in self.channels:
             k = s.proposal - H_HEARTBEAT
@@ -197,7 +205,8 @@ class RegisterMap:
             "device": self.device_id,
             "word_order": "high word first (ABCD)",
             "holding": {"op_action": H_OP_ACTION, "op_arg": H_OP_ARG,
-                        "heartbeat": H_HEARTBEAT, "count": self.holding_count},
+                        "heartbeat": H_HEARTBEAT, "session": self.session,
+                        "count": self.holding_count},
             "input": {**{name: addr for name, addr, _ in STATUS_FIELDS},
                       "count": self.input_count},
             "coils": {"estop_request": C_ESTOP_REQUEST},
@@ -234,9 +243,10 @@ def build_map(env, pins: dict[str, int] | None = None) -> RegisterMap:
             h += words
             i += words
     used = {a for s in slots for a in range(s.proposal, s.proposal + s.words)}
-    holding = max([H_PROPOSALS] + [a + 1 for a in used])
-    holes = frozenset(set(range(H_PROPOSALS, holding)) - used)
-    return RegisterMap(env.device_id, tuple(slots), tuple(env.rules), tuple(env.modes), holding,
+    session = max([H_PROPOSALS] + [a + 1 for a in used])  # right after the last proposal
+    holes = frozenset(set(range(H_PROPOSALS, session)) - used)
+    return RegisterMap(env.device_id, tuple(slots), tuple(env.rules), tuple(env.modes),
+                       session + 1,
                        I_IDENT + IDENT_COUNT, bytes(getattr(env, "digest", b"") or b""), holes)
 
 
@@ -340,6 +350,8 @@ def render_text(m: RegisterMap) -> str:
         span = f"H{s.proposal}" + (f"-{s.proposal + 1}" if s.words == 2 else "")
         lines.append(f"  {span:<6} {s.name:<14} proposal, {s.kind}, x{s.resolution} "
                      f"{s.unit}, scaled {s.lo}..{s.hi}" + (" (pinned)" if s.pinned else ""))
+    lines.append(f"  H{m.session:<5} session        planner session: write a new value when the "
+                 "PLC program starts")
     lines += ["", "input registers (PLC reads):"]
     for name, addr, words in STATUS_FIELDS:
         span = f"I{addr}" + (f"-{addr + 1}" if words == 2 else "")

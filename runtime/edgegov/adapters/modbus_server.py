@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from ..core import codes
 from ..core.auth import sign_op
-from ..core.events import Command, Operator
+from ..core.events import Command, Operator, Session
 from ..service.wire import Inbound
 from . import modbus_map as mm
 
@@ -115,6 +115,15 @@ class PlcFrontend:
             return self._operator_write(address, values, now_ms)
         if self._holes and self._holes.issuperset(range(address, end)):
             return EXC_ILLEGAL_ADDRESS  # only registers between pinned channels: no one's
+        session = self.map.session
+        if address <= session < end:
+            if values[session - address] != self.service.gov.session:
+                self._submit(Session(values[session - address]), now_ms)
+                self.fresh = False  # a heartbeat change before the session belongs to the old
+            if end - address == 1:
+                return None  # the session alone
+            values = values[: session - address]
+            end = session
         changed_hb = address == mm.H_HEARTBEAT and values[0] != self.heartbeat
         if changed_hb:
             self.heartbeat = values[0]

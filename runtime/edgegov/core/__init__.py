@@ -8,7 +8,7 @@ integer arithmetic on scaled values with ``now_ms`` passed in.
 
 from .decision import Decision
 from .envelope import Envelope, EnvelopeError
-from .events import TICK, Command, Fault, Operator, Telemetry, Tick
+from .events import TICK, Command, Fault, Operator, Session, Telemetry, Tick
 from .governor import Governor
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "TICK",
     "Operator",
     "Fault",
+    "Session",
 ]

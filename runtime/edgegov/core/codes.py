@@ -138,3 +138,17 @@ C_INTERNAL = const(128)
 # Fault codes the host reports are 0..29 (names: edgegov.names.FAULTS); a malformed fault
 # report counts as this one (fail closed).
 F_UNKNOWN = const(29)
+
+# Appended: refusals are named after the refused action (arg: the reason code); the causes
+# that block a reset or an arm follow as their own event (arg: the cause mask), and a replayed
+# operator counter is followed by how far behind the last accepted counter it is.
+E_PAUSE_REFUSED = const(25)
+E_RESUME_REFUSED = const(26)
+E_BLOCKING_CAUSES = const(27)
+E_COUNTER_BEHIND = const(28)  # arg: last accepted counter - refused counter (>= 0)
+E_OP_REFUSED = const(29)  # an action code this governor does not know
+
+# Appended: planner sessions. A Session input starts a new command sequence (seq restarts)
+# and makes the link engage afresh; the event's arg is the previous session's last seq.
+EV_SESSION = const(6)
+E_SESSION = const(30)

@@ -4,21 +4,24 @@ A caller that wants zero allocation per control period keeps one event object an
 its fields in place (``cmd.seq += 1``); the governor never keeps a reference to an event.
 """
 
-from .codes import EV_COMMAND, EV_FAULT, EV_OPERATOR, EV_TELEMETRY, EV_TICK
+from .codes import EV_COMMAND, EV_FAULT, EV_OPERATOR, EV_SESSION, EV_TELEMETRY, EV_TICK
 
 
 class Command:
     """A proposal from the deciding layer: ``values`` maps channel name → scaled int.
 
-    Channels left out keep their current output. ``seq`` must strictly increase.
+    Channels left out keep their current output. ``seq`` must strictly increase within a
+    planner session. ``session`` is read by hosts only (they feed a ``Session`` when it
+    changes); the governor decides the command without it.
     """
 
     kind = EV_COMMAND
 
-    def __init__(self, seq, values, source=0):
+    def __init__(self, seq, values, source=0, session=None):
         self.seq = seq
         self.values = values
         self.source = source
+        self.session = session
 
 
 class Telemetry:
@@ -61,4 +64,16 @@ class Fault:
         self.active = active
 
 
-__all__ = ["Command", "Telemetry", "Tick", "TICK", "Operator", "Fault"]
+class Session:
+    """A planner (re)started: ``session`` (an int 0 <= s < 2**53, or text of 1 to 64
+    characters) names its run. A new session restarts the command sequence and the link
+    must engage afresh; the same session again changes nothing. Hosts feed one before the
+    first command that carries a session different from ``Governor.session``."""
+
+    kind = EV_SESSION
+
+    def __init__(self, session):
+        self.session = session
+
+
+__all__ = ["Command", "Telemetry", "Tick", "TICK", "Operator", "Fault", "Session"]

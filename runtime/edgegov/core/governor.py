@@ -39,7 +39,9 @@ from .codes import (
     E_ARM,
     E_ARM_REFUSED,
     E_AUTH_REFUSED,
+    E_BLOCKING_CAUSES,
     E_BOOT,
+    E_COUNTER_BEHIND,
     E_ESTOP_OUT,
     E_FAULT,
     E_FAULT_CLEARED,
@@ -49,16 +51,21 @@ from .codes import (
     E_LINK_STALE,
     E_MODE,
     E_MODE_REFUSED,
+    E_OP_REFUSED,
     E_PAUSE,
+    E_PAUSE_REFUSED,
     E_PERMIT_EXPIRED,
     E_RESET,
     E_RESET_REFUSED,
     E_RESUME,
+    E_RESUME_REFUSED,
+    E_SESSION,
     E_TRIP,
     ESCALATE,
     EV_COMMAND,
     EV_FAULT,
     EV_OPERATOR,
+    EV_SESSION,
     EV_TELEMETRY,
     EV_TICK,
     F_UNKNOWN,
@@ -69,9 +76,13 @@ from .codes import (
     LINK_OK,
     LINK_STALE,
     OP_APPROVE,
+    OP_ARM,
     OP_DENY,
     OP_ESTOP,
     OP_MODE,
+    OP_PAUSE,
+    OP_RESET,
+    OP_RESUME,
     R_ABOVE_MAX,
     R_ACCEL,
     R_APPROVAL_DENIED,
@@ -102,6 +113,7 @@ from .codes import (
     R_PAUSED,
     R_RATE,
     R_REPLAYED,
+    R_SS1_RAMP,
     R_STALE_SEQ,
     R_TRIPPED,
     R_UNKNOWN_CHANNEL,
@@ -123,7 +135,8 @@ from .states import G_ARMABLE, G_CAUSES_GONE, transition
 _MISSING = object()
 _INT_LIMIT = const(1 << 30)  # scaled values beyond this are refused as out of range
 _FAR = const(1 << 30)  # "no bound" for interlock limits and margins
-_DT_CAP_MS = const(1000)  # longest interval one rate budget may cover
+_SERIAL_WRAP = const(1 << 28)
+SAMPLE_MAX_MS = const(20)  # longest interval one rate budget may cover (README "The governor")
 _FAR_MS = 1 << 62  # "never" for deadlines (a big int: no const() on 32-bit ports)
 _SEQ_LIMIT = 1 << 53  # command sequence numbers: 0 <= seq < 2**53
 
@@ -164,16 +177,22 @@ class Governor:
         self.faults = 0  # bit c: external fault code c is active
         self.mode = env.initial_mode
         self.last_seq = -1
-        # Per channel: output, signed velocity (units/s), rate carry (milli-units), time.
+        self.session = None  # the planner session in force (None: none announced yet)
+        # Per channel: output, signed velocity (units/s), rate carry (milli-units).
         self.out = list(env.ch_safe)
         self.vel = [0] * n
         self.carry = [0] * n
-        self.ref_ms = [0] * n
+        # The output is sampled at every recorded command or tick and every decision that
+        # moves it: a rate budget covers the time since the previous sample, at most
+        # SAMPLE_MAX_MS. A tick that changes nothing is not recorded and is therefore no
+        # sample (replay never sees it); telemetry or an operator action that moves nothing
+        # is none either.
+        self.sample_ms = 0
         self.permit_until = [-1] * n  # approval permits, -1 = none
-        self._dt_cap = [0] * n
-        for i in range(n):
-            slowest = 1000 // min(env.mode_rate[m][i] for m in range(len(env.modes))) + 1
-            self._dt_cap[i] = max(_DT_CAP_MS, slowest)
+        self._accel_idx = tuple(i for i in range(n) if env.ch_accel[i])
+        # _stepped[i] == _serial: this decision already set channel i (one step per sample).
+        self._serial = 1
+        self._stepped = [0] * n
         # Per input: last value, time, seen, fresh.
         k = env.n_inputs
         self.in_val = [0] * k
@@ -222,6 +241,7 @@ class Governor:
         d.clear(EV_TICK, now_ms)
         self.started = True
         self.last_now = now_ms
+        self.sample_ms = now_ms
         d.event(E_BOOT, self.causes)
         d.verdict = TRIP
         d.rule = self.env.r_state
@@ -250,9 +270,13 @@ class Governor:
                 d.begin_command(now_ms, self.state, self.mode, self.link)
                 self.last_now = now_ms
                 self._moved = False
+                self._serial = self._serial % _SERIAL_WRAP + 1
                 self._command(d, event, now_ms)
                 d.changed = self._moved
                 if self._quiet:
+                    self.sample_ms = now_ms
+                    if self._accel_idx:
+                        self._sampled(now_ms)
                     return d
                 self._dirty = True
                 self._supervise_safety(d, now_ms)
@@ -261,6 +285,7 @@ class Governor:
             d.clear(kind, now_ms)
             self._dirty = kind != EV_TICK
             self._moved = False
+            self._serial = self._serial % _SERIAL_WRAP + 1
             if type(now_ms) is not int or now_ms < self.last_now:
                 raise ValueError("now_ms must be a non-decreasing integer")
             self.last_now = now_ms
@@ -282,9 +307,10 @@ class Governor:
     # stores it; ``restore_state`` takes it back). Scratch and caches are not state.
     _STATE = (
         "last_now", "state", "causes", "trip_interlocks", "faults", "mode", "last_seq",
-        "op_counter", "out", "vel", "carry", "ref_ms", "permit_until", "in_val", "in_ms",
+        "op_counter", "out", "vel", "carry", "sample_ms", "permit_until", "in_val", "in_ms",
         "in_fresh", "il_active", "link", "last_valid_ms", "alive_since_ms",
         "stale_since_ms", "pending_id", "pending_deadline", "pending", "_estop_out",
+        "session",
     )
 
     def snapshot_state(self):
@@ -306,6 +332,8 @@ class Governor:
                     raise ValueError("state snapshot field %s has the wrong shape" % name)
                 for i in range(len(v)):
                     cur[i] = v[i]
+            elif isinstance(v, list):
+                raise ValueError("state snapshot field %s has the wrong shape" % name)
             else:
                 setattr(self, name, v)
         self.started = True
@@ -324,6 +352,8 @@ class Governor:
             self._operator(d, ev, now)
         elif kind == EV_FAULT:
             self._fault(d, ev)
+        elif kind == EV_SESSION:
+            self._session(d, ev, now)
         elif kind != EV_TICK:
             raise ValueError("unknown event kind")
 
@@ -350,7 +380,18 @@ class Governor:
             d.record = True
         if self.causes & C_INTERNAL:
             d.kick = False  # fail closed: no kick while the fault is latched; the watchdog resets
+        if d.record and (self._moved or d.kind == EV_COMMAND or d.kind == EV_TICK):
+            self._sampled(d.now_ms)
         self._settle()
+
+    def _sampled(self, now):
+        """A recorded command or tick, or a recorded decision that moved an output, is a
+        sample: the next rate budget counts from here, and a channel this decision did not
+        move has stood still (velocity 0 for acceleration)."""
+        self.sample_ms = now
+        for i in self._accel_idx:
+            if self._stepped[i] != self._serial:
+                self.vel[i] = 0
 
     def _settle(self):
         """Decide whether the next command may take the steady-state path."""
@@ -404,6 +445,7 @@ class Governor:
         d.kick = False
         d.record = True
         d.state = ST_TRIPPED
+        self.sample_ms = now
 
     # ----------------------------------------------------------------- time
 
@@ -498,6 +540,35 @@ class Governor:
         else:
             self._govern(d, values, now, seq)  # this very command engaged the link
 
+    def _session(self, d, ev, now):
+        """A planner session starts: the sequence restarts and the link engages afresh (no
+        motion carried over; an open approval request of the old session is dropped). The
+        stage-2 budget of a link already out of engagement keeps running."""
+        env = self.env
+        s = ev.session
+        ok = (type(s) is int and 0 <= s < _SEQ_LIMIT) or (type(s) is str and 0 < len(s) <= 64)
+        if not ok:
+            d.set_verdict(REJECT, env.r_command, R_WRONG_TYPE, 0, -1)
+            return
+        if s == self.session:
+            self._regime(d)
+            return
+        d.event(E_SESSION, self.last_seq)
+        self.session = s
+        self.last_seq = -1
+        self._quiet = False
+        if self.pending_id >= 0:
+            d.event(E_APPROVAL_EXPIRED, self.pending_id)
+            self._drop_pending()
+        if env.link:
+            if self.link == LINK_OK and self.state == ST_ARMED:
+                self.stale_since_ms = now  # must engage within trip_after_ms
+            if self.link == LINK_OK:
+                self.link = LINK_DOWN
+            self.last_valid_ms = -1  # the new session's commands start a new streak
+            self.alive_since_ms = -1
+        self._regime(d)
+
     def _refuse(self, d, reason, channel):
         """An invalid command: REJECT with the reason, nothing applied, no liveness."""
         if channel < 0 and reason != R_UNKNOWN_CHANNEL:
@@ -538,14 +609,16 @@ class Governor:
         prop = d.proposed
         out = self.out
         carry = self.carry
-        ref = self.ref_ms
         cand = self._cand
         ccarry = self._ccarry
         found = 0
         best_i = -1
         best_m = 0
         best_r = -1
-        for i, name, lo, hi, elo, ehi, rate, cap, rmin, rmax, accel in self._rows:
+        dt = now - self.sample_ms
+        if dt > SAMPLE_MAX_MS:
+            dt = SAMPLE_MAX_MS
+        for i, name, lo, hi, elo, ehi, rate, rmin, rmax, accel in self._rows:
             p = values.get(name, _MISSING)
             if p is _MISSING:
                 prop[i] = None
@@ -553,9 +626,6 @@ class Governor:
             found += 1
             prop[i] = p
             if type(p) is int and elo <= p <= ehi and not accel:
-                dt = now - ref[i]
-                if dt > cap:
-                    dt = cap
                 budget = rate * dt + carry[i]
                 allowed = budget // 1000
                 want = p - out[i]
@@ -657,9 +727,9 @@ class Governor:
         env = self.env
         cur = self.out[i]
         want = target - cur
-        dt = now - self.ref_ms[i]
-        if dt > self._dt_cap[i]:
-            dt = self._dt_cap[i]
+        dt = now - self.sample_ms
+        if dt > SAMPLE_MAX_MS:
+            dt = SAMPLE_MAX_MS
         lim = env.mode_rate[self.mode][i]
         limiter = R_RATE
         accel = env.ch_accel[i]
@@ -684,21 +754,26 @@ class Governor:
             return R_OK
         self._cand[i] = cur + allowed if want > 0 else cur - allowed
         self._ccarry[i] = budget - allowed * 1000
-        if accel:
-            self._cvel[i] = lim if want > 0 else -lim
+        if accel:  # the speed of this step (0 when not even one step fits yet)
+            v = allowed * 1000 // dt if dt > 0 else 0
+            self._cvel[i] = v if want > 0 else -v
         return limiter
 
     def _apply(self, proposed, now):
         accel = self.env.ch_accel
+        out = self.out
+        cand = self._cand
+        stepped = self._stepped
+        serial = self._serial
         for i in range(self.env.n):
             if proposed[i] is None:
                 continue
-            c = self._cand[i]
-            if c != self.out[i]:
-                self.out[i] = c
+            c = cand[i]
+            if c != out[i]:
+                out[i] = c
                 self._moved = True
             self.carry[i] = self._ccarry[i]
-            self.ref_ms[i] = now
+            stepped[i] = serial
             if accel[i]:
                 self.vel[i] = self._cvel[i]
 
@@ -733,7 +808,7 @@ class Governor:
             (
                 i, env.ch_names[i], self._lo[i], self._hi[i],
                 max(self._lo[i], self._ilo[i]), min(self._hi[i], self._ihi[i]),
-                env.mode_rate[m][i], self._dt_cap[i], env.mode_rule_min[m][i],
+                env.mode_rate[m][i], env.mode_rule_min[m][i],
                 env.mode_rule_max[m][i], env.ch_accel[i],
             )
             for i in range(env.n)
@@ -839,11 +914,12 @@ class Governor:
             and self._authentic(op)
         )
         if not ok:
-            d.event(E_AUTH_REFUSED, 0)
+            d.event(E_AUTH_REFUSED, R_AUTH_FAILED)
             d.set_verdict(REJECT, env.r_operator, R_AUTH_FAILED, 0, -1)
             return
         if op.counter <= self.op_counter:
-            d.event(E_AUTH_REFUSED, op.counter)
+            d.event(E_AUTH_REFUSED, R_REPLAYED)
+            d.event(E_COUNTER_BEHIND, self.op_counter - op.counter)
             d.set_verdict(REJECT, env.r_operator, R_REPLAYED, 0, -1)
             return
         self.op_counter = op.counter
@@ -869,20 +945,17 @@ class Governor:
     def _transition(self, d, action, now):
         env = self.env
         row = transition(self.state, action)
-        refused = E_RESET_REFUSED if self.state == ST_TRIPPED else E_ARM_REFUSED
         if row is None:
-            d.event(refused, R_NOT_ALLOWED)
-            d.set_verdict(REJECT, env.r_state, R_NOT_ALLOWED, 0, -1)
-            return
+            return self._refuse_op(d, action, R_NOT_ALLOWED, 0)
         guard = row[3]
-        if guard == G_CAUSES_GONE and not self._causes_gone():
-            d.event(E_RESET_REFUSED, self.causes)
-            d.set_verdict(REJECT, env.r_state, R_CAUSE_PRESENT, 0, -1)
-            return
+        if guard == G_CAUSES_GONE:
+            if not self._outputs_safe():
+                return self._refuse_op(d, action, R_SS1_RAMP, 0)  # the stop has not finished
+            blocking = self._blocking()
+            if blocking:
+                return self._refuse_op(d, action, R_CAUSE_PRESENT, blocking)
         if guard == G_ARMABLE and self.causes:
-            d.event(E_ARM_REFUSED, self.causes)
-            d.set_verdict(REJECT, env.r_state, R_CAUSE_PRESENT, 0, -1)
-            return
+            return self._refuse_op(d, action, R_CAUSE_PRESENT, self.causes)
         to = row[2]
         if to == ST_DISARMED:
             self.causes = 0
@@ -893,32 +966,55 @@ class Governor:
             if env.link and self.link != LINK_OK:
                 self.stale_since_ms = now  # the link must engage within trip_after_ms
             for i in range(env.n):
-                self.ref_ms[i] = now
                 self.vel[i] = 0
                 self.carry[i] = 0
         elif to == ST_PAUSED and self.state == ST_ARMED:
             d.event(E_PAUSE, 0)
         self.state = to
 
-    def _causes_gone(self):
+    def _refuse_op(self, d, action, reason, blocking):
+        """A refused ARM/RESET/PAUSE/RESUME: the event names the action, its argument is the
+        reason code; the causes that block it follow as their own event."""
+        if action == OP_ARM:
+            code = E_ARM_REFUSED
+        elif action == OP_RESET:
+            code = E_RESET_REFUSED
+        elif action == OP_PAUSE:
+            code = E_PAUSE_REFUSED
+        elif action == OP_RESUME:
+            code = E_RESUME_REFUSED
+        else:
+            code = E_OP_REFUSED
+        d.event(code, reason)
+        if blocking:
+            d.event(E_BLOCKING_CAUSES, blocking)
+        d.set_verdict(REJECT, self.env.r_state, reason, 0, -1)
+
+    def _outputs_safe(self):
         env = self.env
-        c = self.causes
         for i in range(env.n):
             if self.out[i] != env.ch_safe[i]:
-                return False  # the stop has not finished
+                return False
+        return True
+
+    def _blocking(self):
+        """The latched trip causes that are still present (a reset needs none)."""
+        env = self.env
+        c = self.causes
+        b = 0
         if c & C_ESTOP_INPUT and self._estop_pressed():
-            return False
+            b |= C_ESTOP_INPUT
         if c & C_LINK_LOST and (
             self.last_valid_ms < 0 or self.last_now - self.last_valid_ms > env.hold_after_ms
         ):
-            return False
+            b |= C_LINK_LOST
         if c & C_INTERLOCK:
             for k in range(env.n_interlocks):
                 if self.trip_interlocks & (1 << k) and self.il_active[k]:
-                    return False
+                    b |= C_INTERLOCK
         if c & C_FAULT and self.faults:
-            return False
-        return True
+            b |= C_FAULT
+        return b
 
     def _mode(self, d, arg):
         env = self.env
@@ -1056,18 +1152,23 @@ class Governor:
                 target = env.ch_safe[i]
             else:
                 target = _clamp(_clamp(cur, self._lo[i], self._hi[i]), self._ilo[i], self._ihi[i])
-            if target != cur:
+            if target != cur and self._stepped[i] != self._serial:
                 self._ramp_step(i, cur, target, now)
 
     def _ramp_step(self, i, cur, target, now):
-        dt = now - self.ref_ms[i]
-        if dt > self._dt_cap[i]:
-            dt = self._dt_cap[i]
+        dt = now - self.sample_ms
+        if dt > SAMPLE_MAX_MS:
+            dt = SAMPLE_MAX_MS
         rate = self.env.mode_rate[self.mode][i]
         budget = rate * dt + self.carry[i]
         allowed = budget // 1000
         if allowed <= 0:
-            return  # nothing changes: the budget keeps growing with time
+            # Less than one step so far: the budget is carried (a state change, recorded).
+            if budget != self.carry[i]:
+                self.carry[i] = budget
+                self._dirty = True
+            return
+        self._stepped[i] = self._serial
         want = target - cur
         mag = want if want >= 0 else -want
         if mag <= allowed:
@@ -1077,10 +1178,11 @@ class Governor:
         else:
             self.out[i] = cur + allowed if want > 0 else cur - allowed
             self.carry[i] = budget - allowed * 1000
-            vel = rate if want > 0 else -rate
+            vel = allowed * 1000 // dt  # dt > 0: at least one step fitted
+            if want < 0:
+                vel = -vel
         if self.env.ch_accel[i]:
             self.vel[i] = vel
-        self.ref_ms[i] = now
         self._moved = True
         self._dirty = True
 

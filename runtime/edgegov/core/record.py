@@ -15,6 +15,7 @@ from .codes import (
     CLAMP,
     EV_FAULT,
     EV_OPERATOR,
+    EV_SESSION,
     EV_TELEMETRY,
     EV_TICK,
 )
@@ -273,6 +274,10 @@ class Encoder:
             self._head(0, EV_FAULT)
             self.value(ev.code)
             self.value(ev.active is not False)  # what the governor decides on
+        elif kind == EV_SESSION:
+            self.array(2)
+            self._head(0, EV_SESSION)
+            self.value(ev.session)
         else:
             raise RecordError("unknown event kind")
         self._outcome(d, extra, None)

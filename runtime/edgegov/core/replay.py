@@ -20,8 +20,8 @@ MAC checks: with the device key, operator actions are re-verified; without it, t
 recorded verdict of the MAC check is used (the hash chain, ``verify``, covers tampering).
 """
 
-from .codes import CLAMP, EV_FAULT, EV_OPERATOR, EV_TELEMETRY, EV_TICK
-from .events import TICK, Command, Fault, Operator, Telemetry
+from .codes import CLAMP, EV_FAULT, EV_OPERATOR, EV_SESSION, EV_TELEMETRY, EV_TICK
+from .events import TICK, Command, Fault, Operator, Session, Telemetry
 from .governor import Governor
 from .record import (
     GAP_OVERWRITTEN,
@@ -218,6 +218,8 @@ class Decoder:
             return op
         if kind == EV_FAULT:
             return Fault(value_of(field[1]), field[2] is True)
+        if kind == EV_SESSION:
+            return Session(value_of(field[1]))
         raise RecordError("unknown event input %r" % (kind,))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from edgegov import names
-from edgegov.core.codes import EV_FAULT, EV_OPERATOR, EV_TELEMETRY, EV_TICK
+from edgegov.core.codes import EV_FAULT, EV_OPERATOR, EV_SESSION, EV_TELEMETRY, EV_TICK
 from edgegov.core.record import (
     K_BOOT,
     K_CHECKPOINT,
@@ -148,6 +148,8 @@ def _input(env, ev) -> dict:
                 "authentic": getattr(ev, "recorded_auth", None)}
     if ev.kind == EV_FAULT:
         return {"type": "fault", "code": _plain(ev.code), "active": ev.active}
+    if ev.kind == EV_SESSION:
+        return {"type": "session", "session": _plain(ev.session)}
     return {"type": "unknown"}
 
 

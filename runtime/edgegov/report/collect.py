@@ -32,6 +32,9 @@ MAX_LISTED = 200  # errors, holes, unplaced records listed one by one in the hea
 EVENT_CATEGORY = {
     "trip": "trip", "reset": "reset", "reset_refused": "reset refused",
     "arm": "arm", "arm_refused": "arm", "pause": "arm", "resume": "arm",
+    "pause_refused": "arm", "resume_refused": "arm", "op_refused": "auth refused",
+    "blocking_causes": "reset refused", "counter_behind": "auth refused",
+    "session": "link",
     "link_engaged": "link", "link_stale": "link", "link_lost": "link",
     "approval_asked": "approval", "approval_granted": "approval",
     "approval_denied": "approval", "approval_expired": "approval",

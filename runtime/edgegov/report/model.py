@@ -44,9 +44,14 @@ def event_label(name: str, arg, modes: list[str]) -> str:
     """A person's words for one event, with its argument decoded."""
     if name == "trip":
         return f"trip ({names.reason(arg)})" if type(arg) is int else "trip"
-    if name in ("reset_refused", "arm_refused", "boot"):
+    if name in ("blocking_causes", "boot"):
         causes = names.causes(arg) if type(arg) is int else []
-        return f"{name.replace('_', ' ')} ({', '.join(causes) or 'no cause'})"
+        label = "blocked by" if name == "blocking_causes" else "boot"
+        return f"{label} ({', '.join(causes) or 'no cause'})"
+    if name.endswith("_refused"):
+        return f"{name.replace('_', ' ')} ({names.reason(arg)})" if type(arg) is int else name
+    if name == "counter_behind":
+        return f"operator counter {arg} behind the last accepted one"
     if name in ("link_stale", "link_lost", "link_engaged"):
         return f"{name} after {arg} ms"
     if name.startswith("approval_"):
@@ -54,8 +59,6 @@ def event_label(name: str, arg, modes: list[str]) -> str:
     if name in ("mode", "arm", "resume"):
         mode = modes[arg] if type(arg) is int and 0 <= arg < len(modes) else arg
         return f"mode → {mode}" if name == "mode" else f"{name} (mode {mode})"
-    if name == "mode_refused":
-        return f"mode refused ({names.reason(arg)})" if type(arg) is int else name
     if name == "estop_out":
         return "e-stop output " + ("asserted" if arg else "released")
     return f"{name} {arg}" if arg not in (None, 0) else name

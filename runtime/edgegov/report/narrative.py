@@ -213,9 +213,10 @@ def operator_text(row: dict) -> str:
                                       if row.get("verdict") not in ("ALLOW", None) else "")
     why = str(row.get("reason"))
     for e in row.get("events", ()):
-        if str(e.get("event")).endswith("_refused") and e["event"] != "mode_refused" \
-                and type(e.get("arg")) is int:
+        if e.get("event") == "blocking_causes" and type(e.get("arg")) is int:
             why += ": " + (", ".join(names.causes(e["arg"])) or "no cause")
+        elif e.get("event") == "counter_behind" and type(e.get("arg")) is int:
+            why += f": counter {e['arg']} behind the last accepted one"
     return text + f": refused ({why})"
 
 

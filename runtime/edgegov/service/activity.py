@@ -24,7 +24,9 @@ log = logging.getLogger("edgegov.service")
 REFRESH_MS = 5_000  # the retained state is re-published this often (uptime, counters, fill)
 
 # Events logged at WARNING (something a person should look at), the rest at INFO.
-_WARN = {"trip", "reset_refused", "arm_refused", "mode_refused", "link_stale", "link_lost",
+_WARN = {"trip", "reset_refused", "arm_refused", "mode_refused", "pause_refused",
+         "resume_refused", "op_refused", "blocking_causes", "counter_behind", "link_stale",
+         "link_lost",
          "fault", "auth_refused", "approval_denied", "approval_expired", "watchdog"}
 _QUIET = {"input_stale", "estop_out", "permit_expired"}  # INFO only with -v (DEBUG)
 

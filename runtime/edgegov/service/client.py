@@ -35,11 +35,37 @@ def default_counter() -> int:
 async def send_op(settings: MqttSettings, topics: Topics, key: bytes, action: int, arg: int = 0,
                   counter: int | None = None, timeout_s: float = 5.0) -> dict | None:
     """Sign and publish one operator action; return the service's acknowledgement (the
-    ``rejected``/decision message) when the broker speaks MQTT 5, else None."""
-    counter = default_counter() if counter is None else counter
+    ``rejected``/decision message) when the broker speaks MQTT 5, else None.
+
+    Without an explicit ``counter`` it uses max(microseconds of wall time, the device's last
+    accepted counter + 1), the latter read from the retained state, so a station whose
+    clock is behind is not refused as replayed."""
+    if counter is None:
+        last = await last_op_counter(settings, topics, min(timeout_s, 2.0))
+        counter = default_counter() if last is None else max(default_counter(), last + 1)
     mac = auth.sign_op(key, topics.device_id, action, arg, counter)
     payload = encode_operator(action, arg, counter, mac)
     return await request(settings, topics.op, payload, topics, timeout_s)
+
+
+async def last_op_counter(settings: MqttSettings, topics: Topics,
+                          timeout_s: float = 2.0) -> int | None:
+    """The device's last accepted operator counter from its retained state (``op_counter``),
+    or None when there is no retained state (or it does not say) within ``timeout_s``."""
+    rid = os.urandom(8).hex()
+    async with make_client(settings, f"edgegov-state-{rid}") as client:
+        await client.subscribe(topics.state, qos=1)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for message in client.messages:
+                    try:
+                        value = json.loads(message.payload).get("op_counter")
+                    except (ValueError, AttributeError):
+                        return None
+                    return value if type(value) is int and value >= 0 else None
+        except TimeoutError:
+            return None
+    return None
 
 
 async def request(settings: MqttSettings, topic: str, payload: bytes, topics: Topics,

@@ -38,7 +38,7 @@ import os
 
 from .. import __version__
 from ..core import codes
-from ..core.events import TICK, Fault
+from ..core.events import TICK, Fault, Session
 from ..host import attest
 from ..host.estop import F_ESTOP_READBACK, F_LINEAGE, F_OUTPUT, NoEstopOutput
 from .messages import Vocabulary
@@ -123,7 +123,13 @@ class GovernorService:
     # ------------------------------------------------------------ inputs
 
     def submit(self, inbound: Inbound, now_ms: int, reply=None) -> dict | None:
-        """Decide one inbound event now. Returns the published decision (commands)."""
+        """Decide one inbound event now. Returns the published decision (commands).
+        A command naming a planner session other than the governor's is preceded by that
+        ``Session`` input (decided, recorded and published on its own)."""
+        event = inbound.event
+        session = event.session if event.kind == codes.EV_COMMAND else None
+        if session is not None and session != self.gov.session:
+            self.decide(Inbound(Session(session)), now_ms)
         d = self.decide(inbound, now_ms)
         msg = self.settle()
         if reply is not None:
@@ -287,7 +293,7 @@ class GovernorService:
 
     def publish_state(self, force: bool = False) -> None:
         gov = self.gov
-        key = (gov.state, gov.mode, gov.link, self._estop_level, gov.causes)
+        key = (gov.state, gov.mode, gov.link, self._estop_level, gov.causes, gov.op_counter)
         if key != self._state_key or force:
             self._state_key = key
             self.post(self.topics.state, dumps(self._state_doc("online")), 1, True)

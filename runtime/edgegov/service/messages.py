@@ -125,6 +125,7 @@ class Vocabulary:
             "trip_causes": names.causes(gov.causes),
             "outputs": self.outputs(gov.out),
             "t_ms": gov.last_now,
+            "op_counter": gov.op_counter,  # the last accepted operator counter
             **extra,
         }
 

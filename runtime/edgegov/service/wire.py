@@ -158,7 +158,9 @@ def _plain(v):
 
 
 def decode_command(payload: bytes, scaler: Scaler) -> Inbound:
-    """``{"seq": int, "values": {channel: number}}`` → ``Command``."""
+    """``{"seq": int, "values": {channel: number}, "session"?: int | text}`` → ``Command``.
+    A session that is not an int 0 <= s < 2**53 or text of 1 to 64 characters makes the
+    command invalid (refused as a wrong type, with a note)."""
     doc, note = _parse(payload)
     if doc is None:
         return Inbound(Command(None, None), note)
@@ -166,7 +168,19 @@ def decode_command(payload: bytes, scaler: Scaler) -> Inbound:
     seq = _plain(doc.get("seq"))
     if values is _TOO_BIG or _cost(seq) > 64:
         return Inbound(Command(None, None), NOTE_OVERSIZED)
-    return Inbound(Command(seq, values))
+    session = doc.get("session")
+    if session is not None and not _session_ok(session):
+        return Inbound(Command(None, None), NOTE_BAD_SESSION)
+    return Inbound(Command(seq, values, session=session))
+
+
+NOTE_BAD_SESSION = "session must be an integer 0..2**53-1 or text of 1 to 64 characters"
+
+
+def _session_ok(s) -> bool:
+    if type(s) is int:
+        return 0 <= s < 1 << 53
+    return type(s) is str and 0 < len(s) <= 64
 
 
 def decode_telemetry(payload: bytes, scaler: Scaler) -> Inbound:
@@ -210,8 +224,11 @@ def encode_operator(action: int, arg: int, counter: int, mac: bytes) -> bytes:
     return dumps({"action": names.op(action), "arg": arg, "counter": counter, "mac": mac.hex()})
 
 
-def encode_command(seq: int, values: dict) -> bytes:
-    return dumps({"seq": seq, "values": values})
+def encode_command(seq: int, values: dict, session=None) -> bytes:
+    doc = {"seq": seq, "values": values}
+    if session is not None:
+        doc["session"] = session
+    return dumps(doc)
 
 
 def dumps(doc) -> bytes:
@@ -235,6 +252,7 @@ INPUT_KINDS = {
     codes.EV_TICK: "tick",
     codes.EV_OPERATOR: "operator",
     codes.EV_FAULT: "fault",
+    codes.EV_SESSION: "session",
 }
 
 __all__ = [
