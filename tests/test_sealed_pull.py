@@ -139,6 +139,11 @@ def test_altered_attestation_fails_its_mac(pulled, tmp_path):
     att.write_text("{not json")
     bad = edgegov("lineage", "verify", dump, "--attestation", att)
     assert bad.returncode == 2 and "not JSON" in bad.stderr and "Traceback" not in bad.stderr
+    att.write_text('{"device": "cell-7"}')
+    bad = edgegov("lineage", "verify", dump, "--attestation", att)
+    assert bad.returncode == 2 and "not an attestation" in bad.stderr, bad.stderr
+    bad = edgegov("lineage", "verify", dump, "--attestation", tmp_path / "missing.json")
+    assert bad.returncode == 2 and "cannot read" in bad.stderr, bad.stderr
 
 
 def test_orderly_stop_seals_and_attests_the_file(broker, tmp_path):
