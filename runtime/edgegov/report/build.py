@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import __version__
 from ..core.verify import verify
 from ..host.lineage_read import decode_dump
+from ..host.walltime import wall_span
 from . import model
 from .collect import Collector, channels_of, rule_channels
 from .page import Facts, render
@@ -77,7 +78,7 @@ def _facts(loaded: Loaded, key) -> Facts:
                   loaded.file_size // dump.block_size if dump.block_size else 0,
                   len(dump.records), dump.torn_tail, __version__, envs,
                   list(loaded.findings), keyed=key is not None,
-                  what_if_source=loaded.what_if_source)
+                  what_if_source=loaded.what_if_source, wall_span=wall_span(dump.records))
     try:
         facts.verify = verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq)
     except Exception as err:  # noqa: BLE001 - a damaged dump must still give a report

@@ -38,6 +38,7 @@ class Facts:
     replay: object = None  # shadow.Track of the recorded envelope
     what_if: object = None  # shadow.Track with another envelope
     what_if_source: str = ""
+    wall_span: tuple | None = None  # (first, last, steps) wall ms the host recorded, or None
 
 
 def pack(obj_json: str) -> str:
@@ -86,9 +87,19 @@ def _top(facts: Facts, col: Collected, data: dict) -> str:
         "<header class='top'>"
         f"<h1>Incident report: device {escape(_device(facts, col))}</h1>"
         f"<p class='sub'>{escape(facts.dump_path)} · {size}, {facts.block_size}-byte sectors "
-        f"× {facts.sectors} · generated {now} by edgegov {escape(facts.version)}</p>"
+        f"× {facts.sectors}{_wall(facts)} · generated {now} by edgegov "
+        f"{escape(facts.version)}</p>"
         f"<div class='badges'>{''.join(_badges(facts, col, data))}</div></header>"
     )
+
+
+def _wall(facts: Facts) -> str:
+    if facts.wall_span is None:
+        return " · wall time not recorded"
+    from ..host.walltime import format_wall
+
+    first, last, _ = facts.wall_span
+    return f" · <span id='wall-span'>{format_wall(first)} .. {format_wall(last)}</span> (UTC)"
 
 
 def _badges(facts: Facts, col: Collected, data: dict):
