@@ -33,6 +33,7 @@ def edgegov(*args):
 def pulled(broker, tmp_path_factory):
     """(dump path, key file, service workdir): 300 commands, then a sealed pull."""
     work = tmp_path_factory.mktemp("sealed")
+    before_ms = time.time_ns() // 1_000_000
     svc = ServiceProcess(work, broker.url).start()
 
     async def scenario():
@@ -51,6 +52,7 @@ def pulled(broker, tmp_path_factory):
     dump = work / "pulled.lineage"
     dump.write_bytes(got.image)
     attest.write(attest.path_for(dump), got.attestation)
+    got.wall_bounds = (before_ms, time.time_ns() // 1_000_000)
     return dump, write_key(work / "pull.key"), got
 
 
@@ -64,6 +66,17 @@ def test_the_attestation_names_the_seal_as_the_last_record(pulled):
     ok, why = attest.check(got.image, att, KEY)
     assert ok and "MAC checked" in why, why
     assert not attest.check(got.image, att, bytes(32))[0]  # another key
+
+
+def test_the_service_records_its_wall_clock(pulled):
+    from edgegov.core.record import K_BOOT, decode
+
+    records = [decode(p) for _, p in read_dump(pulled[0]).records]
+    lo, hi = pulled[2].wall_bounds
+    boot = next(r for r in records if r[0] == K_BOOT)
+    assert lo <= boot[9] <= hi  # read while the service started, between these two readings
+    seal = records[-1]
+    assert len(seal) == 9 and boot[9] <= seal[8] <= hi
 
 
 def test_untouched_dump_verifies_with_its_attestation(pulled):
@@ -126,6 +139,11 @@ def test_altered_attestation_fails_its_mac(pulled, tmp_path):
     att.write_text("{not json")
     bad = edgegov("lineage", "verify", dump, "--attestation", att)
     assert bad.returncode == 2 and "not JSON" in bad.stderr and "Traceback" not in bad.stderr
+    att.write_text('{"device": "cell-7"}')
+    bad = edgegov("lineage", "verify", dump, "--attestation", att)
+    assert bad.returncode == 2 and "not an attestation" in bad.stderr, bad.stderr
+    bad = edgegov("lineage", "verify", dump, "--attestation", tmp_path / "missing.json")
+    assert bad.returncode == 2 and "cannot read" in bad.stderr, bad.stderr
 
 
 def test_orderly_stop_seals_and_attests_the_file(broker, tmp_path):

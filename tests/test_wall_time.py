@@ -136,3 +136,11 @@ def test_time_record_and_checkpoint_wall_field_bytes():
     without = bytes(enc.payload())
     assert with_wall[0] == 0x89 and without[0] == 0x88  # 9 fields, or 8 when unknown
     assert with_wall[1:] == without[1:] + bytes.fromhex("1b000001a23fc1df80")
+
+
+def test_report_header_shows_the_recorded_wall_time_span(tmp_path):
+    from edgegov.report.build import build_report
+
+    html = build_report(run_scripted(tmp_path))
+    assert ("<span id='wall-span'>2026-12-04T06:33:20.000Z .. 2026-12-04T07:33:19.900Z"
+            "</span> (UTC)") in html

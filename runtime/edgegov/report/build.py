@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.verify import verify
-from ..host.walltime import format_wall
+from ..host.walltime import format_wall, wall_span
 from . import model
 from .collect import Collector, channels_of, rule_channels, wall_clock_of
 from .inputs import InputTrack, input_units, unit_of_blob
@@ -116,7 +116,7 @@ def _facts(loaded: Loaded, key) -> Facts:
                   loaded.file_size // dump.block_size if dump.block_size else 0,
                   len(dump.records), dump.torn_tail, __version__, envs,
                   list(loaded.findings), keyed=key is not None,
-                  what_if_source=loaded.what_if_source)
+                  what_if_source=loaded.what_if_source, wall_span=wall_span(dump.records))
     try:
         facts.verify = verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq)
     except Exception as err:  # noqa: BLE001 - a damaged dump must still give a report

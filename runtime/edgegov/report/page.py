@@ -46,6 +46,7 @@ class Facts:
     what_if_source: str = ""
     whatif_summary: object = None  # whatif_view.Summary, when there is a what-if
     narratives: list = field(default_factory=list)  # one per incident (narrative.Narrator)
+    wall_span: tuple | None = None  # (first, last, steps) wall ms the host recorded, or None
 
 
 def gzip64(text: str, level: int = 6) -> str:
@@ -124,9 +125,19 @@ def _top(facts: Facts, col: Collected, data: dict) -> str:
         "<header class='top'>"
         f"<h1>Incident report: device {escape(_device(facts, col))}</h1>"
         f"<p class='sub'>{escape(facts.dump_path)} · {size}, {facts.block_size}-byte sectors "
-        f"× {facts.sectors} · generated {now} by edgegov {escape(facts.version)}</p>"
+        f"× {facts.sectors}{_wall(facts)} · generated {now} by edgegov "
+        f"{escape(facts.version)}</p>"
         f"<div class='badges'>{''.join(_badges(facts, col, data))}</div></header>"
     )
+
+
+def _wall(facts: Facts) -> str:
+    if facts.wall_span is None:
+        return " · wall time not recorded"
+    from ..host.walltime import format_wall
+
+    first, last, _ = facts.wall_span
+    return f" · <span id='wall-span'>{format_wall(first)} .. {format_wall(last)}</span> (UTC)"
 
 
 def _badges(facts: Facts, col: Collected, data: dict):

@@ -136,7 +136,10 @@ async def _pull(settings, topics, timeout_s, counter) -> tuple[bytes, dict | Non
                     if len(chunks) == doc["count"]:
                         break
         except TimeoutError:
-            raise PullError(f"lineage pull timed out ({len(chunks)} chunks received)") from None
+            hint = "" if chunks else (f": no answer; is edgegov run up for device "
+                                      f"{topics.device_id} on this broker?")
+            raise PullError(f"lineage pull timed out ({len(chunks)} chunks received){hint}") \
+                from None
     image = b"".join(chunks[i] for i in range(meta["count"]))
     if len(image) != meta["size"] or hashlib.sha256(image).hexdigest() != meta["sha256"]:
         raise PullError("lineage pull: size or SHA-256 mismatch")
