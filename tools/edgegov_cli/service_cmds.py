@@ -138,7 +138,8 @@ _ACTIONS = ("arm", "reset", "estop", "pause", "resume", "mode", "approve", "deny
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--config", type=click.Path(dir_okay=False),
               help="Envelope TOML, to name a mode instead of its index.")
-@click.option("--counter", type=int, help="Counter (default: microseconds of wall time).")
+@click.option("--counter", type=int, help="Counter (default: max(microseconds of wall time, "
+              "the device's last accepted counter + 1 from its retained state)).")
 @click.option("--prefix", default="edgegov", show_default=True)
 @click.option("--timeout", default=5.0, show_default=True)
 @_mqtt_options
