@@ -42,9 +42,12 @@ def event_label(name: str, arg, modes: list[str]) -> str:
     """A person's words for one event, with its argument decoded."""
     if name == "trip":
         return f"trip ({names.reason(arg)})" if type(arg) is int else "trip"
-    if name in ("reset_refused", "arm_refused", "boot"):
+    if name in ("blocking_causes", "boot"):
         causes = names.causes(arg) if type(arg) is int else []
         return f"{name.replace('_', ' ')} ({', '.join(causes) or 'no cause'})"
+    if name in ("reset_refused", "arm_refused", "pause_refused", "resume_refused",
+                "op_refused", "auth_refused"):  # the argument is the reason code
+        return f"{name.replace('_', ' ')} ({names.reason(arg)})" if type(arg) is int else name
     if name in ("link_stale", "link_lost", "link_engaged"):
         return f"{name} after {arg} ms"
     if name.startswith("approval_"):
