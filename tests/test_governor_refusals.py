@@ -87,3 +87,12 @@ def test_refusal_words():
                                      C.E_COUNTER_BEHIND, C.E_OP_REFUSED)] == [
         "arm_refused", "reset_refused", "pause_refused", "resume_refused",
         "blocking_causes", "counter_behind", "op_refused"]
+
+
+def test_report_labels_read_the_refusal_argument_as_a_reason():
+    from edgegov.report.model import event_label
+
+    assert event_label("reset_refused", C.R_CAUSE_PRESENT, []) == "reset refused (cause_present)"
+    assert event_label("arm_refused", C.R_NOT_ALLOWED, []) == "arm refused (not_allowed)"
+    assert event_label("blocking_causes", C.C_ESTOP_INPUT | C.C_FAULT, []) == (
+        "blocking causes (estop_input, fault)")

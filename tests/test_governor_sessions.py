@@ -235,3 +235,36 @@ def test_modbus_session_register_restarts_the_session_and_the_link_engages_afres
     # a write of the unchanged session alone changes nothing
     assert fe.write_holding(MAP.session, [2], now + 1) is None
     assert gov.link == C.LINK_OK
+
+
+def test_modbus_session_over_a_real_pymodbus_client(tmp_path):
+    """The PLC program restarts: one FC16 from H2 with heartbeat, proposals and a new session
+    (docs/modbus.md); the link engages afresh and the session is in the lineage."""
+    from edgegov.adapters import modbus_map as mm
+    from edgegov.core import codes
+    from modbus_rig import MAP, Rig
+
+    async def scenario():
+        async with Rig(tmp_path, "tcp") as rig:
+            await rig.armed_and_live()
+            await rig.plc.stop_heartbeat()
+            plc = rig.plc
+            words = MAP.proposal_words(plc.standing)
+            plc.hb = 0
+            rr = await plc.client.write_registers(mm.H_HEARTBEAT, [1, *words, 4242],
+                                                  device_id=1)
+            assert not rr.isError()
+            assert rig.gov.session == 4242 and rig.gov.link != codes.LINK_OK
+            plc.hb = 1
+            plc.start_heartbeat()
+            await rig.until(lambda: rig.gov.link == codes.LINK_OK, what="engaged afresh")
+            regs = await plc.client.read_holding_registers(MAP.session, count=1, device_id=1)
+            assert regs.registers == [4242]
+            await plc.stop_heartbeat()
+            rig.svc.settle()
+            records = rig.svc.lineage.ring.read_all()
+            inputs = [decode(p)[2] for _, p in records if decode(p)[0] == K_EVENT]
+            assert [i for i in inputs if isinstance(i, list) and i[0] == C.EV_SESSION] == [
+                [C.EV_SESSION, 4242]]
+
+    asyncio.run(scenario())

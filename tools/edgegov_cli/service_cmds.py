@@ -179,7 +179,8 @@ _ACTIONS = ("arm", "reset", "estop", "pause", "resume", "mode", "approve", "deny
               help="The device's key file (mode 600), to sign the action.")
 @click.option("--config", type=click.Path(dir_okay=False),
               help="Envelope TOML, to name a mode instead of its index.")
-@click.option("--counter", type=int, help="Counter (default: microseconds of wall time).")
+@click.option("--counter", type=int, help="Counter (default: max(microseconds of wall time, "
+              "the device's last accepted counter + 1 from its retained state)).")
 @click.option("--prefix", default="edgegov", show_default=True, help="Topic prefix.")
 @click.option("--timeout", default=5.0, show_default=True,
               help="Seconds to wait for the service's answer.")
