@@ -32,7 +32,7 @@ from ..core.codes import E_TRIP, EV_COMMAND
 from ..core.envelope import Envelope
 from ..core.record import K_BOOT, K_CHECKPOINT, K_DECISION, K_EVENT, RecordError, decode
 from ..core.replay import Replayer, ReplayError, envelopes_in
-from ..core.ring import RingLog, detect_block_size
+from ..core.ring import LineageError, RingLog, detect_block_size
 from .lineage_store import load_envelope
 from .walltime import WallClock, format_wall
 
@@ -460,12 +460,33 @@ class _Wall:
         return None if i < 0 else self.clock.at(i, t_ms)
 
 
+class _ImageDevice(RamBlockDevice):
+    """A whole image, read only: the ring's reads straight from it (the ring bounds every
+    read by the block size itself; a read past the image still fails)."""
+
+    def __init__(self, block_size, block_count, image):
+        RamBlockDevice.__init__(self, block_size, block_count, image)
+        self._mv = memoryview(image)
+
+    def read(self, block, offset, buf):
+        start = block * self.block_size + offset
+        n = len(buf)
+        buf[0:n] = self._mv[start : start + n]
+
+
 def _records(image: bytes, block_size: int | None = None) -> list:
     """The committed records of an image, in ring order (each frame's CRC checked as it is
     read; what is wrong with the image is verify's to say). LineageError: not a ring."""
     if block_size is None:
         block_size = detect_block_size(image)
-    ring = RingLog(RamBlockDevice(block_size, len(image) // block_size, image))
+    if not isinstance(block_size, int) or block_size <= 0 or len(image) % block_size:
+        raise LineageError(f"image of {len(image)} bytes is not whole blocks of {block_size!r}")
+    if len(image) < 2 * block_size:
+        raise LineageError(f"image holds fewer than 2 blocks of {block_size} bytes")
+    try:
+        ring = RingLog(_ImageDevice(block_size, len(image) // block_size, image))
+    except ValueError as err:  # a geometry the block-device port refuses
+        raise LineageError(f"not a ring of {block_size}-byte blocks: {err}") from None
     ring.recover(quick=True)
     return ring.read_all()
 
