@@ -149,16 +149,30 @@ class _Units:
 class _Diff:
     """One record whose what-if decision differs."""
 
-    __slots__ = ("seq", "boot", "t_ms", "cmd_seq", "recorded", "whatif", "kind")
+    __slots__ = ("seq", "boot", "t_ms", "cmd_seq", "kind", "_raw", "_sides")
 
     def __init__(self, seq, boot, t_ms, cmd_seq, recorded, whatif, kind):
         self.seq = seq
         self.boot = boot
         self.t_ms = t_ms
         self.cmd_seq = cmd_seq
-        self.recorded = recorded
-        self.whatif = whatif
         self.kind = kind  # "verdict", "output" or a noise kind ("reason", "rule+events", ...)
+        self._raw = (recorded, whatif)  # _Side arguments, built when first asked for
+        self._sides = None
+
+    def _side(self, k: int) -> _Side:
+        if self._sides is None:
+            self._sides = (_Side(*self._raw[0]), _Side(*self._raw[1]))
+            self._raw = None
+        return self._sides[k]
+
+    @property
+    def recorded(self) -> _Side:
+        return self._side(0)
+
+    @property
+    def whatif(self) -> _Side:
+        return self._side(1)
 
     @property
     def significant(self) -> bool:
@@ -203,17 +217,28 @@ class _Collector:
             if outcome.margin != d.margin:
                 self.margin_only += 1
             return  # the common case: the same decision, nothing to build
-        rec = _Side(env_old, outcome.verdict, outcome.reason, outcome.rule, outcome.margin,
-                    outcome.output, outcome.events)
-        mine = _Side(self.env_new, d.verdict, d.reason, d.rule, d.margin, d.output, d.events())
-        kind = _kind(rec, mine)
-        if kind is None:  # outputs listed in another channel order: the same after all
-            if rec.margin != mine.margin:
-                self.margin_only += 1
+        events = d.events()
+        if outcome.verdict != d.verdict:
+            kind = "verdict"
+        elif not (outcome.output == d.output if self._same_channels
+                  else self._outputs_equal(outcome.output, d.output)):
+            kind = "output"
+        else:
+            same = (self._rules[outcome.rule] == self._rules_new[d.rule],
+                    outcome.reason == d.reason, outcome.events == events)
+            kind = "+".join(k for k, ok in zip(("rule", "reason", "events"), same, strict=True)
+                            if not ok)
+        if not kind:  # nothing but the margin after all
+            self.margin_only += outcome.margin != d.margin
             return
         ev = outcome.event
         cmd_seq = ev.seq if ev.kind == EV_COMMAND and type(ev.seq) is int else None
-        self.diffs.append(_Diff(seq, boot, outcome.t, cmd_seq, rec, mine, kind))
+        self.diffs.append(_Diff(
+            seq, boot, outcome.t, cmd_seq,
+            (env_old, outcome.verdict, outcome.reason, outcome.rule, outcome.margin,
+             outcome.output, outcome.events),
+            (self.env_new, d.verdict, d.reason, d.rule, d.margin, list(d.output), events),
+            kind))
 
 
 class _RuleIds:
@@ -245,15 +270,6 @@ def _memo_decode():
         return rec
 
     return decode_record
-
-
-def _kind(rec: _Side, mine: _Side) -> str | None:
-    if rec.verdict != mine.verdict:
-        return "verdict"
-    if rec.output != mine.output:
-        return "output"
-    changed = [k for k in ("rule", "reason", "events") if getattr(rec, k) != getattr(mine, k)]
-    return "+".join(changed) if changed else None
 
 
 class WhatIf:
