@@ -22,8 +22,10 @@ not compared: they measure the distance to the limits, which any change of limit
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from decimal import Decimal
+from pathlib import PurePath
 
 from .. import names
 from ..core import cbor
@@ -65,11 +67,19 @@ def parse_boots(boots) -> frozenset[int] | None:
 
 
 def _envelope(compiled) -> Envelope:
-    """A CompiledEnvelope, an Envelope, or ``(Envelope, blob, digest)`` → the Envelope."""
+    """A CompiledEnvelope, an Envelope, ``(Envelope, blob, digest)``, a compiled blob
+    (bytes) or the path of an envelope TOML or blob → the Envelope."""
     if isinstance(compiled, Envelope):
         return compiled
     if isinstance(compiled, tuple):
         return compiled[0]
+    if isinstance(compiled, (bytes, bytearray, memoryview)):
+        blob = bytes(compiled)
+        return Envelope.from_blob(blob, hashlib.sha256(blob).digest())
+    if isinstance(compiled, (str, PurePath)):
+        from ..config.compile import envelope_from_file
+
+        return envelope_from_file(compiled)[0]
     return Envelope.from_blob(compiled.blob, compiled.digest)
 
 
@@ -510,8 +520,9 @@ def _records(image: bytes, block_size: int | None = None) -> list:
 def run_whatif(image: bytes, compiled, boots="all", key=None, progress=None, *,
                block_size: int | None = None) -> WhatIf:
     """Decide the inputs recorded in ``image`` (a lineage file's bytes or a pulled dump)
-    again under ``compiled`` (a CompiledEnvelope, an Envelope, or ``(Envelope, blob,
-    digest)``), in every boot or in ``boots`` ("all", "1,3", an int or a set of ints).
+    again under ``compiled`` (a CompiledEnvelope, an Envelope, ``(Envelope, blob,
+    digest)``, a compiled blob or an envelope file's path), in every boot or in ``boots``
+    ("all", "1,3", an int or a set of ints).
 
     ``key`` re-verifies operator MACs (else the recorded MAC check is used).
     ``progress(done, total)`` is called as records are replayed. ``block_size``: the
