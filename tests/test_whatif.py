@@ -296,3 +296,27 @@ def test_a_dump_without_the_envelope_it_ran_is_a_clear_error(tmp_path):
     proc = subprocess.run(EDGEGOV + ["lineage", "replay", str(path), "--envelope", str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs the envelope the device ran" in proc.stderr
+
+
+@pytest.mark.parametrize("cut", [1, 4096 * 255])
+def test_a_cut_image_is_a_one_line_error_with_exit_2(example, tmp_path, cut):
+    work, _ = example
+    image = (work / "demo" / "edgegov-demo.lineage").read_bytes()
+    path = tmp_path / "cut.lineage"
+    path.write_bytes(image[:-cut])
+    proc = subprocess.run(EDGEGOV + ["lineage", "replay", str(path), "--envelope",
+                                     str(EXAMPLE)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a readable lineage" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_envelope_may_be_given_compiled_as_a_blob_or_a_path(example, tmp_path):
+    work, _ = example
+    image = (work / "demo" / "edgegov-demo.lineage").read_bytes()
+    compiled = compile_file(work / "strict.toml")
+    blob = tmp_path / "strict.blob"
+    blob.write_bytes(compiled.blob)
+    want = run_whatif(image, compiled).to_json()
+    for given in (compiled.blob, str(work / "strict.toml"), blob,
+                  Envelope.from_blob(compiled.blob, compiled.digest)):
+        assert run_whatif(image, given).to_json() == want

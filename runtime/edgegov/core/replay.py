@@ -177,12 +177,14 @@ class Decoder:
         else:
             event = self._event(rec[2])
             tail = rec[3:]
-        vr, rule, margin = tail[0], tail[1], tail[2]
+        vr = tail[0]
         verdict, reason = vr // 64, vr % 64
         output = list(self.prev_out)
-        if kind == K_DECISION and verdict <= CLAMP and isinstance(event.values, dict):
+        values = event.values if kind == K_DECISION and verdict <= CLAMP else None
+        if isinstance(values, dict):  # an accepted proposal is the expected output
+            names = env.ch_names
             for i in range(env.n):
-                v = event.values.get(env.ch_names[i])
+                v = values.get(names[i])
                 if type(v) is int:
                     output[i] = v
         if len(tail) > 3:
@@ -193,7 +195,8 @@ class Decoder:
                 output[i] = v
         events = [tuple(e) for e in tail[4]] if len(tail) > 4 else []
         self.prev_out = output
-        return Outcome(seq, self.t, kind, event, verdict, reason, rule, margin, output, events)
+        return Outcome(seq, self.t, kind, event, verdict, reason, tail[1], tail[2], output,
+                       events)
 
     def _command(self, rec):
         field = rec[2]

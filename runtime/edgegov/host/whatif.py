@@ -22,8 +22,10 @@ not compared: they measure the distance to the limits, which any change of limit
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from decimal import Decimal
+from pathlib import PurePath
 
 from .. import names
 from ..core import cbor
@@ -32,7 +34,7 @@ from ..core.codes import E_TRIP, EV_COMMAND
 from ..core.envelope import Envelope
 from ..core.record import K_BOOT, K_CHECKPOINT, K_DECISION, K_EVENT, RecordError, decode
 from ..core.replay import Replayer, ReplayError, envelopes_in
-from ..core.ring import RingLog, detect_block_size
+from ..core.ring import LineageError, RingLog, detect_block_size
 from .lineage_store import load_envelope
 from .walltime import WallClock, format_wall
 
@@ -65,11 +67,19 @@ def parse_boots(boots) -> frozenset[int] | None:
 
 
 def _envelope(compiled) -> Envelope:
-    """A CompiledEnvelope, an Envelope, or ``(Envelope, blob, digest)`` → the Envelope."""
+    """A CompiledEnvelope, an Envelope, ``(Envelope, blob, digest)``, a compiled blob
+    (bytes) or the path of an envelope TOML or blob → the Envelope."""
     if isinstance(compiled, Envelope):
         return compiled
     if isinstance(compiled, tuple):
         return compiled[0]
+    if isinstance(compiled, (bytes, bytearray, memoryview)):
+        blob = bytes(compiled)
+        return Envelope.from_blob(blob, hashlib.sha256(blob).digest())
+    if isinstance(compiled, (str, PurePath)):
+        from ..config.compile import envelope_from_file
+
+        return envelope_from_file(compiled)[0]
     return Envelope.from_blob(compiled.blob, compiled.digest)
 
 
@@ -149,16 +159,30 @@ class _Units:
 class _Diff:
     """One record whose what-if decision differs."""
 
-    __slots__ = ("seq", "boot", "t_ms", "cmd_seq", "recorded", "whatif", "kind")
+    __slots__ = ("seq", "boot", "t_ms", "cmd_seq", "kind", "_raw", "_sides")
 
     def __init__(self, seq, boot, t_ms, cmd_seq, recorded, whatif, kind):
         self.seq = seq
         self.boot = boot
         self.t_ms = t_ms
         self.cmd_seq = cmd_seq
-        self.recorded = recorded
-        self.whatif = whatif
         self.kind = kind  # "verdict", "output" or a noise kind ("reason", "rule+events", ...)
+        self._raw = (recorded, whatif)  # _Side arguments, built when first asked for
+        self._sides = None
+
+    def _side(self, k: int) -> _Side:
+        if self._sides is None:
+            self._sides = (_Side(*self._raw[0]), _Side(*self._raw[1]))
+            self._raw = None
+        return self._sides[k]
+
+    @property
+    def recorded(self) -> _Side:
+        return self._side(0)
+
+    @property
+    def whatif(self) -> _Side:
+        return self._side(1)
 
     @property
     def significant(self) -> bool:
@@ -203,17 +227,28 @@ class _Collector:
             if outcome.margin != d.margin:
                 self.margin_only += 1
             return  # the common case: the same decision, nothing to build
-        rec = _Side(env_old, outcome.verdict, outcome.reason, outcome.rule, outcome.margin,
-                    outcome.output, outcome.events)
-        mine = _Side(self.env_new, d.verdict, d.reason, d.rule, d.margin, d.output, d.events())
-        kind = _kind(rec, mine)
-        if kind is None:  # outputs listed in another channel order: the same after all
-            if rec.margin != mine.margin:
-                self.margin_only += 1
+        events = d.events()
+        if outcome.verdict != d.verdict:
+            kind = "verdict"
+        elif not (outcome.output == d.output if self._same_channels
+                  else self._outputs_equal(outcome.output, d.output)):
+            kind = "output"
+        else:
+            same = (self._rules[outcome.rule] == self._rules_new[d.rule],
+                    outcome.reason == d.reason, outcome.events == events)
+            kind = "+".join(k for k, ok in zip(("rule", "reason", "events"), same, strict=True)
+                            if not ok)
+        if not kind:  # nothing but the margin after all
+            self.margin_only += outcome.margin != d.margin
             return
         ev = outcome.event
         cmd_seq = ev.seq if ev.kind == EV_COMMAND and type(ev.seq) is int else None
-        self.diffs.append(_Diff(seq, boot, outcome.t, cmd_seq, rec, mine, kind))
+        self.diffs.append(_Diff(
+            seq, boot, outcome.t, cmd_seq,
+            (env_old, outcome.verdict, outcome.reason, outcome.rule, outcome.margin,
+             outcome.output, outcome.events),
+            (self.env_new, d.verdict, d.reason, d.rule, d.margin, list(d.output), events),
+            kind))
 
 
 class _RuleIds:
@@ -245,15 +280,6 @@ def _memo_decode():
         return rec
 
     return decode_record
-
-
-def _kind(rec: _Side, mine: _Side) -> str | None:
-    if rec.verdict != mine.verdict:
-        return "verdict"
-    if rec.output != mine.output:
-        return "output"
-    changed = [k for k in ("rule", "reason", "events") if getattr(rec, k) != getattr(mine, k)]
-    return "+".join(changed) if changed else None
 
 
 class WhatIf:
@@ -460,12 +486,33 @@ class _Wall:
         return None if i < 0 else self.clock.at(i, t_ms)
 
 
+class _ImageDevice(RamBlockDevice):
+    """A whole image, read only: the ring's reads straight from it (the ring bounds every
+    read by the block size itself; a read past the image still fails)."""
+
+    def __init__(self, block_size, block_count, image):
+        RamBlockDevice.__init__(self, block_size, block_count, image)
+        self._mv = memoryview(image)
+
+    def read(self, block, offset, buf):
+        start = block * self.block_size + offset
+        n = len(buf)
+        buf[0:n] = self._mv[start : start + n]
+
+
 def _records(image: bytes, block_size: int | None = None) -> list:
     """The committed records of an image, in ring order (each frame's CRC checked as it is
     read; what is wrong with the image is verify's to say). LineageError: not a ring."""
     if block_size is None:
         block_size = detect_block_size(image)
-    ring = RingLog(RamBlockDevice(block_size, len(image) // block_size, image))
+    if not isinstance(block_size, int) or block_size <= 0 or len(image) % block_size:
+        raise LineageError(f"image of {len(image)} bytes is not whole blocks of {block_size!r}")
+    if len(image) < 2 * block_size:
+        raise LineageError(f"image holds fewer than 2 blocks of {block_size} bytes")
+    try:
+        ring = RingLog(_ImageDevice(block_size, len(image) // block_size, image))
+    except ValueError as err:  # a geometry the block-device port refuses
+        raise LineageError(f"not a ring of {block_size}-byte blocks: {err}") from None
     ring.recover(quick=True)
     return ring.read_all()
 
@@ -473,8 +520,9 @@ def _records(image: bytes, block_size: int | None = None) -> list:
 def run_whatif(image: bytes, compiled, boots="all", key=None, progress=None, *,
                block_size: int | None = None) -> WhatIf:
     """Decide the inputs recorded in ``image`` (a lineage file's bytes or a pulled dump)
-    again under ``compiled`` (a CompiledEnvelope, an Envelope, or ``(Envelope, blob,
-    digest)``), in every boot or in ``boots`` ("all", "1,3", an int or a set of ints).
+    again under ``compiled`` (a CompiledEnvelope, an Envelope, ``(Envelope, blob,
+    digest)``, a compiled blob or an envelope file's path), in every boot or in ``boots``
+    ("all", "1,3", an int or a set of ints).
 
     ``key`` re-verifies operator MACs (else the recorded MAC check is used).
     ``progress(done, total)`` is called as records are replayed. ``block_size``: the
