@@ -92,6 +92,7 @@ class CellPeers:
         self.shown = dict(self.outputs)  # as published: engineering units
         self.units = units or {}
         self.state = "TRIPPED"
+        self.causes: list[str] = []  # trip causes still present, in words
         self.verdicts: Counter = Counter()
         self.story = Story()  # the whole run, repeats grouped: the live view and summary
         self.last_trip = ""
@@ -113,6 +114,7 @@ class CellPeers:
                                 for k, v in doc["values"].items()}
             elif kind == "state" and doc.get("status") == "online":
                 self.state = doc["state"]
+                self.causes = doc.get("trip_causes") or []
             elif kind == "decision":
                 self._decision(doc)
             elif kind == "event":
@@ -198,7 +200,8 @@ def _view(peers: CellPeers, seconds: float):
 
     head = Table.grid(padding=(0, 2))
     head.add_row(f"t {min(peers.t(), seconds):5.1f}/{seconds:.0f} s",
-                 f"state [bold]{peers.state}[/bold]",
+                 f"state [bold]{peers.state}[/bold]"
+                 + (f" ({', '.join(peers.causes)})" if peers.causes else ""),
                  "outputs " + names.outputs_text(peers.shown, peers.units))
     if peers.last_trip:
         head.add_row("last trip", peers.last_trip, "")
