@@ -33,7 +33,7 @@ from ..demo import (
     Story,
     check_lineage,
     print_summary,
-    script_starts,
+    script_due,
     write_demo_key,
 )
 from ..host.aio import cancel_and_wait, stop_requested
@@ -96,6 +96,7 @@ class CellPeers:
         self.verdicts: Counter = Counter()
         self.story = Story()  # the whole run, repeats grouped: the live view and summary
         self.last_trip = ""
+        self.announced: set[str] = set()  # scripted misbehaviours already in the story
         self.approvals = 0
         self.next_op_s = 0.0
         self.t0 = time.monotonic()
@@ -159,7 +160,7 @@ class CellPeers:
         while self.t() < seconds:
             now_ms = int(self.t() * 1000)
             active = active_misbehaviours(now_ms)
-            for text in script_starts(now_ms - now_ms % 10, 10):
+            for text in script_due(now_ms, self.announced):
                 self.note(text)
             apply_plant_script(self.plant, active)
             self.plant.step(self.outputs, 10)
