@@ -120,6 +120,14 @@ def script_starts(now_ms: int, period_ms: int) -> list[str]:
             if now_ms <= m.at_ms < now_ms + period_ms]
 
 
+def script_due(now_ms: int, announced: set) -> list[str]:
+    """``scripted: ...`` for each misbehaviour started by ``now_ms`` and not yet in
+    ``announced`` (which it updates): on the wall clock a late step never skips one."""
+    due = [m for m in SCRIPT if m.at_ms <= now_ms and m.kind not in announced]
+    announced.update(m.kind for m in due)
+    return [f"scripted: {m.note}" for m in due]
+
+
 def _recording(lineage, gov, observe):
     def record(event, now_ms, d):
         if event is not None:
@@ -304,4 +312,4 @@ def _shown(path: Path) -> str:
 
 __all__ = ["run_scenario", "default_envelope", "check_lineage", "print_summary",
            "DemoResult", "SCRIPT", "DEMO_KEY", "Story", "story_of", "decision_text",
-           "OTHER_ENVELOPE", "script_starts", "decision_key", "write_demo_key"]
+           "OTHER_ENVELOPE", "script_starts", "script_due", "decision_key", "write_demo_key"]

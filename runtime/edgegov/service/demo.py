@@ -33,7 +33,7 @@ from ..demo import (
     Story,
     check_lineage,
     print_summary,
-    script_starts,
+    script_due,
     write_demo_key,
 )
 from ..host.aio import cancel_and_wait, stop_requested
@@ -92,9 +92,11 @@ class CellPeers:
         self.shown = dict(self.outputs)  # as published: engineering units
         self.units = units or {}
         self.state = "TRIPPED"
+        self.causes: list[str] = []  # trip causes still present, in words
         self.verdicts: Counter = Counter()
         self.story = Story()  # the whole run, repeats grouped: the live view and summary
         self.last_trip = ""
+        self.announced: set[str] = set()  # scripted misbehaviours already in the story
         self.approvals = 0
         self.next_op_s = 0.0
         self.t0 = time.monotonic()
@@ -113,6 +115,7 @@ class CellPeers:
                                 for k, v in doc["values"].items()}
             elif kind == "state" and doc.get("status") == "online":
                 self.state = doc["state"]
+                self.causes = doc.get("trip_causes") or []
             elif kind == "decision":
                 self._decision(doc)
             elif kind == "event":
@@ -157,7 +160,7 @@ class CellPeers:
         while self.t() < seconds:
             now_ms = int(self.t() * 1000)
             active = active_misbehaviours(now_ms)
-            for text in script_starts(now_ms - now_ms % 10, 10):
+            for text in script_due(now_ms, self.announced):
                 self.note(text)
             apply_plant_script(self.plant, active)
             self.plant.step(self.outputs, 10)
@@ -198,7 +201,8 @@ def _view(peers: CellPeers, seconds: float):
 
     head = Table.grid(padding=(0, 2))
     head.add_row(f"t {min(peers.t(), seconds):5.1f}/{seconds:.0f} s",
-                 f"state [bold]{peers.state}[/bold]",
+                 f"state [bold]{peers.state}[/bold]"
+                 + (f" ({', '.join(peers.causes)})" if peers.causes else ""),
                  "outputs " + names.outputs_text(peers.shown, peers.units))
     if peers.last_trip:
         head.add_row("last trip", peers.last_trip, "")
