@@ -49,6 +49,11 @@ def envelope_update(runner, payload: bytes, now_ms: int, reply=None) -> dict | N
     async def finish():
         try:
             answer = await outcome
+        except Exception as err:  # noqa: BLE001 - answered, logged; the service goes on
+            log.exception("envelope change failed")
+            runner.service.healthy = False
+            answer = {"ok": False, "refused": f"failed while applying: {err}",
+                      "current": runner.compiled.hash}
         finally:
             runner.envelope_busy = False
         _answer(runner, answer, runner.clock.now_ms(), reply)
