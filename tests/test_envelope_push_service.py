@@ -178,3 +178,7 @@ def test_a_push_to_a_gateway_serving_modbus_swaps_the_register_map(tmp_path, bro
     old_map = mm.map_of(compile_envelope(OLD)).ident_words()
     new_map = mm.map_of(compile_envelope(pinned.read_text())).ident_words()
     assert before == old_map and after == new_map and old_map != new_map
+    # spindle H5/I20 → H40/I40 and press H4/I19 → H42/I42; coolant stays at H3/I18
+    assert "WARNING: Modbus registers moved: press: H4/I19 → H42/I42" in pushed.output
+    assert "WARNING: Modbus registers moved: spindle: H5/I20 → H40/I40" in pushed.output
+    assert "coolant:" not in pushed.output

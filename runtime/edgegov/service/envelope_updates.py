@@ -63,6 +63,13 @@ def envelope_update(runner, payload: bytes, now_ms: int, reply=None) -> dict | N
     return None
 
 
+def _moves(old_map, new_map) -> list[str]:
+    """``name: H4/I19 → H5/I20`` for each channel kept whose registers moved."""
+    was = {slot.name: slot.where() for slot in old_map.channels}
+    return [f"{slot.name}: {was[slot.name]} → {slot.where()}" for slot in new_map.channels
+            if slot.name in was and was[slot.name] != slot.where()]
+
+
 def _answer(runner, answer: dict, now_ms: int, reply) -> dict:
     svc = runner.service
     svc.post(svc.topics.event, dumps({"t_ms": now_ms, "event": "envelope", **answer}), 1, False)
@@ -150,6 +157,9 @@ class EnvelopeUpdates:
             gw._reported = dict(old_gw._reported)
         await gw.start()
         runner.modbus = gw
+        if answer["ok"]:
+            answer["modbus_moves"] = _moves(old_gw.map, gw.map)
+            answer["modbus_map"] = gw.map.map_digest.hex()
         return answer
 
     def _source(self, push: Push) -> tuple[bytes | None, str | None]:
