@@ -139,3 +139,46 @@ def test_bench_push_prints_its_figures(capsys):
     assert figures["refused"] == 0 and figures["pushes"] == 2
     assert figures["span_s"] == 3.0 and figures["whatif_x_realtime"] > 0
     assert '"apply_p50_ms"' in capsys.readouterr().out
+
+
+def test_a_push_to_a_gateway_serving_modbus_swaps_the_register_map(tmp_path, broker):
+    """The PLC server restarts on the new map: the identity block shows the new hashes."""
+    from edgegov.adapters import modbus_map as mm
+    from edgegov.host.net import free_port, wait_port
+    from pymodbus.client import AsyncModbusTcpClient
+
+    config = tmp_path / "cell.toml"
+    config.write_text(OLD)
+    pinned = tmp_path / "cell-pinned.toml"
+    pinned.write_text(NEW + "\n[modbus.addresses]\nspindle = 40\npress = 42\n")
+    port = free_port()
+    svc = ServiceProcess(tmp_path, broker.url, "--modbus-server", f"127.0.0.1:{port}",
+                         envelope=config).start()
+    mqtt = ["--mqtt", broker.url, "--key", str(svc.key_file), "--protocol", "4"]
+
+    async def identity():
+        wait_port(port, 15)
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+        await client.connect()
+        try:
+            rr = await client.read_input_registers(mm.I_IDENT, count=mm.IDENT_COUNT,
+                                                   device_id=1)
+            return rr.registers
+        finally:
+            client.close()
+
+    try:
+        before = asyncio.run(identity())
+        pushed = cli("envelope", "push", str(pinned), *mqtt)
+        after = asyncio.run(identity())
+        assert svc.terminate() == 0
+    finally:
+        svc.stop()
+    assert pushed.exit_code == 0, pushed.output
+    old_map = mm.map_of(compile_envelope(OLD)).ident_words()
+    new_map = mm.map_of(compile_envelope(pinned.read_text())).ident_words()
+    assert before == old_map and after == new_map and old_map != new_map
+    # spindle H5/I20 → H40/I40 and press H4/I19 → H42/I42; coolant stays at H3/I18
+    assert "WARNING: Modbus registers moved: press: H4/I19 → H42/I42" in pushed.output
+    assert "WARNING: Modbus registers moved: spindle: H5/I20 → H40/I40" in pushed.output
+    assert "coolant:" not in pushed.output

@@ -234,6 +234,9 @@ def _send(settings, device: str, prefix: str, push, timeout: float) -> int:
     if answer.get("ok"):
         click.echo(f"{device}: {push.action} applied: {answer['old'][:16]} → "
                    f"{answer['new'][:16]} (the governor restarted TRIPPED: reset and arm)")
+        for move in answer.get("modbus_moves", []):
+            click.echo(f"WARNING: Modbus registers moved: {move} (a PLC program written for "
+                       "the old map must be updated; the map hash is in I905-908)")
         return 0
     click.echo(f"{device}: {push.action} refused: {answer.get('refused')}", err=True)
     return 1
