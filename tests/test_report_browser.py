@@ -316,3 +316,23 @@ def test_the_operator_lane_has_every_operator_action(opened_demo, demo_lineage):
     assert sorted(sum(drawn.values(), [])) == sorted(r["seq"] for r in ops)
     assert set(drawn.get("refused", [])) == refused
     assert opened_demo.page.locator("#operator-actions tr.refused").count() == len(refused)
+
+
+def test_every_plot_shares_one_time_axis(opened_demo):
+    """Channels, inputs, operator lane and timeline show the same window, zoomed or not."""
+    page = opened_demo.page
+
+    def ranges():
+        return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+            .map((g) => g.layout.xaxis.range.map((v) => +(+v).toFixed(3)))""")
+
+    whole = ranges()
+    assert len(whole) >= 8 and all(r == whole[0] for r in whole)
+    page.evaluate("Plotly.relayout(document.getElementById('plot-input-2'), "
+                  "{'xaxis.range': [9.5, 11]})")
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .every((g) => Math.abs(g.layout.xaxis.range[0] - 9.5) < 1e-6)""")
+    page.locator("#zoom-reset").click()
+    page.wait_for_function("""(r) => [...document.querySelectorAll('.js-plotly-plot')]
+        .every((g) => Math.abs(g.layout.xaxis.range[0] - r) < 1e-3)""", arg=whole[0][0])
+    assert ranges() == whole
