@@ -387,7 +387,10 @@ def test_a_dump_that_lost_its_envelope_record_asks_for_it(demo_lineage, tmp_path
     assert "No channel" in html
     html = report(broken, tmp_path / "withenv.html", "--envelope", EXAMPLE)
     assert "records whose envelope hash matches" in html
-    assert page_data(html)["rows"]["x"]  # placed with the envelope given
+    data = page_data(html)
+    assert data["rows"]["x"]  # placed with the envelope given
+    units = {k["name"]: k["unit"] for k in data["inputs"]}
+    assert units["hydraulic_pressure"] == "bar"  # from the envelope given
 
 
 @pytest.mark.parametrize("content", [b"", b"not a lineage at all\n" * 300, bytes(8192)])

@@ -39,8 +39,8 @@ ul.findings { margin:4px 0; padding-left:20px; }
 .okt { color:var(--ok); font-weight:600; }
 .plot { width:100%; height:300px; margin:0 0 6px; }
 .plot.timeline, .plot.lane { height:auto; }
-.plot.input.bool { height:150px; }
-.plot.input.number { height:230px; }
+.plot.input.bool { height:170px; }
+.plot.input.number { height:240px; }
 details.story { border:1px solid var(--line); border-radius:6px; padding:4px 12px; margin:6px 0; }
 details.story summary { margin:4px 0; font-weight:600; cursor:pointer; }
 ul.story { margin:4px 0; padding-left:0; list-style:none; }
@@ -149,13 +149,18 @@ function fmt(x) {
 }
 let XH = '%{x:.3f} s';
 // Legends sit under each plot, left-aligned: the toolbar (modebar) is at the top right.
-function legendBelow() {
-  return { orientation: 'h', x: 0, xanchor: 'left', y: -0.16, yanchor: 'top',
+// y is a fraction of the plot area: keep ~30 px for the time axis's labels whatever its height.
+function legendBelow(height, margin) {
+  const area = Math.max(40, height - margin.t - margin.b);
+  return { orientation: 'h', x: 0, xanchor: 'left', y: -30 / area, yanchor: 'top',
            font: { size: 11 } };
 }
+let FULL = [0, 1];
 function xaxis() {
-  return WALL ? { type: 'date', zeroline: false, hoverformat: '%H:%M:%S.%L' }
-              : { zeroline: false, ticksuffix: ' s' };
+  const ax = WALL ? { type: 'date', zeroline: false, hoverformat: '%H:%M:%S.%L' }
+                  : { zeroline: false, ticksuffix: ' s' };
+  ax.range = FULL.slice();
+  return ax;
 }
 
 function describe(i) {
@@ -326,15 +331,16 @@ function seriesTraces(c) {
   return traces;
 }
 
+const MARGIN = { l: 64, r: 10, t: 30, b: 74 };
 function channelPlot(c) {
   const ch = D.channels[c];
   const div = $('plot-' + c);
   const layout = {
-    margin: { l: 64, r: 10, t: 30, b: 70 }, hovermode: 'closest', dragmode: 'zoom',
+    margin: MARGIN, hovermode: 'closest', dragmode: 'zoom',
     title: { text: ch.name + ' (' + ch.unit + ')', x: 0.01, font: { size: 14 } },
     xaxis: xaxis(),
     yaxis: { title: { text: ch.unit }, zeroline: false },
-    legend: legendBelow(),
+    legend: legendBelow(div.clientHeight || 300, MARGIN),
     yaxis2: Y2,
   };
   return Plotly.newPlot(div, overlays().concat(seriesTraces(c)), layout,
@@ -406,9 +412,12 @@ function hook(div) {
   });
 }
 
+// "Show all" is the whole dump on every plot alike (plotly's own autorange would pad each
+// plot differently, and the time axes would no longer line up).
 function zoomAll(range, except) {
   syncing = true;
-  const upd = range ? { 'xaxis.range': range } : { 'xaxis.autorange': true };
+  const upd = { 'xaxis.range': (range || FULL).slice() };
+  if (!range) except = null;
   Promise.all(plots.map((p) => (p === except ? Promise.resolve() : Plotly.relayout(p, upd))
     .then(() => refreshLines(p, range))))
     .finally(() => { syncing = false; fillTable(range); });
@@ -512,6 +521,9 @@ function decodeData() {
   }
   D.operator.x = times(D.operator.t);
   for (const g of D.segments) { g.x0 = AX(g.x0); g.x1 = AX(g.x1); }
+  const [lo, hi] = extent();
+  const pad = (hi - lo) * 0.01 || (WALL ? 1000 : 1);
+  FULL = [lo - pad, hi + pad];
 }
 // A range from plotly (numbers, or date strings on a date axis: UTC) → axis numbers.
 function axisValue(v) {
@@ -556,11 +568,12 @@ function inputPlot(k) {
   traces.push({ x: [null], y: [null], name: 'stale (held stale by the governor)', type: 'scatter',
     mode: 'markers', marker: { color: 'rgba(96,96,96,0.35)', symbol: 'square', size: 10 },
     hoverinfo: 'skip', meta: 'legend-only' });
+  const height = inp.number ? 240 : 170;
   const layout = {
-    height: inp.number ? 230 : 150, margin: { l: 64, r: 10, t: 30, b: 64 },
+    height: height, margin: MARGIN,
     hovermode: 'closest', title: { text: 'input ' + inp.name + (inp.unit ? ' (' + inp.unit + ')' :
       inp.number ? '' : ' (bool)') + (inp.estop ? ' · e-stop' : ''), x: 0.01, font: { size: 14 } },
-    xaxis: xaxis(), legend: legendBelow(), yaxis2: Y2,
+    xaxis: xaxis(), legend: legendBelow(height, MARGIN), yaxis2: Y2,
     yaxis: inp.number ? { title: { text: inp.unit }, zeroline: false }
       : { tickvals: [0, 1], ticktext: ['false', 'true'], range: [-0.2, 1.25], fixedrange: true },
   };
@@ -590,10 +603,11 @@ function operatorPlot() {
     marker: { symbol: style[kind][0], color: style[kind][1], size: 11,
       line: { width: 2, color: style[kind][1] } } })));
   const cats = [...new Set(O.action.map(str))].sort();
-  const layout = { height: Math.max(170, 90 + 24 * cats.length),
-    margin: { l: 150, r: 10, t: 30, b: 64 },
+  const height = Math.max(180, 110 + 24 * cats.length);
+  const margin = Object.assign({}, MARGIN, { l: 150 });
+  const layout = { height: height, margin: margin,
     hovermode: 'closest', title: { text: 'operator actions', x: 0.01, font: { size: 14 } },
-    xaxis: xaxis(), legend: legendBelow(), yaxis2: Y2,
+    xaxis: xaxis(), legend: legendBelow(height, margin), yaxis2: Y2,
     yaxis: { type: 'category', categoryorder: 'array', categoryarray: cats } };
   return Plotly.newPlot(div, traces, layout,
     { displaylogo: false, responsive: true, scrollZoom: true }).then(() => hook(div));

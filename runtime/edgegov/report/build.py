@@ -59,8 +59,8 @@ def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
     channels = channels_of(loaded.envelopes)
     wall = wall_clock_of(dump.records)
     units = input_units(dump.records)
-    if loaded.what_if is not None and loaded.what_if_blob:
-        units = {**unit_of_blob(loaded.what_if_blob), **units}
+    for blob in (loaded.envelope_blob, loaded.what_if_blob):  # units are for people only
+        units = {**unit_of_blob(blob), **units} if blob else units
     inputs = InputTrack(loaded.envelopes, units)
     narrator = Narrator(loaded.envelopes, units)
     collector = _collector(loaded, channels, facts, wall, (inputs, narrator))

@@ -117,8 +117,9 @@ def _thresholds(env, i: int, scale, number: bool) -> list[dict]:
         for inp, op, value in conds:
             if inp == i:
                 v = eng(value, scale) if number else bool(value)
+                word = str(v).lower() if isinstance(v, bool) else v
                 out.append({"interlock": env.il_names[k], "op": OPS[op],
-                            "value": v, "label": f"{env.il_names[k]}: {OPS[op]} {v}"})
+                            "value": v, "label": f"{env.il_names[k]}: {OPS[op]} {word}"})
     return out
 
 

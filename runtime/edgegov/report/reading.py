@@ -38,6 +38,7 @@ class Loaded:
     what_if_source: str = ""
     image: bytes = b""  # the dump's bytes as read
     what_if_blob: bytes = b""  # the what-if envelope, compiled
+    envelope_blob: bytes = b""  # the envelope given for a dump that lost its own
     findings: list[str] = field(default_factory=list)
 
 
@@ -126,6 +127,7 @@ def _add_envelope(loaded: Loaded, path: str) -> None:
         loaded.what_if, loaded.what_if_source, loaded.what_if_blob = env, path, blob
     else:
         loaded.envelopes[digest] = env
+        loaded.envelope_blob = blob
         loaded.findings.append(f"the dump carries no envelope record: records whose envelope "
                                f"hash matches --envelope {path} are placed with it")
 
