@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from edgegov.fleet.archive import Archive
+from edgegov.service import client as service_client
 from fleet_harness import CLI, collector, sim, wait_archived
 from mosquitto_fixture import needs_mosquitto
 from postgres_fixture import needs_postgres, postgres  # noqa: F401 - the fixture
@@ -56,6 +57,8 @@ def test_two_collectors_one_killed_mid_pull_archive_every_trip_exactly_once(
     assert len({r["id"] for r in rows}) == devices
     assert all(r["verify_ok"] and r["macs_checked"] and r["replay_ok"] for r in rows)
     assert all(r["cause"] == "above_max" for r in rows)
+    sealed = hasattr(service_client, "pull_sealed")  # head attestations, where pulls seal
+    assert all(r["attested"] is (True if sealed else None) for r in rows)
     jobs = {j["id"]: j for j in _jobs(archive)}
     assert jobs[killed_job]["state"] == "done"
     assert jobs[killed_job]["attempts"] >= 2  # A's lease ran out; B took the job over
