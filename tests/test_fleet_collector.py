@@ -66,6 +66,32 @@ def test_two_collectors_one_killed_mid_pull_archive_every_trip_exactly_once(
     assert taken_over["collector"].startswith("B/")
 
 
+def test_a_collector_stopped_mid_pull_gives_its_job_back_and_the_next_one_resumes_it(
+        broker, tmp_path):
+    target = str(tmp_path / "fleet.sqlite")
+    s = sim(tmp_path, broker.url, "--devices", "1", "--trip-every-s", "1", "--first-trip-s",
+            "0.5", "--trips", "1", "--recover-s", "600", "--pull-delay-ms", "3000")
+    procs = [s]
+    try:
+        s.wait_line("online and armed")
+        first = collector(tmp_path, broker.url, target, "first", "--lease-s", "600")
+        procs.append(first)
+        first.wait_line(": pulling sim-0000", 30)
+        assert first.stop() == 0  # SIGTERM: an orderly stop, lease or not
+        (job,) = _jobs((target, None))
+        assert job["state"] == "pending" and job["error"] == "collector stopped"
+        second = collector(tmp_path, broker.url, target, "second", "--lease-s", "600")
+        procs.append(second)
+        (row,) = wait_archived(target, None, 1, 30, procs)
+    finally:
+        for p in procs:
+            p.stop()
+    assert row["collector"].startswith("second/")
+    jobs = _jobs((target, None))
+    assert [j["state"] for j in jobs] == ["done"] * len(jobs), jobs
+    assert jobs[0]["attempts"] == 2
+
+
 def test_a_burst_of_trips_across_the_fleet_queues_and_none_is_dropped(broker, tmp_path):
     devices = 24
     target = str(tmp_path / "fleet.sqlite")
