@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from edgegov.fleet.archive import Archive
+from edgegov.service import client as service_client
 from fleet_harness import CLI, collector, sim, wait_archived
 from mosquitto_fixture import needs_mosquitto
 from postgres_fixture import needs_postgres, postgres  # noqa: F401 - the fixture
@@ -56,11 +57,39 @@ def test_two_collectors_one_killed_mid_pull_archive_every_trip_exactly_once(
     assert len({r["id"] for r in rows}) == devices
     assert all(r["verify_ok"] and r["macs_checked"] and r["replay_ok"] for r in rows)
     assert all(r["cause"] == "above_max" for r in rows)
+    sealed = hasattr(service_client, "pull_sealed")  # head attestations, where pulls seal
+    assert all(r["attested"] is (True if sealed else None) for r in rows)
     jobs = {j["id"]: j for j in _jobs(archive)}
     assert jobs[killed_job]["state"] == "done"
     assert jobs[killed_job]["attempts"] >= 2  # A's lease ran out; B took the job over
     (taken_over,) = [r for r in rows if r["job_id"] == killed_job]
     assert taken_over["collector"].startswith("B/")
+
+
+def test_a_collector_stopped_mid_pull_gives_its_job_back_and_the_next_one_resumes_it(
+        broker, tmp_path):
+    target = str(tmp_path / "fleet.sqlite")
+    s = sim(tmp_path, broker.url, "--devices", "1", "--trip-every-s", "1", "--first-trip-s",
+            "0.5", "--trips", "1", "--recover-s", "600", "--pull-delay-ms", "3000")
+    procs = [s]
+    try:
+        s.wait_line("online and armed")
+        first = collector(tmp_path, broker.url, target, "first", "--lease-s", "600")
+        procs.append(first)
+        first.wait_line(": pulling sim-0000", 30)
+        assert first.stop() == 0  # SIGTERM: an orderly stop, lease or not
+        (job,) = _jobs((target, None))
+        assert job["state"] == "pending" and job["error"] == "collector stopped"
+        second = collector(tmp_path, broker.url, target, "second", "--lease-s", "600")
+        procs.append(second)
+        (row,) = wait_archived(target, None, 1, 30, procs)
+    finally:
+        for p in procs:
+            p.stop()
+    assert row["collector"].startswith("second/")
+    jobs = _jobs((target, None))
+    assert [j["state"] for j in jobs] == ["done"] * len(jobs), jobs
+    assert jobs[0]["attempts"] == 2
 
 
 def test_a_burst_of_trips_across_the_fleet_queues_and_none_is_dropped(broker, tmp_path):

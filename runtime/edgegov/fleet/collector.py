@@ -8,9 +8,11 @@ Subscriptions (MQTT 5):
   device (decisions, clamps, rejects) and added to ``devices`` once a second.
 - ``PREFIX/+/state`` (QoS 1), *not* shared: retained messages are not delivered to shared
   subscriptions, and a device that tripped while no collector ran says so only in its
-  retained state. Every collector hears every state (and will); a TRIPPED state with a
-  cause other than ``boot`` becomes the same job id as its trip event
-  (``trip:DEVICE:BOOT:T_MS``), and the database keeps one.
+  retained state. Every collector hears every state (and will); a TRIPPED state other
+  than the one a device boots in (causes exactly ``boot``; a trip whose cause has cleared
+  stays TRIPPED with none) becomes a job: the trip's own id ``trip:DEVICE:BOOT:T_MS``
+  when it is the state the trip published (the database keeps one of the two), else a
+  pull that archives whatever incident the dump holds.
 
 Handling a message never waits for a pull: it updates memory or inserts one row, so the
 client's incoming queue stays short; the work itself waits in the database (``jobs``), which
@@ -228,7 +230,7 @@ class Collector:
         self.db_soon(self.archive.note_state, doc, wall_ms())
         causes = doc.get("trip_causes")
         if (doc.get("status") == "online" and doc.get("state") == "TRIPPED"
-                and isinstance(causes, list) and set(causes) - {"boot"}
+                and isinstance(causes, list) and set(causes) != {"boot"}
                 and type(doc.get("t_ms")) is int):
             self._trip(device, self.boots.get(device), doc["t_ms"], ",".join(map(str, causes)))
 

@@ -181,25 +181,35 @@ class FleetSim:
 
     async def _drive(self, stop: asyncio.Event, started: asyncio.Event | None) -> None:
         async with make_client(self._settings(), f"edgegov-sim-driver-{self.ids[0]}") as client:
-            await self._wait_online(client)
-            for d in self.ids:
-                await self._reset_arm(client, d)
+            await self._arm_all(client)
             if started is not None:
                 started.set()
             await self._propose(client, stop)
 
-    async def _wait_online(self, client, timeout_s: float = 30.0) -> None:
-        """Every device's retained state says online before the operator acts."""
+    async def _arm_all(self, client, timeout_s: float = 120.0) -> None:
+        """Reset and arm every device, again until its state says ARMED: a device
+        publishes its state before it has subscribed to ``op``, so the first actions may
+        reach no one."""
         pending = set(self.ids)
-        await client.subscribe(f"{self.opts.prefix}/+/state", qos=1)
-        async with asyncio.timeout(timeout_s):
-            async for m in client.messages:
-                doc = json.loads(m.payload)
-                if doc.get("status") == "online":
-                    pending.discard(doc.get("device"))
-                if not pending:
-                    break
-        await client.unsubscribe(f"{self.opts.prefix}/+/state")
+        topic = f"{self.opts.prefix}/+/state"
+        await client.subscribe(topic, qos=1)
+        end = time.monotonic() + timeout_s
+        while pending and time.monotonic() < end:
+            for d in sorted(pending):
+                await self._reset_arm(client, d)
+            try:
+                async with asyncio.timeout(0.5):
+                    async for m in client.messages:
+                        doc = json.loads(m.payload)
+                        if doc.get("status") == "online" and doc.get("state") == "ARMED":
+                            pending.discard(doc.get("device"))
+                        if not pending:
+                            break
+            except TimeoutError:
+                pass
+        await client.unsubscribe(topic)
+        if pending:
+            raise RuntimeError(f"{len(pending)} simulated devices never armed")
 
     async def _op(self, client, device: str, action: int) -> None:
         self._counter += 1
