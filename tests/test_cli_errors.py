@@ -161,7 +161,8 @@ def test_run_with_the_lineage_on_a_full_disk(key, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     res = edgegov(*run_args(key, "--broker-port", str(port), "--lineage-blocks", "64",
-                            "--lineage", str(full / "cell.lineage")), prefix=prefix)
+                            "--min-history-h", "0", "--lineage", str(full / "cell.lineage")),
+                  prefix=prefix)
     assert_one_line_error(res, 2, "cell.lineage", "No space left on device", "--lineage")
 
 

@@ -105,8 +105,10 @@ def _mqtt(f):
                      help="The device key file.")(f)
     f = click.option("--counter", type=int, help="Counter (default: microseconds of wall "
                      "time; must exceed the last one the device accepted).")(f)
-    f = click.option("--prefix", default="edgegov", show_default=True)(f)
-    f = click.option("--timeout", default=10.0, show_default=True)(f)
+    f = click.option("--prefix", default="edgegov", show_default=True,
+                     help="Topic prefix.")(f)
+    f = click.option("--timeout", default=10.0, show_default=True,
+                     help="Seconds to wait for the pull and for the device's answer.")(f)
     return _mqtt_options(f)
 
 
@@ -249,7 +251,8 @@ def register(main, bench) -> None:
     @bench.command("push")
     @click.option("--seconds", default=240, show_default=True,
                   help="Demo scenario time (240 s fill about the 1 MiB ring).")
-    @click.option("--pushes", default=10, show_default=True)
+    @click.option("--pushes", default=10, show_default=True,
+                  help="Signed pushes to apply and time.")
     @click.option("--json", "json_path", type=click.Path(dir_okay=False),
                   help="Write figures here.")
     def bench_push(seconds: int, pushes: int, json_path: str | None) -> None:

@@ -74,7 +74,8 @@ async def _until_signal(coro_fn, seconds: float | None):
 @click.option("--workers", default=2, show_default=True, help="Jobs worked on at once.")
 @click.option("--lease-s", default=30.0, show_default=True,
               help="A claimed job returns to the queue this long after its collector died.")
-@click.option("--pull-timeout-s", default=30.0, show_default=True)
+@click.option("--pull-timeout-s", default=30.0, show_default=True,
+              help="Seconds to wait for one device's lineage pull before the job is retried.")
 @click.option("--name", help="This collector's name in the archive (default HOST-PID).")
 @click.option("--no-decisions", is_flag=True, help="Do not count decisions per device.")
 @click.option("--no-report", is_flag=True, help="Archive without the HTML report.")
@@ -118,17 +119,18 @@ def collect_cmd(prefix, keys_dir, archive, store, group, workers, lease_s, pull_
 
 
 @fleet.command("sim")
-@click.option("--devices", default=10, show_default=True)
+@click.option("--devices", default=10, show_default=True, help="Simulated devices.")
 @click.option("--hz", default=50, show_default=True, help="Proposals per second per device "
               "(also the control rate).")
 @click.option("--workdir", required=True, type=click.Path(file_okay=False),
               help="Envelopes, lineage files and (default) the key store go here.")
 @click.option("--keys", "keys_dir", type=click.Path(file_okay=False),
               help="Key store to write DEVICE.key files into (default WORKDIR/keys).")
-@click.option("--prefix", default="edgegov", show_default=True)
+@click.option("--prefix", default="edgegov", show_default=True, help="Topic prefix.")
 @click.option("--trip-every-s", default=0.0, show_default=True,
               help="Each device trips this often (0: never).")
-@click.option("--first-trip-s", default=2.0, show_default=True)
+@click.option("--first-trip-s", default=2.0, show_default=True,
+              help="Seconds from start to the first scheduled trip.")
 @click.option("--trips", default=0, show_default=True, help="Trips per device (0: no limit).")
 @click.option("--burst", is_flag=True, help="All devices trip at the same moment.")
 @click.option("--recover-s", default=1.0, show_default=True,
@@ -296,8 +298,9 @@ def incidents_cmd(archive, store, device, as_json):
 
 
 @click.command("fleet")
-@click.option("--devices", default=100, show_default=True)
-@click.option("--hz", default=50, show_default=True)
+@click.option("--devices", default=100, show_default=True, help="Simulated devices.")
+@click.option("--hz", default=50, show_default=True,
+              help="Proposals per second per device.")
 @click.option("--seconds", default=20.0, show_default=True, help="Length of each measured run.")
 @click.option("--trip-every-s", default=30.0, show_default=True,
               help="Each device trips this often during the latency run.")

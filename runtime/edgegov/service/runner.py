@@ -32,6 +32,7 @@ from ..operator import load_key
 from .activity import Activity
 from .clock import MonotonicClock, next_deadline_ms
 from .envelope_updates import envelope_update
+from .log import set_device
 from .loop import GovernorService
 from .topics import Topics
 from .wire import Inbound, Scaler, decode_command, decode_operator, decode_telemetry, dumps
@@ -112,6 +113,7 @@ class Runner:
         self.scaler = Scaler(self.compiled)
         self.topics = Topics(self.env.device_id, cfg.prefix)
         self.lineage_path = cfg.lineage or f"edgegov-{self.env.device_id}.lineage"
+        set_device(self.env.device_id)  # every log line from here on names the device
         self.link = None
         self.service: GovernorService | None = None
         self.broker = None
