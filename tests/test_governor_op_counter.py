@@ -46,8 +46,10 @@ def test_counter_ahead_of_the_clock_then_edgegov_op_follows_the_retained_state(
         assert ok["verdict"] == "TRIP"
         stale = await send_op(settings, topics, KEY, codes.OP_ESTOP, counter=ahead - 5)
         assert stale["reason"] == "replayed"
-        assert {"event": "counter_behind", "arg": 5, "behind": 5} in stale["events"]
-        assert {"event": "auth_refused", "arg": codes.R_REPLAYED,
+        # each event keeps its code beside the words (docs/mqtt.md, Events)
+        assert {"event": "counter_behind", "code": codes.E_COUNTER_BEHIND, "arg": 5,
+                "behind": 5} in stale["events"]
+        assert {"event": "auth_refused", "code": codes.E_AUTH_REFUSED, "arg": codes.R_REPLAYED,
                 "reason": "replayed"} in stale["events"]
         for _ in range(50):  # the retained state follows the accepted counter
             if await last_op_counter(settings, topics) == ahead:
@@ -58,7 +60,7 @@ def test_counter_ahead_of_the_clock_then_edgegov_op_follows_the_retained_state(
     asyncio.run(scenario())
     # a station with the ordinary clock: edgegov op reads the retained state first
     proc = subprocess.run([*EDGEGOV, "op", "estop", "--device", DEVICE, "--key",
-                           str(service.key_file), "--mqtt", broker.url],
+                           str(service.key_file), "--mqtt", broker.url, "--json"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ack = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -71,8 +71,9 @@ def test_op_answers_in_words_and_status_counts_commands(broker, service, tmp_pat
     res = edgegov("op", "reset", "--device", DEVICE, "--key", str(service.key_file),
                   "--mqtt", broker.url)
     assert res.returncode == 1, res.stdout + res.stderr  # refused: causes present
-    assert res.stdout.startswith("reset refused: cause_present (reset refused: boot, "
-                                 "estop_input); state TRIPPED")
+    # the boot cause never blocks a reset; the e-stop input, never received, does
+    assert res.stdout.startswith("reset refused: cause_present (blocked by: estop_input); "
+                                 "state TRIPPED")
     import paho.mqtt.publish as publish
 
     for seq in (1, 2, 3):
@@ -129,8 +130,8 @@ def test_watch_json_follows_state_and_events_of_every_device(broker, service):
     lines = [json.loads(line) for line in out.splitlines()]
     assert lines[0]["kind"] == "state" and lines[0]["device"] == DEVICE
     events = [x["doc"] for x in lines if x["kind"] == "event"]
-    refused = next(e for e in events if e["event"] == "reset_refused")
-    assert refused["code"] == 4 and refused["reason"] == "not_allowed"
+    refused = next(e for e in events if e["event"] == "arm_refused")  # named after the action
+    assert refused["code"] == 6 and refused["reason"] == "not_allowed"
 
 
 def test_watch_live_table_names_the_device(broker, service):

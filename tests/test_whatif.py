@@ -63,7 +63,7 @@ def test_the_strict_envelope_adds_the_overspeed_trip_and_removes_the_door_trip(e
     removed = out[out.index("trips removed: 1"):out.index("first difference")]
     assert "t=10.000 s" in removed and "interlock (interlocks.door_open)" in removed
     verdicts = next(line for line in out.splitlines() if line.strip().startswith("verdicts:"))
-    assert verdicts.split(":", 1)[1].strip().startswith("ALLOW→TRIP ×")
+    assert verdicts.split(":", 1)[1].strip().startswith("CLAMP→TRIP ×")
 
 
 def test_the_summary_comes_before_the_records_and_the_list_is_limited(example):

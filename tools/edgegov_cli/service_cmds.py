@@ -215,12 +215,14 @@ def op_cmd(action, arg, device, key_file, config, counter, prefix, timeout, as_j
 
 
 def _ack_text(action: str, ack: dict) -> str:
-    """``reset refused: cause_present (reset refused: interlock); state TRIPPED, mode run``."""
+    """``reset refused: cause_present (blocked by: interlock); state TRIPPED, mode run``: the
+    refusal event itself, which says what the first words say, is left out."""
     from edgegov import names
 
     refused = ack.get("verdict") == "REJECT"
     what = f"{action} refused: {ack.get('reason')}" if refused else f"{action} accepted"
-    events = "; ".join(names.event_text(e) for e in ack.get("events") or [])
+    events = "; ".join(names.event_text(e) for e in ack.get("events") or []
+                       if e.get("event") != f"{action}_refused")
     return (what + (f" ({events})" if events else "")
             + f"; state {ack.get('state')}, mode {ack.get('mode')}")
 

@@ -46,7 +46,7 @@ def event_label(name: str, arg, modes: list[str]) -> str:
         return f"trip ({names.reason(arg)})" if type(arg) is int else "trip"
     if name in ("blocking_causes", "boot"):
         causes = names.causes(arg) if type(arg) is int else []
-        label = "blocked by" if name == "blocking_causes" else "boot"
+        label = "blocking causes" if name == "blocking_causes" else "boot"
         return f"{label} ({', '.join(causes) or 'no cause'})"
     if name.endswith("_refused"):
         return f"{name.replace('_', ' ')} ({names.reason(arg)})" if type(arg) is int else name
