@@ -104,6 +104,21 @@ def test_refusals_are_published_with_reasons_and_recorded(tmp_path):
     assert Replayer(dump.envelopes()).run(dump.records).identical
 
 
+def test_input_after_the_orderly_stop_is_dropped_and_the_lineage_stays_sealed(tmp_path):
+    svc, posted = make_service(tmp_path)
+    clock = ScriptedClock()
+    svc.cycle(clock.advance(5))
+    svc.stop(clock.advance(5))
+    before = (tmp_path / "l.bin").read_bytes()
+    sent = len(posted)
+    # a command and a cycle that arrive while the broker link drains
+    assert svc.submit(cmd({"seq": 1, "values": {"spindle": 0}}), clock.advance(5)) is None
+    assert svc.healthy and len(posted) == sent
+    assert (tmp_path / "l.bin").read_bytes() == before
+    dump = read_dump(tmp_path / "l.bin")
+    assert verify(dump.records, dump.problems, KEY, dump.offsets, 0).ok
+
+
 def test_decide_then_settle_keeps_the_lineage_in_decision_order(tmp_path):
     """An adapter may perform a decision's effects before its record (``decide``); any
     later entry point records the pending one first, so the lineage order is the decision

@@ -6,6 +6,7 @@ the end of healthy cycles (scripted time)."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import tty
 
@@ -30,12 +31,19 @@ def pty_device():
     os.close(slave)
 
 
-def written(master) -> bytes:
-    os.set_blocking(master, False)
-    try:
-        return os.read(master, 4096)
-    except BlockingIOError:
-        return b""
+def written(master, settle_s: float = 0.3) -> bytes:
+    """Everything written to the device so far: a pty hands bytes over in pieces, so read
+    until nothing more arrives for ``settle_s``."""
+    out = b""
+    while select.select([master], [], [], settle_s)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except (BlockingIOError, OSError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 def test_device_keepalive_writes_and_magic_close_only_when_orderly(pty_device):

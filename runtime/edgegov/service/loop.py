@@ -83,6 +83,7 @@ class GovernorService:
         self._state_key = None
         self._estop_level = True
         self._unsettled = None  # (event, now_ms, note): decided, not yet recorded/published
+        self.stopped = False  # after an orderly stop: inputs are dropped (nowhere to record)
         self.wall = None  # host.wallsource.WallRecorder: wall time into the lineage (data only)
         self.attestation_path = None  # where an orderly stop writes its head attestation
         self.state_extra = None  # () -> dict of status fields for the state document
@@ -106,6 +107,7 @@ class GovernorService:
     def stop(self, now_ms: int) -> None:
         """Orderly stop: checkpoint, flush, close; retained offline; disarm the watchdogs."""
         self.settle()
+        self.stopped = True
         if self.lineage is not None:
             try:
                 att = attest.seal(self.lineage, self.gov, max(now_ms, self.gov.last_now),
@@ -126,6 +128,9 @@ class GovernorService:
         """Decide one inbound event now. Returns the published decision (commands).
         A command naming a planner session other than the governor's is preceded by that
         ``Session`` input (decided, recorded and published on its own)."""
+        if self.stopped:  # messages still in flight after an orderly stop: not decided
+            log.debug("input after the orderly stop dropped")
+            return None
         event = inbound.event
         session = event.session if event.kind == codes.EV_COMMAND else None
         if session is not None and session != self.gov.session:
