@@ -193,3 +193,23 @@ def test_the_store_names_files_by_their_sha256_and_checks_them(tmp_path):
     store.path(digest).write_bytes(b"tampered")
     with pytest.raises(StoreError, match="does not match"):
         store.get(digest)
+
+
+def test_collectors_opening_a_new_archive_at_once_migrate_it_once(target):
+    errors: list[BaseException] = []
+    applied: list[list[int]] = []
+
+    def open_one() -> None:
+        try:
+            with Archive.open(target[0], target[1], migrate=False) as a:
+                applied.append(a.migrate())
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(applied, key=len) == [[], [], [], [m.version for m in migrations()]]

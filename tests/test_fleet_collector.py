@@ -92,6 +92,30 @@ def test_a_collector_stopped_mid_pull_gives_its_job_back_and_the_next_one_resume
     assert jobs[0]["attempts"] == 2
 
 
+def test_collector_and_devices_ride_out_a_broker_restart_and_the_next_trip_is_archived(
+        broker, tmp_path):
+    target = str(tmp_path / "fleet.sqlite")
+    s = sim(tmp_path, broker.url, "--devices", "1", "--trip-every-s", "6", "--first-trip-s",
+            "1", "--trips", "2", "--recover-s", "1")
+    procs = [s]
+    try:
+        s.wait_line("online and armed")
+        c = collector(tmp_path, broker.url, target, "steady")
+        procs.append(c)
+        wait_archived(target, None, 1, 30, procs)
+        broker.stop()
+        c.wait_line("broker: ", 20)  # it noticed, and retries with backoff
+        broker.start()
+        rows = wait_archived(target, None, 2, 60, procs)
+    finally:
+        if broker.proc is None:
+            broker.start()
+        for p in procs:
+            p.stop()
+    assert [r["device"] for r in rows] == ["sim-0000", "sim-0000"]
+    assert len({r["id"] for r in rows}) == 2 and all(r["verify_ok"] for r in rows)
+
+
 def test_a_burst_of_trips_across_the_fleet_queues_and_none_is_dropped(broker, tmp_path):
     devices = 24
     target = str(tmp_path / "fleet.sqlite")

@@ -122,10 +122,16 @@ class Archive:
                 raise ArchiveError(f"{path}: directory {path.parent} does not exist")
             store = Store(store_dir if store_dir is not None else f"{path}.store")
             archive = cls(_connect_sqlite(path), "sqlite", store, str(path))
-        if migrate:
-            archive.migrate()
-        else:
-            archive.check_version()
+        try:
+            if migrate:
+                archive.migrate()
+            else:
+                archive.check_version()
+        except (sqlite3.Error, _pg_error()) as err:
+            archive.close()
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ArchiveError(f"{archive.where}: cannot read or migrate the schema: "
+                               f"{first}") from None
         return archive
 
     def close(self) -> None:
@@ -200,10 +206,12 @@ class Archive:
         ``schema_migrations``; return the versions applied (empty when up to date)."""
         applied = []
         with self.tx() as run:
+            if self.dialect == "postgresql":
+                # First: two collectors creating the same table at once collide in the
+                # catalogue even with IF NOT EXISTS.
+                run("SELECT pg_advisory_xact_lock(?)", (PG_LOCK_ID,))
             run("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "name TEXT NOT NULL, applied_wall_ms BIGINT NOT NULL)")
-            if self.dialect == "postgresql":
-                run("SELECT pg_advisory_xact_lock(?)", (PG_LOCK_ID,))
             have = {r[0] for r in run("SELECT version FROM schema_migrations").fetchall()}
             known = migrations()
             if have and max(have) > known[-1].version:

@@ -8,11 +8,12 @@ Subscriptions (MQTT 5):
   device (decisions, clamps, rejects) and added to ``devices`` once a second.
 - ``PREFIX/+/state`` (QoS 1), *not* shared: retained messages are not delivered to shared
   subscriptions, and a device that tripped while no collector ran says so only in its
-  retained state. Every collector hears every state (and will); a TRIPPED state other
+  retained state. Every collector hears every state (and will). A TRIPPED state other
   than the one a device boots in (causes exactly ``boot``; a trip whose cause has cleared
-  stays TRIPPED with none) becomes a job: the trip's own id ``trip:DEVICE:BOOT:T_MS``
-  when it is the state the trip published (the database keeps one of the two), else a
-  pull that archives whatever incident the dump holds.
+  stays TRIPPED with none), heard first or after another state of that boot, becomes a
+  job: the trip's own id ``trip:DEVICE:BOOT:T_MS`` when it is the state the trip
+  published (the database keeps one of the two), else a pull that archives whatever
+  incident the dump holds. Later states while still tripped add nothing.
 
 Handling a message never waits for a pull: it updates memory or inserts one row, so the
 client's incoming queue stays short; the work itself waits in the database (``jobs``), which
@@ -105,6 +106,7 @@ class Collector:
         self.archive: Archive | None = None
         self.wake = asyncio.Event()
         self.boots: dict[str, int] = {}
+        self.last_state: dict[str, tuple] = {}  # device -> (boot, state) last heard online
         self.counts: dict[str, list[int]] = {}
         self.received = {"state": 0, "event": 0, "decision": 0}
         self.archived = 0
@@ -228,10 +230,16 @@ class Collector:
         if type(doc.get("boot")) is int:
             self.boots[device] = doc["boot"]
         self.db_soon(self.archive.note_state, doc, wall_ms())
+        if doc.get("status") != "online":
+            return
+        seen = (self.boots.get(device), doc.get("state"))
+        before = self.last_state.get(device)
+        self.last_state[device] = seen
+        if before == seen:
+            return  # a change while tripped (a cause cleared, the link): the same trip
         causes = doc.get("trip_causes")
-        if (doc.get("status") == "online" and doc.get("state") == "TRIPPED"
-                and isinstance(causes, list) and set(causes) != {"boot"}
-                and type(doc.get("t_ms")) is int):
+        if (doc.get("state") == "TRIPPED" and isinstance(causes, list)
+                and set(causes) != {"boot"} and type(doc.get("t_ms")) is int):
             self._trip(device, self.boots.get(device), doc["t_ms"], ",".join(map(str, causes)))
 
     def _trip(self, device: str, boot: int | None, t_ms: int, cause: str | None) -> None:

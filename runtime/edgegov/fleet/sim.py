@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import aiomqtt
+
 from ..adapters.mqtt import MqttSettings, make_client, publish_now
+from ..adapters.resilience import backoff_delay_ms
 from ..core import auth, codes
 from ..host.aio import cancel_and_wait
 from ..operator import load_key, write_key
@@ -52,6 +55,17 @@ class SimOptions:
     pull_delay_ms: int = 0
     lineage_blocks: int = 32
     start_index: int = 0
+
+
+@dataclass
+class _Plan:
+    """Where the driver is in its schedule (kept across broker reconnects)."""
+
+    t0: float
+    schedule: dict
+    recover: dict = field(default_factory=dict)
+    seq: int = 0
+    tick: int = 0
 
 
 @dataclass
@@ -180,11 +194,28 @@ class FleetSim:
         return self.runners[0].settings
 
     async def _drive(self, stop: asyncio.Event, started: asyncio.Event | None) -> None:
-        async with make_client(self._settings(), f"edgegov-sim-driver-{self.ids[0]}") as client:
-            await self._arm_all(client)
-            if started is not None:
-                started.set()
-            await self._propose(client, stop)
+        """Plan and propose until stopped; a lost broker is waited for and the plan goes
+        on where it was (the devices keep governing meanwhile: their link stages fire)."""
+        plan = None
+        attempt = 0
+        while not stop.is_set():
+            try:
+                async with make_client(self._settings(),
+                                       f"edgegov-sim-driver-{self.ids[0]}") as client:
+                    if plan is None:
+                        await self._arm_all(client)
+                        plan = _Plan(time.monotonic(), self._schedule())
+                        if started is not None:
+                            started.set()
+                    attempt = 0
+                    await self._propose(client, stop, plan)
+            except aiomqtt.MqttError as err:
+                if stop.is_set():
+                    return
+                delay_ms = backoff_delay_ms(attempt, 200, 2_000)
+                attempt += 1
+                log.warning("simulator driver: broker lost (%s); again in %d ms", err, delay_ms)
+                await asyncio.sleep(delay_ms / 1000)
 
     async def _arm_all(self, client, timeout_s: float = 120.0) -> None:
         """Reset and arm every device, again until its state says ARMED: a device
@@ -221,18 +252,14 @@ class FleetSim:
         await self._op(client, device, codes.OP_RESET)
         await self._op(client, device, codes.OP_ARM)
 
-    async def _propose(self, client, stop: asyncio.Event) -> None:
+    async def _propose(self, client, stop: asyncio.Event, plan: _Plan) -> None:
         o = self.opts
         period_s = 1.0 / o.hz
-        t0 = time.monotonic()
-        schedule = self._schedule()
-        recover: dict[str, float] = {}
-        seq = 0
-        tick = 0
+        schedule, recover = plan.schedule, plan.recover
         while not stop.is_set():
-            tick += 1
-            now = time.monotonic() - t0
-            seq += 1
+            plan.tick += 1
+            now = time.monotonic() - plan.t0
+            plan.seq += 1
             value = round(200 * math.sin(now))
             for d in self.ids:
                 v = value
@@ -245,11 +272,11 @@ class FleetSim:
                     del recover[d]
                     await self._reset_arm(client, d)
                 topic = f"{o.prefix}/{d}/cmd"
-                payload = json.dumps({"seq": seq, "values": {"axis": v}}).encode()
+                payload = json.dumps({"seq": plan.seq, "values": {"axis": v}}).encode()
                 if not publish_now(client, topic, payload):
                     await client.publish(topic, payload, qos=0)
                 self.stats.commands += 1
-            delay = t0 + tick * period_s - time.monotonic()
+            delay = plan.t0 + plan.tick * period_s - time.monotonic()
             if delay > 0:
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
