@@ -406,7 +406,7 @@ def _connect_pg(url: str):
         import psycopg
     except ImportError:
         raise ArchiveError("a PostgreSQL archive needs psycopg 3 (pip install "
-                           "'psycopg[binary]')") from None
+                           "'edgegov[fleet]', or 'psycopg[binary]')") from None
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as err:
