@@ -1,5 +1,5 @@
 # A signed envelope change over the board link (firmware/PROTOCOL.md, "Envelope push"):
-#   V size                 begin a transfer of a compiled blob of ``size`` bytes
+#   V size                 begin a transfer of a compiled blob of ``size`` bytes (0: rollback)
 #   W offset hex           up to 48 bytes of it, in order
 #   U action counter mac   apply it (action 1) or restore the previous one (action 2)
 # The MAC is edgegov.config.push's: HMAC-SHA256 with the device key over the domain, this
@@ -66,9 +66,11 @@ class EnvelopePush:
         self.have = 0
 
     def begin(self, size):
-        if not 0 < size <= self.store.capacity:
+        """``V size``: a transfer of ``size`` bytes (0: none, a rollback follows); the size
+        taken, or -1 when the flash slot cannot hold it."""
+        if not 0 <= size <= self.store.capacity:
             return -1
-        self.buf = bytearray(size)
+        self.buf = bytearray(size) if size else None
         self.have = 0
         return size
 
