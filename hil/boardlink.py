@@ -142,6 +142,14 @@ class GovLink:
         return {"device": " ".join(f[5:]), "head_seq": int(f[1]), "chain_head": f[2],
                 "counter": int(f[3]), "mac": None if f[4] == "-" else f[4]}
 
+    def begin_envelope(self, size: int, timeout: float = 5.0) -> int | None:
+        """``V size``: None when the board takes an envelope of ``size`` bytes, else the
+        ``E`` code (6: no envelope push on this firmware) or -1 (too large for its slot)."""
+        f = self.reply_to("V %d" % size, ("V", "E"), timeout)
+        if f[0] == "E":
+            return int(f[1])
+        return None if int(f[1]) == size else -1
+
     def push_envelope(self, action: int, counter: int, mac: bytes, blob: bytes = b"",
                       timeout: float = 5.0) -> dict:
         """A signed envelope change (firmware/PROTOCOL.md, Envelope push): ``V``, the blob

@@ -53,12 +53,18 @@ def send(port: str, action: str, compiled, key: bytes, counter: int, timeout: fl
     from edgegov.config.push import sign
 
     device = compiled.admitted.device_id
+    blob = compiled.blob if action == "push" else b""
     uart, link = _open(port)
     try:
+        code = link.begin_envelope(len(blob), timeout)  # before the pull: can it take one?
+        if code is not None:
+            click.echo(f"{port}: {action} refused: " + (
+                f"{names.LINK_ERRORS.get(code, 'error')} (E {code})" if code > 0 else
+                f"the board's flash slot cannot hold {len(blob)} bytes"), err=True)
+            return 1
         if gate is not None and not gate(pulled_lineage(link, timeout)):
             return 1
         push = sign(key, device, action, compiled.digest, counter)
-        blob = compiled.blob if action == "push" else b""
         answer = link.push_envelope(1 if action == "push" else 2, counter, push.mac, blob,
                                     timeout)
     except LinkError as err:
