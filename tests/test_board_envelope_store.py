@@ -8,7 +8,8 @@ and at three points of every erase, once per fill of the unwritten rest (0xFF, 0
 random, stale), and the rebooted store must hold exactly the envelope in force before the
 step or after it (never another, never none once one was written), a previous envelope that
 is one of the two, and a counter no lower than the last one synced. After every fourth cut
-a further write on the strict NOR (no programming over unerased bytes) must work.
+a further write on the strict NOR (no programming over unerased bytes) must work. The same
+campaign on a store that rewrites the slot in force must find cut points that lose it.
 """
 
 from __future__ import annotations
@@ -32,10 +33,17 @@ SLOT = -(-(max(len(OLD), len(NEW)) + BLOB_AT) // BS)
 BLOCKS = 2 * SLOT + 2
 
 
-def _workload():
+class InPlaceStore(EnvelopeStore):
+    """A weak store that rewrites the slot in force: a cut mid-write loses the envelope."""
+
+    def _target(self, in_force):
+        return max(in_force, 0)
+
+
+def _workload(store_class=EnvelopeStore):
     """The recorded run and, per step, (ops before it, in force after, counter after)."""
     dev = EmulatedFlash(BS, BLOCKS, trace=True)
-    store = EnvelopeStore(dev, 0, SLOT)
+    store = store_class(dev, 0, SLOT)
     steps = []
 
     def step(fn, blob_after, counter_after):
@@ -47,7 +55,7 @@ def _workload():
     step(lambda: store.keep_counter(5), OLD, 5)
     step(lambda: store.write(NEW), NEW, 5)
     step(lambda: store.keep_counter(6), NEW, 6)
-    step(lambda: store.write(store.previous()[0]), OLD, 6)  # a rollback
+    step(lambda: store.write(OLD), OLD, 6)  # a rollback (the previous blob again)
     for c in range(7, 7 + BS // 12 + 2):  # fills a log block: the next goes to the other
         step(lambda c=c: store.keep_counter(c), OLD, c)
     return dev, steps
@@ -108,3 +116,16 @@ def test_a_torn_slot_that_kept_its_header_is_not_taken():
     image[(cur_slot * SLOT) * BS + BLOB_AT + 10] ^= 0x01
     hurt = EnvelopeStore(EmulatedFlash(BS, BLOCKS, image=bytes(image)), 0, SLOT)
     assert hurt.current()[0] == NEW and hurt.previous() is None
+
+
+def test_the_campaign_catches_a_store_that_writes_in_place():
+    dev, steps = _workload(InPlaceStore)
+    failures = 0
+    for index, _, _, image, prev in replay_cuts(dev.trace, BS, BLOCKS, fills=("ff",)):
+        before, after, _, _ = _expected(steps, index)
+        cur = InPlaceStore(EmulatedFlash(BS, BLOCKS, image=image, prev_lap=prev), 0, SLOT)
+        got = cur.current()
+        if (got and got[0]) not in (before, after) or (before is not None and got is None):
+            failures += 1
+    print(f"in-place store: {failures} cut points leave neither envelope")
+    assert failures > 0

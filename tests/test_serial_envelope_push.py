@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from edgegov.config.compile import compile_file
+from edgegov.config.compile import compile_file, compile_text
 from edgegov.config.push import sign
 from edgegov.core import codes
 from edgegov.core.auth import sign_op
@@ -43,27 +43,32 @@ OLD = compile_file(ENVELOPE)
 DEVICE = OLD.admitted.device_id
 
 
+def _tightened(text: str, path):
+    """``text`` with x limited to ±200 mm (was ±500), written to ``path``: its compiled."""
+    path.write_text(text.replace("min = -500\nmax = 500\nrate_per_s = 250\n"
+                                 "safe = 0\nstop = \"SS1\"",
+                                 "min = -200\nmax = 200\nrate_per_s = 250\n"
+                                 "safe = 0\nstop = \"SS1\"", 1))
+    compiled = compile_file(path)
+    assert compiled.hash != compile_text(text, "x").hash
+    return compiled
+
+
 @pytest.fixture
 def tight(tmp_path):
-    """The same envelope with x limited to ±200 mm (was ±500): (path, compiled)."""
     path = tmp_path / "tight.toml"
-    path.write_text(ENVELOPE.read_text().replace("min = -500\nmax = 500\nrate_per_s = 250\n"
-                                                 "safe = 0\nstop = \"SS1\"",
-                                                 "min = -200\nmax = 200\nrate_per_s = 250\n"
-                                                 "safe = 0\nstop = \"SS1\"", 1))
-    compiled = compile_file(path)
-    assert compiled.hash != OLD.hash
-    return path, compiled
+    return path, _tightened(ENVELOPE.read_text(), path)
 
 
 class Board:
     """The board loop on a thread, taking one TCP client after another (a serial port)."""
 
-    def __init__(self):
+    def __init__(self, compiled=OLD):
         self.flash = EmulatedFlash(256, 2 * 5 + 2)
         self.store = EnvelopeStore(self.flash, 0, 5)
-        self.store.write(OLD.blob)  # deployed: the envelope in force
-        env = Envelope.from_blob(OLD.blob, OLD.digest)
+        self.store.write(compiled.blob)  # deployed: the envelope in force
+        self.compiled = compiled
+        env = Envelope.from_blob(compiled.blob, compiled.digest)
         ring = RingLog(RamBlockDevice(1024, 16))  # holds the ENVELOPE copy
         ring.format()
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -87,7 +92,8 @@ class Board:
             if self.loop is None:
                 self.hal = SocketHal(conn)
                 env, lineage = self._args
-                self.loop = BoardLoop(self.hal, env, lineage, KEY, OLD.blob, self.store)
+                self.loop = BoardLoop(self.hal, env, lineage, KEY, self.compiled.blob,
+                                      self.store)
                 self.loop.boot()
             else:
                 self.hal.conn = conn
@@ -220,3 +226,27 @@ def test_push_needs_one_transport(tmp_path):
     res = _cli("envelope", "push", str(ENVELOPE), "--key", str(key), "--serial",
                "socket://127.0.0.1:1")
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+
+
+def test_a_push_to_an_armed_board_is_refused_in_its_words(tmp_path):
+    # README, Envelopes: "mb-01: push refused by the board: refused while ARMED or PAUSED:
+    # disarm (or trip) first (4)". Without [link] nothing trips the board while the CLI
+    # starts, so it is still ARMED when the push arrives.
+    text = ENVELOPE.read_text().split("[link]")[0]
+    linkless = compile_text(text, "linkless.toml")
+    path = tmp_path / "tight.toml"
+    new = _tightened(text, path)
+    b = Board(linkless)
+    try:
+        _session(b, _op(codes.OP_RESET, 1), _op(codes.OP_ARM, 2))
+        assert b.loop.gov.state == codes.ST_ARMED
+        key = write_key(tmp_path / "device.key")
+        res = _push(b, key, path, "--counter", "7")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert res.stderr.strip().splitlines()[-1] == (
+            "mb-01: push refused by the board: refused while ARMED or PAUSED: disarm (or "
+            "trip) first (4)")
+        assert b.store.current()[1] == linkless.digest and b.store.counter == 7
+        assert b.loop.gov.state == codes.ST_ARMED and new.digest != linkless.digest
+    finally:
+        b.close()

@@ -110,7 +110,7 @@ class EnvelopeStore:
             raise ValueError("envelope larger than the slot")
         i = self._in_force()
         gen = 1 if i < 0 else (self._slots[i][0] + 1) & _M
-        target = 0 if i < 0 else 1 - i
+        target = self._target(i)
         base = self.first + target * self.k
         for b in range(self.k):
             self.bd.erase(base + b)
@@ -124,6 +124,10 @@ class EnvelopeStore:
         self.bd.sync()
         self._slots[target] = (gen, bytes(blob), digest)
         return digest
+
+    def _target(self, in_force):
+        """The slot a write goes to: never the one in force."""
+        return 0 if in_force < 0 else 1 - in_force
 
     def _prog(self, base, offset, data):
         done = 0
