@@ -9,9 +9,9 @@
 import hashlib
 import struct
 
-from edgegov.core import codes
 from edgegov.core.auth import equal, hmac_sha256
 from edgegov.core.envelope import Envelope
+from edgegov.core.envswap import swap_check
 
 PUSH_DOMAIN = b"edgegov-envelope\x00"
 CHUNK = 48  # blob bytes per W frame (the frame body stays under the reader's 120 bytes)
@@ -33,27 +33,9 @@ def push_message(device_id, action, digest, counter):
 
 
 def refusal(gov, new):
-    """0, or why the governor ``gov`` must not restart on core Envelope ``new`` (the
-    subset of the gateway's admission a board can run)."""
-    if gov.state != codes.ST_DISARMED and gov.state != codes.ST_TRIPPED:
-        return NOT_SAFE_STATE
-    old = gov.env
-    if new.device_id != old.device_id:
-        return UNREADABLE
-    m = new.initial_mode
-    for n in range(new.n):
-        if not new.mode_min[m][n] <= new.ch_safe[n] <= new.mode_max[m][n]:
-            return OUTSIDE
-    for c in range(old.n):
-        name = old.ch_names[c]
-        out = gov.out[c]
-        n = new.ch_index.get(name, -1)
-        if n < 0 or str(new.ch_res[n]) != str(old.ch_res[c]):
-            if out != old.ch_safe[c]:  # dropped or rescaled: only from its safe value
-                return OUTSIDE
-        elif not new.mode_min[m][n] <= out <= new.mode_max[m][n]:
-            return OUTSIDE
-    return APPLIED
+    """0, or the result code for which the governor ``gov`` must not restart on core
+    Envelope ``new`` (core.envswap: the check the gateway runs too)."""
+    return swap_check(gov, new)[0]
 
 
 class EnvelopePush:
