@@ -202,6 +202,9 @@ def test_push_over_the_link_is_applied_only_when_safe_and_replay_follows(board, 
                 "--key", str(key), "--counter", "12")
     assert back.returncode == 0, back.stdout + back.stderr
     assert board.store.current()[1] == OLD.digest and board.loop.gov.env.digest == OLD.digest
+    given = _push(board, key, path, "--counter", "13", "--lineage", str(dump))  # no pull
+    assert given.returncode == 0 and "what-if" in given.stdout, given.stdout + given.stderr
+    assert board.store.current()[1] == new.digest
 
 
 def test_a_push_signed_with_another_key_or_not_the_previous_is_refused(board, tmp_path,

@@ -145,7 +145,8 @@ def envelope_push(file, lineage_path, accept_diff, device, key_file, counter, pr
                                 timeout, accept_diff)
 
         sys.exit(send(serial_port, "push", compiled, _key(key_file),
-                      counter if counter is not None else _counter(), timeout, gate))
+                      counter if counter is not None else _counter(), timeout, gate,
+                      pull=lineage_path is None))
     device = device or compiled.admitted.device_id
     settings, key = _settings(**mqtt), _key(key_file)
     if not _whatif_gate(compiled, lineage_path, settings, device, prefix, timeout, accept_diff):

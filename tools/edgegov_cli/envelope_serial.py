@@ -45,9 +45,9 @@ def pulled_lineage(link, timeout: float) -> str:
 
 
 def send(port: str, action: str, compiled, key: bytes, counter: int, timeout: float,
-         gate=None) -> int:
-    """Pull (for ``gate``: a function of the dump path, True to go on), then sign and send.
-    Exit code: 0 applied, 1 refused (the gate or the board), 2 error."""
+         gate=None, pull: bool = True) -> int:
+    """Pull (``pull``; for ``gate``: a function of the dump path or None, True to go on),
+    then sign and send. Exit code: 0 applied, 1 refused (the gate or the board), 2 error."""
     from boardlink import LinkError
     from edgegov import names
     from edgegov.config.push import sign
@@ -62,7 +62,7 @@ def send(port: str, action: str, compiled, key: bytes, counter: int, timeout: fl
                 f"{names.LINK_ERRORS.get(code, 'error')} (E {code})" if code > 0 else
                 f"the board's flash slot cannot hold {len(blob)} bytes"), err=True)
             return 1
-        if gate is not None and not gate(pulled_lineage(link, timeout)):
+        if gate is not None and not gate(pulled_lineage(link, timeout) if pull else None):
             return 1
         push = sign(key, device, action, compiled.digest, counter)
         answer = link.push_envelope(1 if action == "push" else 2, counter, push.mac, blob,
