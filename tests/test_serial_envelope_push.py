@@ -165,7 +165,12 @@ def test_push_over_the_link_is_applied_only_when_safe_and_replay_follows(board, 
             link.reply_to(body, ("K", "D"), 5.0)
         assert board.loop.gov.state == codes.ST_ARMED
         push = sign(KEY, DEVICE, "push", new.digest, 10)
+        t0 = time.perf_counter()
         armed = link.push_envelope(1, 10, push.mac, new.blob)
+        ms = (time.perf_counter() - t0) * 1000
+        print(f"envelope over the link: {len(new.blob)} bytes in "
+              f"{-(-len(new.blob) // 48)} W frames + V + U: {ms:.0f} ms (TCP, board "
+              "period 10 ms)")
         link.reply_to(_op(codes.OP_ESTOP, 3), ("K",), 5.0)
     finally:
         uart.sock.close()
