@@ -382,6 +382,10 @@ def test_envelope_push_over_the_link_restarts_on_the_flash_copy():
     _run(hal, loop, 10)
     assert hal.replies() == [["V", "-1"]]
     recs = ring.read_all()
+    hal2, loop2, env2 = _board()  # no envelope store: pushes refused, E 6
+    hal2.send("V 10")
+    _run(hal2, loop2, 10)
+    assert hal2.replies()[-1] == ["E", "6"]
     boots = [decode(p) for s, p in recs if p[1] == K_BOOT]
     assert len(boots) == 2 and boots[1][3] == C.RESET_ENVELOPE and boots[1][2] == 1
     report = Replayer({digest: env}).run(recs)
