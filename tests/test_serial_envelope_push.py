@@ -202,6 +202,11 @@ def test_push_over_the_link_is_applied_only_when_safe_and_replay_follows(board, 
     replay = _cli("lineage", "replay", str(dump))
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "identical" in replay.stdout
+    html = tmp_path / "board.html"
+    report = _cli("lineage", "report", str(dump), "-o", str(html))
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = html.read_text()
+    assert OLD.hash[:12] in page and new.hash[:12] in page  # both boots' envelopes
 
     back = _cli("envelope", "rollback", "--to", str(ENVELOPE), "--serial", board.url,
                 "--key", str(key), "--counter", "12")
