@@ -263,3 +263,35 @@ def test_a_push_to_an_armed_board_is_refused_in_its_words(tmp_path):
         assert b.loop.gov.state == codes.ST_ARMED and new.digest != linkless.digest
     finally:
         b.close()
+
+
+def test_an_envelope_with_another_channel_set_records_and_replays_exactly(tmp_path):
+    # the encoder follows the new channel order at the change (Lineage.use)
+    from edgegov.core.replay import Replayer, envelopes_in
+    from edgegov.core.ring import scan_image
+    from edgegov.host.lineage_store import load_envelope
+
+    extra = ENVELOPE.read_text().replace("[channels.lift]", "[channels.clamp]\nunit = \"step\"\n"
+                                         "resolution = 1\nmin = 0\nmax = 50\nrate_per_s = 100\n"
+                                         "safe = 0\nstop = \"STO\"\non_breach = \"reject\"\n"
+                                         "hold = \"stay\"\n\n[channels.lift]", 1)
+    wider = compile_text(extra, "five.toml")
+    b = Board()
+    uart = Uart(SerialStream(b.url))
+    try:
+        link = GovLink(uart)
+        push = sign(KEY, DEVICE, "push", wider.digest, 20)
+        assert link.push_envelope(1, 20, push.mac, wider.blob)["result"] == 0
+        assert b.loop.env.n == 5 and b.loop.env.ch_names[0] == "clamp"
+        for body in (_op(codes.OP_RESET, 1), _op(codes.OP_ARM, 2)):
+            link.reply_to(body, ("K",), 5.0)
+        for seq in range(1, 40):
+            d = link.command(seq, [min(seq, 50), seq % 3, 0, 0, 0])
+        assert d["outputs"][0] > 0, (d, b.loop.gov.state, b.loop.gov.causes)
+        image = link.pull_lineage()
+    finally:
+        uart.sock.close()
+        b.close()
+    records = scan_image(image).records
+    report = Replayer(envelopes_in(records, load_envelope)).run(records)
+    assert report.identical and report.compared > 40, report.divergences[:3]
