@@ -129,3 +129,23 @@ def test_the_campaign_catches_a_store_that_writes_in_place():
             failures += 1
     print(f"in-place store: {failures} cut points leave neither envelope")
     assert failures > 0
+
+
+def test_a_deploy_writes_an_erased_slot_file_that_holds_every_shipped_envelope(tmp_path):
+    # firmware/build.py: a full-core deploy resets the store; boot_main.py boots the
+    # deployed envelope into it, then whatever a push put in force
+    import build
+    from edgegov_fw.envstore import FileBlockDevice, store_blocks
+
+    board = build.load_board("rp2040-pico")
+    files = build.full_core_files(OLD, board, b"k" * 32)
+    k = build.ENVELOPE_SLOT_BLOCKS
+    assert files["envelope.slots"] == b"\xff" * (build.ENVELOPE_BLOCK * store_blocks(k))
+    assert f"ENVELOPE_SLOT_BLOCKS = {k}" in files["egboard.py"].decode()
+    slots = tmp_path / "envelope.slots"
+    slots.write_bytes(files["envelope.slots"])
+    store = EnvelopeStore(FileBlockDevice(str(slots), build.ENVELOPE_BLOCK, store_blocks(k)),
+                          0, k)
+    assert store.boot_blob(OLD) == OLD
+    for toml in sorted((REPO / "boards" / "envelopes").glob("*.toml")):
+        assert len(compile_file(toml).blob) <= store.capacity, toml.name

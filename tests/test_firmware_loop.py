@@ -12,7 +12,7 @@ def test_firmware_loop_under_micropython():
     code, output = run_runner("test_firmware_loop")
     print(output)
     assert code == 0, output
-    assert re.search(r"^10 passed, 0 failed$", output, re.MULTILINE), output
+    assert re.search(r"^11 passed, 0 failed$", output, re.MULTILINE), output
     assert "idle period allocation: 0 bytes over 200 periods" in output
     late = int(re.search(r"e-stop asserted (-?\d+) ms after the deadline", output).group(1))
     assert late <= 20

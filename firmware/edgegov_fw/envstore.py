@@ -44,7 +44,7 @@ class EnvelopeStore:
         self.first = first
         self.k = slot_blocks
         self.capacity = slot_blocks * self.bs - BLOB_AT
-        self.log = first + 2 * slot_blocks
+        self.log = first + 2 * slot_blocks  # store_blocks(slot_blocks) blocks in all
         self._slots = [None, None]  # (gen, blob, digest) per slot that counts
         self.counter = 0
         self.reload()
@@ -101,6 +101,13 @@ class EnvelopeStore:
         if i < 0 or self._slots[1 - i] is None:
             return None
         return self._slots[1 - i][1:]
+
+    def boot_blob(self, deployed):
+        """The blob to boot on: the one in force, or ``deployed`` (the board's
+        ``envelope.cbor``) written as the first when the store is empty (after a deploy)."""
+        if self.current() is None:
+            self.write(deployed)
+        return self.current()[0]
 
     # ---------------------------------------------------------------- writing
     def write(self, blob):
@@ -176,4 +183,35 @@ class EnvelopeStore:
         self.counter = counter
 
 
-__all__ = ["EnvelopeStore"]
+class FileBlockDevice:
+    """The block-device port over a preallocated file (``edgegov deploy`` writes it erased:
+    a deploy resets the store). On littlefs a file's update is itself atomic at flush, so the
+    slots' protocol is a second line there; on raw flash it is the first."""
+
+    def __init__(self, path, block_size, block_count):
+        self.block_size = block_size
+        self.block_count = block_count
+        self.f = open(path, "r+b")
+
+    def read(self, block, offset, buf):
+        self.f.seek(block * self.block_size + offset)
+        self.f.readinto(buf)
+
+    def prog(self, block, offset, data):
+        self.f.seek(block * self.block_size + offset)
+        self.f.write(data)
+
+    def erase(self, block):
+        self.f.seek(block * self.block_size)
+        self.f.write(erased_buffer(self.block_size))
+
+    def sync(self):
+        self.f.flush()
+
+
+def store_blocks(slot_blocks):
+    """Blocks a store with ``slot_blocks`` per slot takes (two slots, two log blocks)."""
+    return 2 * slot_blocks + 2
+
+
+__all__ = ["EnvelopeStore", "FileBlockDevice", "store_blocks"]

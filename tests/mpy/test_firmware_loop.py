@@ -390,3 +390,31 @@ def test_envelope_push_over_the_link_restarts_on_the_flash_copy():
     assert len(boots) == 2 and boots[1][3] == C.RESET_ENVELOPE and boots[1][2] == 1
     report = Replayer({digest: env}).run(recs)
     assert report.identical and report.compared > 5
+
+
+def test_the_boot_path_runs_on_the_envelope_pushed_into_the_slot_file():
+    # boot_main.py: EnvelopeStore over FileBlockDevice("envelope.slots"), written erased by a
+    # deploy; boot_blob() boots the deployed envelope first, then whatever is in force
+    import hashlib
+
+    from edgegov.core.blockdev import erased_buffer
+    from edgegov_fw.envstore import EnvelopeStore, FileBlockDevice, store_blocks
+
+    path = "/tmp/edgegov-mpy-envelope.slots"
+    with open(path, "wb") as f:
+        f.write(erased_buffer(256 * store_blocks(16)))
+    with open(HERE + "/data/microbit-v1.cbor", "rb") as f:
+        deployed = f.read()
+    with open(HERE + "/data/bench8.cbor", "rb") as f:
+        other = f.read()
+
+    def boot():
+        return EnvelopeStore(FileBlockDevice(path, 256, store_blocks(16)), 0, 16)
+
+    store = boot()
+    assert store.current() is None and store.boot_blob(deployed) == deployed
+    store.keep_counter(9)
+    store.write(other)  # what an applied push does
+    again = boot()  # power off, on: the file holds it
+    assert again.boot_blob(deployed) == other and again.counter == 9
+    assert again.previous()[1] == hashlib.sha256(deployed).digest()
