@@ -181,6 +181,12 @@ def microbit_files(blob: bytes, board: Board, frozen: bool = False) -> dict[str,
     return files
 
 
+# The envelope store of a full-core board (firmware/PROTOCOL.md, Envelope push): a file of
+# two 4 KiB slots and a counter log, written erased by a deploy (which resets the store).
+ENVELOPE_BLOCK = 256
+ENVELOPE_SLOT_BLOCKS = 16
+
+
 def full_core_files(blob: bytes, board: Board, key: bytes) -> dict[str, bytes]:
     """name on the board → content, for a full-core board (RP2040, ESP32, STM32)."""
     files: dict[str, bytes] = {}
@@ -191,6 +197,7 @@ def full_core_files(blob: bytes, board: Board, key: bytes) -> dict[str, bytes]:
     for path in sorted((FIRMWARE / "edgegov_fw").glob("*.py")):
         files[f"lib/edgegov_fw/{path.name}"] = path.read_bytes()
     files["envelope.cbor"] = blob
+    files["envelope.slots"] = b"\xff" * (ENVELOPE_BLOCK * (2 * ENVELOPE_SLOT_BLOCKS + 2))
     files["device.key"] = key
     files["egboard.py"] = board_module(board).encode()
     files["main.py"] = (FIRMWARE / "edgegov_fw" / "boot_main.py").read_bytes()
@@ -212,6 +219,8 @@ def board_module(board: Board) -> str:
     lines.append(f"LINEAGE = {board.get('lineage', 'device', 'ram')!r}")
     lines.append(f"RING_BLOCK = {int(board.get('lineage', 'block_size', 4096))}")
     lines.append(f"RING_BLOCKS = {int(board.get('lineage', 'block_count', 16))}")
+    lines.append(f"ENVELOPE_BLOCK = {ENVELOPE_BLOCK}")
+    lines.append(f"ENVELOPE_SLOT_BLOCKS = {ENVELOPE_SLOT_BLOCKS}")
     return "\n".join(lines) + "\n"
 
 

@@ -142,6 +142,38 @@ class GovLink:
         return {"device": " ".join(f[5:]), "head_seq": int(f[1]), "chain_head": f[2],
                 "counter": int(f[3]), "mac": None if f[4] == "-" else f[4]}
 
+    def begin_envelope(self, size: int, timeout: float = 5.0) -> int | None:
+        """``V size``: None when the board takes an envelope of ``size`` bytes, else the
+        ``E`` code (6: no envelope push on this firmware) or -1 (too large for its slot)."""
+        f = self.reply_to("V %d" % size, ("V", "E"), timeout)
+        if f[0] == "E":
+            return int(f[1])
+        return None if int(f[1]) == size else -1
+
+    def push_envelope(self, action: int, counter: int, mac: bytes, blob: bytes = b"",
+                      timeout: float = 5.0) -> dict:
+        """A signed envelope change (firmware/PROTOCOL.md, Envelope push): ``V``, the blob
+        in ``W`` chunks (a push, action 1; none for a rollback, action 2), then ``U``.
+        ``{"result", "counter", "old", "new"}`` (hex digests), or ``{"error": code}`` when
+        the board has no envelope push (``E 6``: micro:bit)."""
+        f = self.reply_to("V %d" % len(blob), ("V", "E"), timeout)
+        if f[0] == "E":
+            return {"error": int(f[1])}
+        if int(f[1]) != len(blob):
+            raise LinkError(f"the board cannot hold an envelope of {len(blob)} bytes")
+        for off in range(0, len(blob), 48):
+            piece = blob[off:off + 48]
+            got = self.request("W %d %s" % (off, piece.hex()), "W", timeout)
+            if int(got[1]) != off + len(piece):
+                raise LinkError("envelope chunk out of order")
+        # once only: a second U with the same counter would be answered as a replay
+        f = self.reply_to("U %d %d %s" % (action, counter, mac.hex()), ("U", "E"),
+                          max(timeout, 10.0), tries=1)
+        if f[0] == "E":
+            return {"error": int(f[1])}
+        return {"result": int(f[1]), "counter": int(f[2]), "old": f[3],
+                "new": None if f[4] == "-" else f[4]}
+
     def quit(self) -> None:
         """Stop the board loop (e-stop asserted first) and return to its REPL."""
         self.request("Q", "Q")

@@ -12,7 +12,7 @@ import time
 import pytest
 from click.testing import CliRunner
 from conftest import compile_envelope
-from edgegov.core.record import K_BOOT, decode
+from edgegov.core.record import K_BOOT, K_CHECKPOINT, decode
 from edgegov.host.lineage_store import read_dump
 from edgegov_cli.main import main
 from mosquitto_fixture import needs_mosquitto
@@ -68,6 +68,11 @@ def test_push_rollback_and_replay_through_the_service(tmp_path, broker):
     dump = read_dump(svc.lineage)
     boots = [bytes(decode(p)[5]).hex() for _, p in dump.records if decode(p)[0] == K_BOOT]
     assert boots[-3:] == [old_hash, new_hash, old_hash]
+    # docs/lineage-format.md, Envelope changes: CHECKPOINT (old) right before BOOT (-1, new)
+    recs = [decode(p) for _, p in dump.records]
+    changes = [(bytes(recs[i - 1][7]).hex(), bytes(r[5]).hex()) for i, r in enumerate(recs)
+               if r[0] == K_BOOT and r[3] == -1 and recs[i - 1][0] == K_CHECKPOINT]
+    assert changes == [(old_hash, new_hash), (new_hash, old_hash)]
     result = cli("lineage", "replay", str(svc.lineage))
     assert result.exit_code == 0, result.output
     assert "replay identical" in result.output

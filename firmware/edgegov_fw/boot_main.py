@@ -19,11 +19,20 @@ def _ring():
     return RingLog(RamBlockDevice(egboard.RING_BLOCK, egboard.RING_BLOCKS))
 
 
+def _store():
+    from edgegov_fw.envstore import EnvelopeStore, FileBlockDevice, store_blocks
+
+    k = egboard.ENVELOPE_SLOT_BLOCKS
+    bd = FileBlockDevice("envelope.slots", egboard.ENVELOPE_BLOCK, store_blocks(k))
+    return EnvelopeStore(bd, 0, k)
+
+
 def main():
     hal = MachineHal(egboard)
     hal.set_estop(True)  # before anything else can fail
-    blob = open("envelope.cbor", "rb").read()
     key = open("device.key", "rb").read()
+    store = _store()  # the envelope in force: pushed over the link, else the deployed one
+    blob = store.boot_blob(open("envelope.cbor", "rb").read())
     ring = _ring()
     found = ring.recover()
     if found.count == 0:
@@ -31,7 +40,7 @@ def main():
     env = Envelope.from_blob(blob, __import__("hashlib").sha256(blob).digest())
     lineage = Lineage(ring, env, key)
     lineage.resume()  # the hash chain goes on from the last checkpoint the ring holds
-    loop = BoardLoop(hal, env, lineage, key, blob)
+    loop = BoardLoop(hal, env, lineage, key, blob, store)
     loop.boot()
     gc.collect()
     loop.run()

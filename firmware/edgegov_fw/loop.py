@@ -7,9 +7,11 @@
 #   3. TICK at now_ms (link stages, ramps);
 #   4. effects: outputs, e-stop output (fail-safe polarity in the HAL), lineage sync;
 #   5. watchdog kick, only after a complete, healthy cycle and when the decision allows.
+# With an envelope store (envstore.EnvelopeStore on the board's flash), V/W/U frames push
+# a signed envelope (envpush); applied, the governor restarts on it like a boot.
 # The HAL (hal_machine.MachineHal on boards; a fake in tests) is the only board-specific
 # part. An idle period (no bytes) allocates nothing under MicroPython.
-from edgegov.core.codes import EV_COMMAND
+from edgegov.core.codes import EV_COMMAND, RESET_ENVELOPE
 from edgegov.core.events import TICK, Command, Fault, Operator, Session
 from edgegov.core.lineage import attestation_mac
 
@@ -22,22 +24,24 @@ FW_VERSION = "edgegov-fw 0.1"
 
 
 class BoardLoop:
-    def __init__(self, hal, env, lineage, key=b"", blob=None):
+    def __init__(self, hal, env, lineage, key=b"", blob=None, store=None):
         self.hal = hal
-        self.env = env
         from edgegov.core.governor import Governor
 
         self.gov = Governor(env, key)
+        self.key = key
         self.lineage = lineage
         self.blob = blob
         self.clock = Clock(hal.ticks_ms, hal.ticks_diff)
         self.reader = FrameReader()
         self.rx = bytearray(64)
-        self.ints = [0] * (env.n + 1)
-        values = {}
-        for name in env.ch_names:
-            values[name] = 0
-        self.cmd = Command(0, values)
+        self._use(env)
+        self.push = None
+        if store is not None:
+            from .envpush import EnvelopePush
+
+            self.push = EnvelopePush(store, key)
+        self.boot_count = 0
         self.fault_on = Fault(ESTOP_FAULT, True)
         self.fault_off = Fault(ESTOP_FAULT, False)
         self.pressed = False
@@ -45,10 +49,21 @@ class BoardLoop:
         self.running = True
         self.errors = 0
 
-    def boot(self, boot_count=0):
+    def _use(self, env):
+        self.env = env
+        self.ints = [0] * (env.n + 1)
+        values = {}
+        for name in env.ch_names:
+            values[name] = 0
+        self.cmd = Command(0, values)
+
+    def boot(self, boot_count=0, reset_reason=None):
         now = self.clock.now_ms()
         self.hal.set_estop(True)
-        d = self.lineage.boot(self.gov, now, boot_count, self.hal.reset_cause(), FW_VERSION,
+        self.boot_count = boot_count
+        if reset_reason is None:
+            reset_reason = self.hal.reset_cause()
+        d = self.lineage.boot(self.gov, now, boot_count, reset_reason, FW_VERSION,
                               envelope_blob=self.blob)
         self.lineage.sync()
         self.hal.write_outputs(d.output)
@@ -114,6 +129,8 @@ class BoardLoop:
                 self._seal(mv, k)
             elif op == 84:  # T wall_ms: the host's wall clock (recorded, never decided on)
                 self._time(mv, k)
+            elif op == 86 or op == 87 or op == 85:  # V size / W offset hex / U apply
+                self._envelope(op, mv, k)
             elif op == 81:  # Q
                 self.hal.set_estop(True)
                 self.running = False
@@ -215,6 +232,46 @@ class BoardLoop:
         else:
             self.lineage.set_wall(now, wall)
         self.hal.write(frame("T %d" % (1 if step else 0)))
+
+    def _envelope(self, op, mv, k):
+        if self.push is None:
+            self.hal.write(frame("E 6"))  # no envelope store: pushes refused
+            return
+        text = bytes(mv[1:k]).decode().split()
+        if op == 86 and len(text) == 1:
+            self.hal.write(frame("V %d" % self.push.begin(int(text[0]))))
+        elif op == 87 and len(text) == 2:
+            have = self.push.chunk(int(text[0]), bytes.fromhex(text[1]))
+            self.hal.write(frame("W %d" % have))
+        elif op == 85 and len(text) == 3:
+            self._apply_envelope(int(text[0]), int(text[1]), bytes.fromhex(text[2]))
+        else:
+            self.hal.write(frame("E 2"))
+
+    def _apply_envelope(self, action, counter, mac):
+        old = self.env.digest
+        if action not in (1, 2) or not 0 <= counter < (1 << 64):
+            self.hal.write(frame("E 2"))
+            return
+        result, digest, env, blob = self.push.apply(self.gov, action, counter, mac)
+        if env is not None:
+            self.restart(env, blob)
+        self.hal.write(frame("U %d %d %s %s" % (result, counter, _hex(old),
+                                                _hex(digest) or "-")))
+
+    def restart(self, env, blob):
+        """Start the governor again on ``env`` (applied from the flash): a CHECKPOINT with
+        the old envelope's digest, then BOOT (reset reason RESET_ENVELOPE) and ENVELOPE
+        with the new one; TRIPPED, outputs safe, as after any boot."""
+        from edgegov.core.governor import Governor
+
+        now = self.clock.now_ms()
+        self.lineage.checkpoint(self.gov, now)
+        self.gov = Governor(env, self.key, self.gov.op_counter)
+        self.blob = blob
+        self._use(env)
+        self.lineage.use(env)
+        self.boot(self.boot_count + 1, RESET_ENVELOPE)
 
     def run(self):
         """Pace cycles at the HAL's period until a Q frame stops the loop."""

@@ -136,6 +136,8 @@ def main():
                                 EO.write_digital(0)
                                 send('Q')
                                 RUN = 0
+                            elif op in (b'V', b'W', b'U'):
+                                send('E 6')  # no envelope push: no hashlib, no flash slots
                             else:
                                 send('E 4')
                         except Exception:

@@ -223,3 +223,28 @@ def outputs_text(values: dict, units: dict | None = None) -> str:
     """``spindle=3020 rpm, press=40.5 mm`` (sorted by name)."""
     units = units or {}
     return ", ".join(f"{k}={with_unit(v, units.get(k))}" for k, v in sorted(values.items()))
+
+
+# Appended: what a board answers to an envelope push over its link (firmware/PROTOCOL.md,
+# Envelope push; codes in firmware/edgegov_fw/envpush.py).
+PUSH_RESULTS = {
+    0: "applied",
+    1: "bad MAC (not signed with this board's key for this board and this envelope; for a "
+       "rollback: or not the previous envelope this board keeps)",
+    2: "replayed or stale counter (not above the last one this board accepted)",
+    3: "the envelope does not load on the board, or is for another device",
+    4: "refused while ARMED or PAUSED: disarm (or trip) first",
+    5: "an output held now, or a safe value, lies outside the new envelope's ranges",
+    6: "no previous envelope on this board to roll back to",
+    7: "the transfer was not whole",
+    8: "the board's flash write failed (the old envelope stays in force)",
+}
+LINK_ERRORS = {1: "malformed request", 2: "bad request", 3: "bad operator action",
+               4: "unknown request", 5: "seal not written",
+               6: "this board's firmware takes no envelope pushes (micro:bit: no hashlib, "
+                  "no flash slots); deploy the envelope instead (edgegov deploy)"}
+
+
+def push_result(code: int) -> str:
+    """``refused while ARMED ... (4)``."""
+    return f"{PUSH_RESULTS.get(code, 'unknown result')} ({code})"

@@ -323,3 +323,98 @@ def test_command_period_allocation_figure():
     assert n == 100
     print("command period allocation: %d bytes per period (decide + record + reply)"
           % ((after - before) // 100))
+
+
+def _pushed(hal, loop, blob, action, counter, key=KEY):
+    # firmware/PROTOCOL.md "Envelope push": V size, W chunks, U action counter mac
+    import hashlib
+
+    from edgegov.core.auth import hmac_sha256
+    from edgegov_fw.envpush import push_message
+
+    hal.send("V %d" % (len(blob) if action == 1 else 0))
+    for off in range(0, len(blob) if action == 1 else 0, 48):
+        hal.send("W %d %s" % (off, "".join(["%02x" % b for b in blob[off : off + 48]])))
+        _run(hal, loop, 10)
+    digest = hashlib.sha256(blob).digest()
+    mac = hmac_sha256(key, push_message(loop.env.device_id, action, digest, counter))
+    hal.send("U %d %d %s" % (action, counter, "".join(["%02x" % b for b in mac])))
+    _run(hal, loop, 10)
+    return hal.replies()
+
+
+def test_envelope_push_over_the_link_restarts_on_the_flash_copy():
+    import hashlib
+
+    from edgegov.core.record import K_BOOT, decode
+    from edgegov_fw.envstore import EnvelopeStore
+
+    with open(HERE + "/data/microbit-v1.cbor", "rb") as f:
+        blob = f.read()
+    with open(HERE + "/data/spindle-cell.cbor", "rb") as f:
+        other = f.read()
+    digest = hashlib.sha256(blob).digest()
+    flash = RamBlockDevice(256, 12)
+    store = EnvelopeStore(flash, 0, 5)
+    store.write(blob)
+    env = Envelope.from_blob(blob, digest)
+    ring = RingLog(RamBlockDevice(1024, 8))
+    ring.format()
+    hal = FakeHal()
+    loop = BoardLoop(hal, env, Lineage(ring, env, KEY, checkpoint_every=64), KEY, blob, store)
+    loop.boot()
+    _op(hal, env, C.OP_RESET, 1)
+    _run(hal, loop, 10)
+    hal.replies()
+    assert loop.gov.state == C.ST_DISARMED
+    r = _pushed(hal, loop, other, 1, 5)  # another device's envelope: refused (3)
+    assert r[-1][:3] == ["U", "3", "5"], r
+    r = _pushed(hal, loop, other, 1, 5)  # ... and its counter is used up (2)
+    assert r[-1][:2] == ["U", "2"], r
+    r = _pushed(hal, loop, blob, 1, 6, b"another key, another board.....")  # bad MAC (1)
+    assert r[-1][:2] == ["U", "1"], r
+    r = _pushed(hal, loop, blob, 2, 7)  # a rollback: nothing before it on the flash (6)
+    assert r[-1][:2] == ["U", "6"], r
+    r = _pushed(hal, loop, blob, 1, 8)  # applied (0): the governor restarts, TRIPPED
+    assert r[-1][:2] == ["U", "0"] and loop.gov.state == C.ST_TRIPPED, r
+    assert EnvelopeStore(flash, 0, 5).counter == 8 and store.previous()[1] == digest
+    hal.send("V 99999")  # more than a flash slot holds
+    _run(hal, loop, 10)
+    assert hal.replies() == [["V", "-1"]]
+    recs = ring.read_all()
+    hal2, loop2, env2 = _board()  # no envelope store: pushes refused, E 6
+    hal2.send("V 10")
+    _run(hal2, loop2, 10)
+    assert hal2.replies()[-1] == ["E", "6"]
+    boots = [decode(p) for s, p in recs if p[1] == K_BOOT]
+    assert len(boots) == 2 and boots[1][3] == C.RESET_ENVELOPE and boots[1][2] == 1
+    report = Replayer({digest: env}).run(recs)
+    assert report.identical and report.compared > 5
+
+
+def test_the_boot_path_runs_on_the_envelope_pushed_into_the_slot_file():
+    # boot_main.py: EnvelopeStore over FileBlockDevice("envelope.slots"), written erased by a
+    # deploy; boot_blob() boots the deployed envelope first, then whatever is in force
+    import hashlib
+
+    from edgegov.core.blockdev import erased_buffer
+    from edgegov_fw.envstore import EnvelopeStore, FileBlockDevice, store_blocks
+
+    path = "/tmp/edgegov-mpy-envelope.slots"
+    with open(path, "wb") as f:
+        f.write(erased_buffer(256 * store_blocks(16)))
+    with open(HERE + "/data/microbit-v1.cbor", "rb") as f:
+        deployed = f.read()
+    with open(HERE + "/data/bench8.cbor", "rb") as f:
+        other = f.read()
+
+    def boot():
+        return EnvelopeStore(FileBlockDevice(path, 256, store_blocks(16)), 0, 16)
+
+    store = boot()
+    assert store.current() is None and store.boot_blob(deployed) == deployed
+    store.keep_counter(9)
+    store.write(other)  # what an applied push does
+    again = boot()  # power off, on: the file holds it
+    assert again.boot_blob(deployed) == other and again.counter == 9
+    assert again.previous()[1] == hashlib.sha256(deployed).digest()

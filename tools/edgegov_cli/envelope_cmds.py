@@ -109,7 +109,14 @@ def _mqtt(f):
                      help="Topic prefix.")(f)
     f = click.option("--timeout", default=10.0, show_default=True,
                      help="Seconds to wait for the pull and for the device's answer.")(f)
-    return _mqtt_options(f)
+    f = click.option("--serial", "serial_port", help="Push to a full-core board over its "
+                     "serial link instead (device or pyserial URL, e.g. socket://h:p).")(f)
+    return _mqtt_options(f, required=False)
+
+
+def _transport(serial_port, mqtt) -> None:
+    if bool(serial_port) == bool(mqtt.get("mqtt_url")):
+        raise click.UsageError("give --mqtt URL (a gateway) or --serial PORT (a board)")
 
 
 @envelope.command("push")
@@ -120,7 +127,7 @@ def _mqtt(f):
               help="Push even when decisions of the device's history would differ.")
 @_mqtt
 def envelope_push(file, lineage_path, accept_diff, device, key_file, counter, prefix, timeout,
-                  **mqtt):
+                  serial_port, **mqtt):
     """Push envelope FILE to a running device: replay its lineage under FILE first (the
     what-if gate), then send it signed; the device applies it only when DISARMED or TRIPPED.
     Exit 0 applied, 1 refused (by the gate or the device), 2 error."""
@@ -128,7 +135,18 @@ def envelope_push(file, lineage_path, accept_diff, device, key_file, counter, pr
 
     from .service_cmds import _key, _settings
 
+    _transport(serial_port, mqtt)
     compiled = compile_or_exit(file, 2)
+    if serial_port:
+        from .envelope_serial import send
+
+        def gate(pulled):
+            return _whatif_gate(compiled, lineage_path or pulled, None, None, prefix,
+                                timeout, accept_diff)
+
+        sys.exit(send(serial_port, "push", compiled, _key(key_file),
+                      counter if counter is not None else _counter(), timeout, gate,
+                      pull=lineage_path is None))
     device = device or compiled.admitted.device_id
     settings, key = _settings(**mqtt), _key(key_file)
     if not _whatif_gate(compiled, lineage_path, settings, device, prefix, timeout, accept_diff):
@@ -142,13 +160,20 @@ def envelope_push(file, lineage_path, accept_diff, device, key_file, counter, pr
 @click.option("--to", "previous", required=True, type=click.Path(dir_okay=False),
               help="The previous envelope (TOML) the device keeps: its hash is signed.")
 @_mqtt
-def envelope_rollback(previous, device, key_file, counter, prefix, timeout, **mqtt):
+def envelope_rollback(previous, device, key_file, counter, prefix, timeout, serial_port,
+                      **mqtt):
     """Put a device's previous envelope back in force (the same checks as a push)."""
     from edgegov.config.push import sign_rollback
 
     from .service_cmds import _key, _settings
 
+    _transport(serial_port, mqtt)
     compiled = compile_or_exit(previous, 2)
+    if serial_port:
+        from .envelope_serial import send
+
+        sys.exit(send(serial_port, "rollback", compiled, _key(key_file),
+                      counter if counter is not None else _counter(), timeout))
     device = device or compiled.admitted.device_id
     settings, key = _settings(**mqtt), _key(key_file)
     push = sign_rollback(key, device, compiled.digest,
@@ -205,7 +230,14 @@ def _whatif(lineage_path: str, compiled) -> tuple[list[str], bool]:
     except ImportError:
         run_whatif = None
     if run_whatif is not None:
-        w = run_whatif(Path(lineage_path).read_bytes(), compiled)
+        from edgegov.host.whatif import WhatIfError
+
+        try:
+            w = run_whatif(Path(lineage_path).read_bytes(), compiled)
+        except (WhatIfError, OSError, ValueError) as err:
+            click.echo(f"{lineage_path}: cannot replay for the what-if: {err} (--lineage "
+                       "DUMP takes a dump that holds it)", err=True)
+            sys.exit(2)
         return w.summary_lines(), w.identical
     try:
         dump = read_dump(lineage_path)

@@ -135,31 +135,29 @@ def admitted(push: Push):
 def refusal(gov, new_env) -> str | None:
     """Why ``new_env`` (a core ``Envelope``) must not replace ``gov``'s now (None: it may).
     Only DISARMED or TRIPPED, the same device, and every output it holds inside the new
-    envelope's initial-mode range (safe value where the new envelope drops the channel)."""
-    from ..core import codes
+    envelope's initial-mode range (safe value where the new envelope drops the channel);
+    the check is ``core.envswap``'s, which a board runs too."""
+    from ..core import codes, envswap
 
-    if gov.state not in (codes.ST_DISARMED, codes.ST_TRIPPED):
+    result, why, c = envswap.swap_check(gov, new_env)
+    if result == envswap.OK:
+        return None
+    if result == envswap.NOT_SAFE_STATE:
         state = {codes.ST_ARMED: "ARMED", codes.ST_PAUSED: "PAUSED"}.get(gov.state, gov.state)
         return f"refused while {state}: disarm (or trip) first"
     old = gov.env
-    if new_env.device_id != old.device_id:
+    if result == envswap.OTHER_DEVICE:
         return f"the envelope is for device {new_env.device_id!r}, this is {old.device_id!r}"
-    mode = new_env.initial_mode
-    for c, name in enumerate(old.ch_names):
-        out = gov.out[c]
-        if name not in new_env.ch_index:
-            if out != old.ch_safe[c]:
-                return f"{name} is dropped but its output {out} is not at its safe value"
-            continue
-        n = new_env.ch_index[name]
-        lo, hi = new_env.mode_min[mode][n], new_env.mode_max[mode][n]
-        if str(new_env.ch_res[n]) != str(old.ch_res[c]):
-            if out != old.ch_safe[c]:
-                return f"{name} changes resolution while its output is not at its safe value"
-            continue
-        if not lo <= out <= hi:
-            return f"{name}'s output {out} lies outside the new range [{lo}, {hi}] (scaled)"
-    return None
+    if why == envswap.SAFE_RANGE:
+        return f"{new_env.ch_names[c]}'s safe value lies outside its new range"
+    name, out = old.ch_names[c], gov.out[c]
+    if why == envswap.OUT_DROPPED:
+        return f"{name} is dropped but its output {out} is not at its safe value"
+    if why == envswap.OUT_RESCALED:
+        return f"{name} changes resolution while its output is not at its safe value"
+    n, mode = new_env.ch_index[name], new_env.initial_mode
+    lo, hi = new_env.mode_min[mode][n], new_env.mode_max[mode][n]
+    return f"{name}'s output {out} lies outside the new range [{lo}, {hi}] (scaled)"
 
 
 __all__ = ["Push", "PushError", "sign_push", "sign_rollback", "verify", "admitted", "refusal",

@@ -152,3 +152,7 @@ E_OP_REFUSED = const(29)  # an action code this governor does not know
 # and makes the link engage afresh; the event's arg is the previous session's last seq.
 EV_SESSION = const(6)
 E_SESSION = const(30)
+
+# Appended: the BOOT reset reason of a governor restarted on a changed envelope (a push or
+# a rollback applied; no hardware reset). Negative: no platform reports it.
+RESET_ENVELOPE = const(-1)

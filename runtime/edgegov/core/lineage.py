@@ -118,6 +118,13 @@ class Lineage:
         self.checkpoint(gov, now_ms)
         return d
 
+    def use(self, env):
+        """Write for ``env`` from now on (a changed envelope: the next record is its BOOT,
+        which resets the encoder's context to the new channels)."""
+        self.env = env
+        self.enc.env = env
+        self.enc.prev_out = list(env.ch_safe)
+
     def _append_envelope(self, now_ms):
         self.enc.envelope(self._envelope[0], self._envelope[1])
         self._envelope_seq = self._append(now_ms)

@@ -16,9 +16,10 @@ again on the new envelope's register map (checked again once they are stopped), 
 sees the new map hash in I905-908 when it reconnects.
 
 Then the envelope file (``--config``) is replaced atomically, the previous one kept
-(``config.store``), and the governor starts again on the new envelope: TRIPPED, outputs safe,
-a BOOT record with the new hash followed by the ENVELOPE record with its blob (the records
-before carry the old hash), so replay and the report follow the change inside one dump. A
+(``config.store``), and the governor starts again on the new envelope: a CHECKPOINT with the
+old hash, then TRIPPED, outputs safe, a BOOT record with the new hash and reset reason -1
+(``RESET_ENVELOPE``) followed by the ENVELOPE record with its blob, so replay and the report
+follow the change inside one dump (docs/lineage-format.md, Envelope changes). A
 reset and an arm are needed before motion, as after any boot.
 """
 
@@ -30,6 +31,7 @@ import logging
 
 from ..config.push import Push, PushError, admitted, refusal, verify
 from ..config.store import EnvelopeStore, compile_source
+from ..core import codes
 from ..core.envelope import Envelope
 from ..core.governor import Governor
 from .messages import Vocabulary
@@ -178,16 +180,18 @@ class EnvelopeUpdates:
         runner = self.runner
         svc = runner.service
         svc.settle()
+        if svc.lineage is not None:  # the old envelope's digest closes what it governed
+            svc.lineage.checkpoint(svc.gov, max(now_ms, svc.gov.last_now))
         svc.gov = Governor(env, runner.key, svc.gov.op_counter)
         svc.vocab = Vocabulary(env)
         svc.envelope_hash = compiled.hash
         svc.boot_count += 1
         if svc.lineage is not None:
-            svc.lineage.env = env
+            svc.lineage.use(env)
         runner.compiled, runner.env, runner.scaler = compiled, env, Scaler(compiled)
         if before_boot is not None:
             before_boot()
-        svc.boot(now_ms, compiled.blob)
+        svc.boot(now_ms, compiled.blob, codes.RESET_ENVELOPE)
 
     def _refused(self, push: Push | None, why: str) -> dict:
         log.warning("envelope change refused: %s", why)

@@ -90,13 +90,15 @@ class GovernorService:
 
     # ------------------------------------------------------------ lifecycle
 
-    def boot(self, now_ms: int, envelope_blob: bytes | None = None) -> None:
+    def boot(self, now_ms: int, envelope_blob: bytes | None = None,
+             reset_reason: int = 0) -> None:
         """Start the governor (tripped, outputs safe), record BOOT, drive the safe outputs."""
         if self.lineage is not None:
             if self.wall is not None:
                 self.wall.boot(now_ms)
             d = self.lineage.boot(self.gov, now_ms, boot_count=self.boot_count,
-                                  fw_version=__version__, envelope_blob=envelope_blob)
+                                  reset_reason=reset_reason, fw_version=__version__,
+                                  envelope_blob=envelope_blob)
         else:
             d = self.gov.start(now_ms)
         self._effects(d, now_ms, force=True)
