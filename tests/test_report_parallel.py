@@ -1,0 +1,115 @@
+"""The report's replay on two cores gives the same page as one pass on one core.
+
+``build_report`` replays in a forked process while it decodes the rows itself
+(``shadow.replay_with_rows``); with ``PARALLEL_MIN_RECORDS`` above the dump's size it does
+both in one pass. The pages must be identical, for a healthy dump, a damaged one, one with
+two boots and wall time, and one whose replay raises part-way (the replay then loses its
+anchor until the next checkpoint, which the decoder alone cannot know: the report starts
+again in one pass).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from edgegov.core.events import Command
+from edgegov.core.replay import ReplayGovernor
+from edgegov.demo import default_envelope, run_scenario
+from edgegov.host.lineage_store import read_dump
+from edgegov.report import build_report, shadow
+from edgegov.report.sample import generate
+
+
+def page(path: Path) -> str:
+    """The report of ``path`` without the moment it was written."""
+    return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ by edgegov", "(now) by edgegov",
+                  build_report(path))
+
+
+def both(path: Path, monkeypatch) -> tuple[str, str, list[str]]:
+    """(page in one pass, page on two cores, which way the two-core build went)."""
+    monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 10**9)
+    serial = page(path)
+    ways: list[str] = []
+    real = shadow.replay_with_rows
+
+    def watched(*args, **kwargs):
+        track = real(*args, **kwargs)
+        ways.append("parallel" if track is not None else "again in one pass")
+        return track
+
+    monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 0)
+    monkeypatch.setattr("edgegov.report.build.replay_with_rows", watched)
+    parallel = page(path)
+    return serial, parallel, ways
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "cell.lineage"
+    run_scenario(default_envelope(), 20, 7, None, lineage_path=path)
+    return path
+
+
+def test_the_demo_report_is_the_same_on_two_cores(demo, monkeypatch):
+    serial, parallel, ways = both(demo, monkeypatch)
+    assert ways == ["parallel"]
+    assert "replay" in serial and parallel == serial
+
+
+def test_a_damaged_dump_gives_the_same_report(demo, tmp_path, monkeypatch):
+    dump = read_dump(demo)
+    image = bytearray(demo.read_bytes())
+    for k in (700, 1500):  # two records whose frames no longer check
+        image[dump.offsets[dump.records[k][0]] + 8] ^= 0x10
+    path = tmp_path / "damaged.lineage"
+    path.write_bytes(bytes(image))
+    serial, parallel, ways = both(path, monkeypatch)
+    assert ways == ["parallel"]
+    assert parallel == serial
+
+
+def test_two_boots_with_wall_time_give_the_same_report(tmp_path, monkeypatch):
+    path = tmp_path / "two.lineage"
+    generate(path, default_envelope(), 6000, boots=2, block_count=128,
+             wall_ms=1_796_000_000_000)
+    serial, parallel, ways = both(path, monkeypatch)
+    assert ways == ["parallel"]
+    assert parallel == serial
+
+
+def test_a_replay_that_raises_is_done_again_in_one_pass(demo, monkeypatch):
+    real = ReplayGovernor.handle
+    target = read_dump(demo)
+    calls = {"n": 0}
+
+    def handle(self, event, now_ms):
+        if isinstance(event, Command):
+            calls["n"] += 1
+            if calls["n"] == 500:  # one command, in each replay (the counter restarts)
+                raise RuntimeError("a governor that cannot go on")
+        return real(self, event, now_ms)
+
+    monkeypatch.setattr(ReplayGovernor, "handle", handle)
+    monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 10**9)
+    serial = page(demo)
+    calls["n"] = 0
+    monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 0)
+    ways: list[str] = []
+    real_rows = shadow.replay_with_rows
+
+    def watched(*args, **kwargs):
+        calls["n"] = 0
+        track = real_rows(*args, **kwargs)
+        ways.append("parallel" if track is not None else "again in one pass")
+        calls["n"] = 0  # the pass in one process counts from the start again
+        return track
+
+    monkeypatch.setattr("edgegov.report.build.replay_with_rows", watched)
+    parallel = page(demo)
+    assert len(target.records) > 1000
+    assert ways == ["again in one pass"]
+    assert "a governor that cannot go on" in serial
+    assert parallel == serial
