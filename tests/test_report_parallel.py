@@ -113,3 +113,24 @@ def test_a_replay_that_raises_is_done_again_in_one_pass(demo, monkeypatch):
     assert ways == ["again in one pass"]
     assert "a governor that cannot go on" in serial
     assert parallel == serial
+
+
+def test_the_report_reads_a_dump_as_read_dump_does(demo, tmp_path):
+    """One scan of the image (``reading.dump_of``) gives ``read_dump``'s ``Dump``."""
+    from edgegov.report.reading import dump_of
+
+    dump = read_dump(demo)
+    image = bytearray(demo.read_bytes())
+    image[dump.offsets[dump.records[900][0]] + 8] ^= 0x10  # a record that no longer checks
+    image[-5000:] = b"\xff" * 5000
+    damaged = tmp_path / "damaged.lineage"
+    damaged.write_bytes(bytes(image))
+    for path in (demo, damaged):
+        want = read_dump(path)
+        got = dump_of(path.read_bytes(), want.block_size, str(path))
+        problems = [[(type(p).__name__, str(p), vars(p)) for p in d.problems]
+                    for d in (got, want)]
+        assert problems[0] == problems[1]
+        got.problems = want.problems
+        assert got == want
+    assert read_dump(damaged).problems  # the damage was seen

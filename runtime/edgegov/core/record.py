@@ -495,7 +495,7 @@ def values_of(field, names):
         for v in field:
             if not isinstance(v, int):
                 raise RecordError("vector values must be integers or booleans")
-        return {names[i]: field[i] for i in range(len(names))}
+        return dict(zip(names, field))
     out = {}
     for pair in field:
         if not isinstance(pair, list) or len(pair) != 2:
