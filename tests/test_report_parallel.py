@@ -11,15 +11,19 @@ again in one pass).
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
 from edgegov.core.events import Command
 from edgegov.core.replay import ReplayGovernor
 from edgegov.demo import default_envelope, run_scenario
+from edgegov.host.lineage_read import decode_dump
 from edgegov.host.lineage_store import read_dump
 from edgegov.report import build_report, shadow
 from edgegov.report.sample import generate
+
+REAL_ACTIVE_COUNT = threading.active_count
 
 
 def page(path: Path) -> str:
@@ -32,18 +36,34 @@ def both(path: Path, monkeypatch) -> tuple[str, str, list[str]]:
     """(page in one pass, page on two cores, which way the two-core build went)."""
     monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 10**9)
     serial = page(path)
+    ways = forking(monkeypatch)
+    parallel = page(path)
+    return serial, parallel, ways
+
+
+def forking(monkeypatch) -> list[str]:
+    """Make the next builds take the two-core way (pytest may run threads of its own);
+    returns the list of ways they went: "parallel" (rows decoded here while a forked child
+    replayed) or "again in one pass"."""
+    monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 0)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     ways: list[str] = []
     real = shadow.replay_with_rows
 
+    class Seen(shadow._DecodeOnly):
+        def __init__(self, *args, **kwargs):
+            ways.append("parallel")
+            super().__init__(*args, **kwargs)
+
     def watched(*args, **kwargs):
         track = real(*args, **kwargs)
-        ways.append("parallel" if track is not None else "again in one pass")
+        if track is None:
+            ways.append("again in one pass")
         return track
 
-    monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 0)
+    monkeypatch.setattr(shadow, "_DecodeOnly", Seen)
     monkeypatch.setattr("edgegov.report.build.replay_with_rows", watched)
-    parallel = page(path)
-    return serial, parallel, ways
+    return ways
 
 
 @pytest.fixture(scope="module")
@@ -81,36 +101,22 @@ def test_two_boots_with_wall_time_give_the_same_report(tmp_path, monkeypatch):
 
 
 def test_a_replay_that_raises_is_done_again_in_one_pass(demo, monkeypatch):
+    dump = read_dump(demo)
+    commands = [r for r in decode_dump(dump) if r["kind"] == "decision"]
+    doomed = commands[500]["cmd_seq"]  # its replay raises, in every replay of the dump
     real = ReplayGovernor.handle
-    target = read_dump(demo)
-    calls = {"n": 0}
 
     def handle(self, event, now_ms):
-        if isinstance(event, Command):
-            calls["n"] += 1
-            if calls["n"] == 500:  # one command, in each replay (the counter restarts)
-                raise RuntimeError("a governor that cannot go on")
+        if isinstance(event, Command) and event.seq == doomed:
+            raise RuntimeError("a governor that cannot go on")
         return real(self, event, now_ms)
 
     monkeypatch.setattr(ReplayGovernor, "handle", handle)
     monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 10**9)
     serial = page(demo)
-    calls["n"] = 0
-    monkeypatch.setattr(shadow, "PARALLEL_MIN_RECORDS", 0)
-    ways: list[str] = []
-    real_rows = shadow.replay_with_rows
-
-    def watched(*args, **kwargs):
-        calls["n"] = 0
-        track = real_rows(*args, **kwargs)
-        ways.append("parallel" if track is not None else "again in one pass")
-        calls["n"] = 0  # the pass in one process counts from the start again
-        return track
-
-    monkeypatch.setattr("edgegov.report.build.replay_with_rows", watched)
+    ways = forking(monkeypatch)
     parallel = page(demo)
-    assert len(target.records) > 1000
-    assert ways == ["again in one pass"]
+    assert ways == ["parallel", "again in one pass"]
     assert "a governor that cannot go on" in serial
     assert parallel == serial
 
@@ -134,3 +140,17 @@ def test_the_report_reads_a_dump_as_read_dump_does(demo, tmp_path):
         got.problems = want.problems
         assert got == want
     assert read_dump(damaged).problems  # the damage was seen
+
+
+def test_with_other_threads_running_it_is_one_pass(demo, monkeypatch):
+    """A fleet collector builds reports in a thread pool: no fork there."""
+    ways = forking(monkeypatch)
+    monkeypatch.setattr(threading, "active_count", REAL_ACTIVE_COUNT)
+    pages: list[str] = []
+    worker = threading.Thread(target=lambda: pages.append(page(demo)))
+    worker.start()
+    worker.join()
+    assert ways == [] and len(pages) == 1 and "replay" in pages[0]
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # alone: it forks
+    assert page(demo) == pages[0]
+    assert ways == ["parallel"]

@@ -160,14 +160,17 @@ def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
     rows, except after a record whose replay raised past the decoder (the replay then waits
     for the next anchor, and so do the rows): then this returns ``None`` and the caller
     starts again with ``replay_track``, on fresh consumers of the rows. Where a process
-    cannot be forked (or the dump is small) it is ``replay_track``."""
+    cannot be forked safely (no fork, other threads running: a fleet collector's pool, a
+    daemonic process) or the dump is small, it is ``replay_track``."""
     import multiprocessing
+    import threading
 
     try:
         ctx = multiprocessing.get_context("fork")
     except ValueError:
         ctx = None
-    if ctx is None or len(records) < PARALLEL_MIN_RECORDS:
+    if (ctx is None or len(records) < PARALLEL_MIN_RECORDS or threading.active_count() > 1
+            or multiprocessing.current_process().daemon):
         return replay_track(records, envelopes, key, progress=progress, rows=rows,
                             offsets=offsets)
     receive, send = ctx.Pipe(duplex=False)
