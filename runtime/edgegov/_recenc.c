@@ -1,4 +1,5 @@
-/* edgegov._recenc: optional CPython accelerator for the two hot lineage records.
+/* edgegov._recenc: optional CPython accelerator for the two hot lineage records, and for
+ * decoding records (``loads``, at the end).
  *
  * ``decision(enc, cmd, now_ms, d)`` and ``event(enc, ev, now_ms, d)`` do what
  * ``edgegov.core.record.Encoder.decision`` / ``.event`` do for the common case and write
@@ -666,7 +667,183 @@ recenc_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return encode(args[0], args[1], args[2], args[3], 0);
 }
 
+
+/* ``loads(data)``: ``edgegov.core.cbor.loads`` for bytes it accepts, building the same
+ * objects (int, bytes, str, list, dict with ascending non-negative int keys, True, False,
+ * None). For anything it would reject (or that it would not decode here: nesting deeper
+ * than the Python decoder allows, input that is not bytes) it returns ``None`` without
+ * raising, and the caller runs the Python decoder, which raises its exact error. */
+
+#define CBOR_MAX_DEPTH 16
+#define DEC_FAIL ((PyObject *)1) /* not decoded here: let the Python code say why */
+
+static int
+dec_arg(const unsigned char *d, Py_ssize_t *pos, Py_ssize_t end, unsigned info, uint64_t *out)
+{
+    Py_ssize_t size, i;
+    uint64_t n = 0;
+
+    if (info < 24) {
+        *out = info;
+        return 0;
+    }
+    if (info > 27)
+        return -1;
+    size = (Py_ssize_t)1 << (info - 24);
+    if (*pos + size > end)
+        return -1;
+    for (i = 0; i < size; i++)
+        n = (n << 8) | d[*pos + i];
+    if (n < (size == 1 ? 24 : (uint64_t)1 << (4 * size)))
+        return -1;
+    *pos += size;
+    *out = n;
+    return 0;
+}
+
+static PyObject *
+dec_item(const unsigned char *d, Py_ssize_t *pos, Py_ssize_t end, int depth)
+{
+    unsigned ib, major, info;
+    uint64_t n;
+    Py_ssize_t i;
+    PyObject *obj, *item;
+
+    if (depth > CBOR_MAX_DEPTH || *pos >= end)
+        return DEC_FAIL;
+    ib = d[*pos];
+    major = ib >> 5;
+    info = ib & 0x1F;
+    *pos += 1;
+    if (major == 7) {
+        if (info == 20)
+            Py_RETURN_FALSE;
+        if (info == 21)
+            Py_RETURN_TRUE;
+        if (info == 22)
+            Py_RETURN_NONE;
+        return DEC_FAIL;
+    }
+    if (major == 6 || dec_arg(d, pos, end, info, &n) < 0)
+        return DEC_FAIL;
+    switch (major) {
+    case 0:
+        return PyLong_FromUnsignedLongLong(n);
+    case 1:
+        if (n <= (uint64_t)INT64_MAX)
+            return PyLong_FromLongLong(-1 - (long long)n);
+        obj = PyLong_FromUnsignedLongLong(n);
+        if (obj == NULL)
+            return NULL;
+        item = PyNumber_Invert(obj); /* ~n == -1 - n */
+        Py_DECREF(obj);
+        return item;
+    case 2:
+    case 3:
+        if (n > (uint64_t)(end - *pos))
+            return DEC_FAIL;
+        if (major == 2)
+            obj = PyBytes_FromStringAndSize((const char *)d + *pos, (Py_ssize_t)n);
+        else {
+            obj = PyUnicode_DecodeUTF8((const char *)d + *pos, (Py_ssize_t)n, "strict");
+            if (obj == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                    return NULL;
+                PyErr_Clear();
+                return DEC_FAIL;
+            }
+        }
+        if (obj != NULL)
+            *pos += (Py_ssize_t)n;
+        return obj;
+    case 4:
+        if (n > (uint64_t)(end - *pos))
+            return DEC_FAIL;
+        obj = PyList_New((Py_ssize_t)n);
+        if (obj == NULL)
+            return NULL;
+        for (i = 0; i < (Py_ssize_t)n; i++) {
+            item = dec_item(d, pos, end, depth + 1);
+            if (item == NULL || item == DEC_FAIL) {
+                Py_DECREF(obj);
+                return item;
+            }
+            PyList_SET_ITEM(obj, i, item);
+        }
+        return obj;
+    case 5: {
+        uint64_t last = 0, k;
+        int first = 1;
+        PyObject *key;
+
+        if (n > (uint64_t)(end - *pos) / 2)
+            return DEC_FAIL;
+        obj = PyDict_New();
+        if (obj == NULL)
+            return NULL;
+        for (i = 0; i < (Py_ssize_t)n; i++) {
+            if (*pos >= end || d[*pos] >> 5 != 0) {
+                Py_DECREF(obj);
+                return DEC_FAIL;
+            }
+            *pos += 1;
+            if (dec_arg(d, pos, end, d[*pos - 1] & 0x1F, &k) < 0 || (!first && k <= last)) {
+                Py_DECREF(obj);
+                return DEC_FAIL;
+            }
+            first = 0;
+            last = k;
+            item = dec_item(d, pos, end, depth + 1);
+            if (item == NULL || item == DEC_FAIL) {
+                Py_DECREF(obj);
+                return item;
+            }
+            key = PyLong_FromUnsignedLongLong(k);
+            if (key == NULL || PyDict_SetItem(obj, key, item) < 0) {
+                Py_XDECREF(key);
+                Py_DECREF(item);
+                Py_DECREF(obj);
+                return NULL;
+            }
+            Py_DECREF(key);
+            Py_DECREF(item);
+        }
+        return obj;
+    }
+    default:
+        return DEC_FAIL;
+    }
+}
+
+static PyObject *
+recenc_loads(PyObject *module, PyObject *data)
+{
+    Py_buffer view;
+    Py_ssize_t pos = 0;
+    PyObject *value;
+
+    (void)module;
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data))
+        Py_RETURN_NONE;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear(); /* a view that is not contiguous: the Python code reads it */
+        Py_RETURN_NONE;
+    }
+    value = dec_item((const unsigned char *)view.buf, &pos, view.len, 0);
+    PyBuffer_Release(&view);
+    if (value == DEC_FAIL)
+        Py_RETURN_NONE;
+    if (value != NULL && pos != view.len) {
+        Py_DECREF(value);
+        Py_RETURN_NONE;
+    }
+    return value;
+}
+
 static PyMethodDef recenc_methods[] = {
+    {"loads", (PyCFunction)recenc_loads, METH_O,
+     "loads(data) -> value or None: edgegov.core.cbor.loads for bytes it accepts; None "
+     "(the value None is never a record) when the Python decoder must run and say why."},
     {"decision", (PyCFunction)(void (*)(void))recenc_decision, METH_FASTCALL,
      "decision(enc, cmd, now_ms, d) -> bool: Encoder.decision for the common case; False "
      "(nothing changed) when the Python code must do it."},

@@ -23,17 +23,21 @@ from .compat import const
 
 # Optional C accelerator (CPython, built by setup.py) for the common DECISION and EVENT
 # records: byte-identical to the code below, which stays the reference and does everything
-# the accelerator hands back (it returns False, having changed nothing). It is absent on
-# MicroPython; EDGEGOV_PURE_RECORDS=1 at import keeps CPython on the Python code too.
+# the accelerator hands back (it returns False, having changed nothing). For decoding,
+# ``_c_loads`` builds the same objects as ``cbor.loads`` or returns None where the Python
+# decoder must run (and raise its own error). It is absent on MicroPython;
+# EDGEGOV_PURE_RECORDS=1 at import keeps CPython on the Python code too.
 try:
     from .._recenc import PURE as _pure
     from .._recenc import decision as _c_decision
     from .._recenc import event as _c_event
+    from .._recenc import loads as _c_loads
 except ImportError:
     _pure = True
 if _pure:
     _c_decision = None
     _c_event = None
+    _c_loads = None
 
 FORMAT_VERSION = const(1)
 
@@ -440,10 +444,12 @@ GAP_HOST = const(3)  # the host lost records before they reached the ring
 
 def decode(payload):
     """Payload bytes → the record as a list (CBOR array), checked for shape."""
-    try:
-        rec = cbor.loads(payload)
-    except cbor.CBORError as e:
-        raise RecordError("record is not valid CBOR: " + str(e)) from None
+    rec = _c_loads(payload) if _c_loads is not None else None
+    if rec is None:
+        try:
+            rec = cbor.loads(payload)
+        except cbor.CBORError as e:
+            raise RecordError("record is not valid CBOR: " + str(e)) from None
     if not isinstance(rec, list) or not rec or not isinstance(rec[0], int):
         raise RecordError("record is not an array starting with its kind")
     kind = rec[0]
@@ -489,7 +495,7 @@ def values_of(field, names):
         for v in field:
             if not isinstance(v, int):
                 raise RecordError("vector values must be integers or booleans")
-        return {names[i]: field[i] for i in range(len(names))}
+        return dict(zip(names, field))
     out = {}
     for pair in field:
         if not isinstance(pair, list) or len(pair) != 2:

@@ -173,11 +173,11 @@ class Decoder:
         self.t += rec[1]
         if kind == K_DECISION:
             event = self._command(rec)
-            tail = rec[4:]
+            at = 4  # the outcome's fields start here: verdict/reason, rule, margin, ...
         else:
             event = self._event(rec[2])
-            tail = rec[3:]
-        vr = tail[0]
+            at = 3
+        vr = rec[at]
         verdict, reason = vr // 64, vr % 64
         output = list(self.prev_out)
         values = event.values if kind == K_DECISION and verdict <= CLAMP else None
@@ -187,16 +187,17 @@ class Decoder:
                 v = values.get(names[i])
                 if type(v) is int:
                     output[i] = v
-        if len(tail) > 3:
-            for pair in tail[3]:
+        n = len(rec) - at
+        if n > 3:
+            for pair in rec[at + 3]:
                 i, v = pair
                 if not 0 <= i < env.n:
                     raise RecordError("output index out of range")
                 output[i] = v
-        events = [tuple(e) for e in tail[4]] if len(tail) > 4 else []
+        events = [tuple(e) for e in rec[at + 4]] if n > 4 else []
         self.prev_out = output
-        return Outcome(seq, self.t, kind, event, verdict, reason, tail[1], tail[2], output,
-                       events)
+        return Outcome(seq, self.t, kind, event, verdict, reason, rec[at + 1], rec[at + 2],
+                       output, events)
 
     def _command(self, rec):
         field = rec[2]

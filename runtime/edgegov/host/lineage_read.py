@@ -36,8 +36,19 @@ def _eng(res_text: str, scaled) -> object:
     """A scaled integer in engineering units (``scaled`` × the resolution given as text)."""
     if type(scaled) is not int:
         return _plain(scaled)
-    value = scaled * Decimal(res_text)
-    return int(value) if value == value.to_integral_value() else float(value)
+    key = (res_text, scaled)
+    got = _ENG.get(key)
+    if got is None:
+        value = scaled * Decimal(res_text)
+        got = int(value) if value == value.to_integral_value() else float(value)
+        if len(_ENG) >= _ENG_MAX:
+            _ENG.clear()
+        _ENG[key] = got
+    return got
+
+
+_ENG: dict = {}  # (resolution, scaled) → value: outputs and proposals repeat a lot
+_ENG_MAX = 1 << 16
 
 
 def _plain(v):

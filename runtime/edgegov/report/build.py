@@ -4,6 +4,8 @@ input that cannot be a lineage at all raises ``ReportError``."""
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import __version__
@@ -16,7 +18,7 @@ from .narrative import Narrator
 from .page import Facts, render
 from .plotlyjs import plotly_js
 from .reading import Loaded, ReportError, load
-from .shadow import replay_track
+from .shadow import replay_track, replay_with_rows
 from .whatif_view import summarise
 
 
@@ -47,6 +49,23 @@ def write_report(dump_path, html_path, envelope_path=None, *, key: bytes | None 
 def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
                  block_size: int | None = None, progress=None) -> str:
     """The report's HTML as a string (see ``write_report``)."""
+    with _fewer_collections():
+        return _build(dump_path, envelope_path, key, block_size, progress)
+
+
+@contextmanager
+def _fewer_collections():
+    """The build allocates a few objects per record and keeps most of them to the end:
+    the cyclic collector, run at its usual pace, would walk them again and again."""
+    saved = gc.get_threshold()
+    gc.set_threshold(max(saved[0], 50_000), *saved[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+
+
+def _build(dump_path, envelope_path, key, block_size, progress) -> str:
     tell = progress or _quiet
     tell("reading", 0, None)
     loaded = load(dump_path, envelope_path, block_size)
@@ -61,25 +80,36 @@ def build_report(dump_path, envelope_path=None, *, key: bytes | None = None,
     units = input_units(dump.records)
     for blob in (loaded.envelope_blob, loaded.what_if_blob):  # units are for people only
         units = {**unit_of_blob(blob), **units} if blob else units
-    inputs = InputTrack(loaded.envelopes, units)
-    narrator = Narrator(loaded.envelopes, units)
-    collector = _collector(loaded, channels, facts, wall, (inputs, narrator))
     failed: list[str] = []
 
-    def feed(index: int, row: dict) -> None:
-        if failed:
-            return
-        try:
-            collector.feed(index, row)
-        except Exception as err:  # noqa: BLE001 - report what was decoded and why it stopped
-            failed.append(f"decoding stopped after record {index} of {total}: "
-                          f"{type(err).__name__}: {err}")
+    def consumers():
+        inputs = InputTrack(loaded.envelopes, units)
+        narrator = Narrator(loaded.envelopes, units)
+        collector = _collector(loaded, channels, facts, wall, (inputs, narrator))
+        failed.clear()
 
-    # One pass decodes each record once, for the replay (limits in force, replay check)
-    # and for the rows every count and plot is made of.
-    facts.replay = replay_track(dump.records, loaded.envelopes, key,
-                                progress=lambda i: tell("replaying and decoding", i, total),
-                                rows=feed, offsets=dump.offsets)
+        def feed(index: int, row: dict) -> None:
+            if failed:
+                return
+            try:
+                collector.feed(index, row)
+            except Exception as err:  # noqa: BLE001 - report what was decoded and why
+                failed.append(f"decoding stopped after record {index} of {total}: "
+                              f"{type(err).__name__}: {err}")
+
+        return inputs, narrator, collector, feed
+
+    # The replay (limits in force, replay check) and the rows every count and plot is made
+    # of: on two cores where it can (the rows decoded here, the replay in a second
+    # process), else one pass that decodes each record once for both.
+    inputs, narrator, collector, feed = consumers()
+    shown = lambda i: tell("replaying and decoding", i, total)  # noqa: E731
+    facts.replay = replay_with_rows(dump.records, loaded.envelopes, key, progress=shown,
+                                    rows=feed, offsets=dump.offsets)
+    if facts.replay is None:  # the replay lost an anchor the decoder alone did not
+        inputs, narrator, collector, feed = consumers()
+        facts.replay = replay_track(dump.records, loaded.envelopes, key, progress=shown,
+                                    rows=feed, offsets=dump.offsets)
     facts.findings.extend(failed)
     col = collector.finish()
     modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []

@@ -49,7 +49,7 @@ REASONED = ("CLAMP", "REJECT")  # verdicts broken down by reason in the counts
 VERDICT_MARKERS = {"CLAMP": "clamp", "REJECT": "reject", "ESCALATE": "escalate"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One plotted record, as the page needs it."""
 
@@ -186,6 +186,9 @@ def rule_channels(envelopes: dict, channels: list[str]) -> dict[str, set[int]]:
     return out
 
 
+_isfinite = math.isfinite
+
+
 def _num(v):
     if type(v) is int or (type(v) is float and math.isfinite(v)):
         return v
@@ -306,8 +309,11 @@ class Collector:
         output = row.get("output") or row.get("outputs") or {}
         proposed = row.get("proposed")
         proposed = proposed if isinstance(proposed, dict) else {}
-        outs = [_num(output.get(ch)) for ch in self.channels]
-        props = [_num(proposed.get(ch)) for ch in self.channels]
+        channels = self.channels
+        outs = [v if type(v) is int or (type(v) is float and _isfinite(v)) else None
+                for v in map(output.get, channels)]  # _num of each, inline
+        props = [v if type(v) is int or (type(v) is float and _isfinite(v)) else None
+                 for v in map(proposed.get, channels)] if proposed else [None] * len(channels)
         events = [(e.get("event"), e.get("arg")) for e in row.get("events", ())]
         vcode = VERDICT_CODE.get(verdict, -1)
         streak = self._streak_start(row, vcode)

@@ -48,15 +48,17 @@ class Decimator:
         if self._first is None:
             self._first = entry
         self._last = entry
+        lows = self._lo
+        highs = self._hi
         for k, v in enumerate(values):
             if v is None:
                 continue
-            lo = self._lo.get(k)
+            lo = lows.get(k)
             if lo is None or v < lo[0]:
-                self._lo[k] = (v, entry)
-            hi = self._hi.get(k)
+                lows[k] = (v, entry)
+            hi = highs.get(k)
             if hi is None or v > hi[0]:
-                self._hi[k] = (v, entry)
+                highs[k] = (v, entry)
         return out
 
     def finish(self) -> list:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from ..config.compile import envelope_from_file
 from ..config.problems import EnvelopeConfigError
+from ..core.blockdev import RamBlockDevice
 from ..core.envelope import Envelope, EnvelopeError
-from ..core.ring import HEADER_SIZE, LineageError, detect_block_size
-from ..host.lineage_store import Dump, read_dump
+from ..core.ring import HEADER_SIZE, LineageError, RingLog, detect_block_size
+from ..host.lineage_store import Dump, read_dump, read_image, record_offsets
 
 MIN_BLOCKS = 2  # a ring has at least two sectors
 
@@ -73,11 +74,28 @@ def _read(path: Path, block_size: int | None, findings: list[str]) -> tuple[Dump
     whole = max(MIN_BLOCKS * bs, -(-len(image) // bs) * bs)
     try:
         if whole == len(image):
-            return read_dump(path, bs), len(image), image
+            return dump_of(image, bs, str(path)), len(image), image
         findings.append(_truncated(len(image), bs, whole))
         return _read_padded(path, image, bs, whole), len(image), image
     except LineageError as err:
         raise ReportError(f"{path}: not a readable lineage: {err.msg}") from None
+
+
+def dump_of(image: bytes, block_size: int, path: str) -> Dump:
+    """``read_dump(path, block_size)`` of the file's bytes already read: the same ``Dump``,
+    from one scan of the ring (``read_dump`` reads the file again and scans it twice)."""
+    if (not isinstance(block_size, int) or block_size <= 0 or len(image) % block_size
+            or len(image) < MIN_BLOCKS * block_size):
+        return read_image(image, block_size, path)  # which says what is wrong
+    try:
+        ring = RingLog(RamBlockDevice(block_size, len(image) // block_size, image))
+    except ValueError:
+        return read_image(image, block_size, path)
+    rep = ring.recover()
+    records = ring.read_all()
+    sectors = ring.sectors()
+    return Dump(path, block_size, records, list(rep.problems),
+                record_offsets(sectors, records, block_size), sectors, rep.torn_tail)
 
 
 def _truncated(size: int, block_size: int, whole: int) -> str:

@@ -113,9 +113,15 @@ def replay_track(records, envelopes, key=None, what_if=None, progress=None, rows
     that cannot go on is reported in ``Track.error``/``notes``. ``rows(index, row)``, when
     given, receives every record as ``lineage decode`` prints it (``offsets``: seq → byte
     offset), decoded by this same pass."""
-    rp = Replayer(envelopes, key=key, what_if=what_if)
+    return _replay(Replayer(envelopes, key=key, what_if=what_if), records, what_if, progress,
+                   rows, offsets)
+
+
+def _replay(rp, records, what_if, progress, rows, offsets, failed=None) -> Track:
+    """``replay_track`` with the replayer given; ``failed``, when a list, receives the index
+    of every record whose replay raised past the decoder (the replay lost its anchor)."""
     if rows is not None:
-        rp.decoder = _Recording(envelopes)
+        rp.decoder = _Recording(rp.decoder.envelopes)
     track = Track()
     watch = _Watch()
     for i, (seq, payload) in enumerate(records):
@@ -126,6 +132,8 @@ def replay_track(records, envelopes, key=None, what_if=None, progress=None, rows
             _lose(rp, track, f"seq {seq}: {err}")
         except Exception as err:  # noqa: BLE001 - a damaged dump must still give a report
             _lose(rp, track, f"seq {seq}: replay failed: {type(err).__name__}: {err}")
+            if failed is not None:
+                failed.append(i)
         if rows is not None:
             rows(i, _row(rp.decoder, seq, payload, offsets))
         if watch.moved(rp.gov):
@@ -139,6 +147,75 @@ def replay_track(records, envelopes, key=None, what_if=None, progress=None, rows
             progress(i)
     _summarise(rp.report, track)
     return track
+
+
+PARALLEL_MIN_RECORDS = 20_000  # below this, one process does both passes
+
+
+def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
+                     offsets=None) -> Track | None:
+    """``replay_track(records, envelopes, key, rows=rows, ...)`` on two cores: a forked
+    process replays while this one decodes the rows (the decoder alone: the rows never
+    depend on the governor's decisions). The replay's ``Track`` is the same; so are the
+    rows, except after a record whose replay raised past the decoder (the replay then waits
+    for the next anchor, and so do the rows): then this returns ``None`` and the caller
+    starts again with ``replay_track``, on fresh consumers of the rows. Where a process
+    cannot be forked safely (no fork, other threads running: a fleet collector's pool, a
+    daemonic process) or the dump is small, it is ``replay_track``."""
+    import multiprocessing
+    import threading
+
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        ctx = None
+    if (ctx is None or len(records) < PARALLEL_MIN_RECORDS or threading.active_count() > 1
+            or multiprocessing.current_process().daemon):
+        return replay_track(records, envelopes, key, progress=progress, rows=rows,
+                            offsets=offsets)
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_replay_child, args=(send, records, envelopes, key),
+                       daemon=True)
+    try:
+        proc.start()
+    except OSError:
+        return replay_track(records, envelopes, key, progress=progress, rows=rows,
+                            offsets=offsets)
+    send.close()
+    try:
+        _replay(_DecodeOnly(envelopes), records, None, progress, rows, offsets)
+        try:
+            got = receive.recv()
+        except (EOFError, OSError):
+            got = None
+    finally:
+        receive.close()
+        proc.join()
+    if got is None or got[1]:
+        return None  # the child died, or its replay lost an anchor the decoder did not
+    return got[0]
+
+
+def _replay_child(send, records, envelopes, key) -> None:
+    try:
+        failed: list[int] = []
+        track = _replay(Replayer(envelopes, key=key), records, None, None, None, None,
+                        failed)
+        send.send((track, failed))
+    except BaseException:  # noqa: BLE001 - the parent does it itself then
+        pass
+    finally:
+        send.close()
+
+
+class _DecodeOnly(Replayer):
+    """A replayer that anchors and decodes as ``Replayer`` does but runs no governor."""
+
+    def _boot(self, seq, rec, payload):
+        pass
+
+    def _checkpoint(self, seq, rec):
+        pass
 
 
 def _row(decoder, seq: int, payload: bytes, offsets) -> dict:
@@ -224,5 +301,6 @@ def _what_if_diff(index, d, env_old, env_new) -> WhatIfDiff:
     return WhatIfDiff(index, d.seq, d.t, rec, mine, summary)
 
 
-__all__ = ["replay_track", "limits_in_force", "Track", "LimitChange", "WhatIfDiff",
+__all__ = ["replay_track", "replay_with_rows", "limits_in_force", "Track", "LimitChange",
+           "WhatIfDiff",
            "scale_of", "eng"]
