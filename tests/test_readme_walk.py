@@ -85,3 +85,70 @@ def test_make_test_names_every_system_package_the_setup_script_installs():
     assert "micropython-unix" in pyproject and "MicroPython unix port" in make_test
     makefile = (REPO / "Makefile").read_text()
     assert "npm install" in makefile and "plotly.js" in make_test
+
+
+# --------------------------------------------------------------------------- embedded broker
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_status_watch_op_and_pull_against_the_embedded_broker(tmp_path):
+    """Gateway service: `run` without --mqtt starts the embedded broker, which speaks MQTT
+    3.1.1 only, so the clients need the option the README names for it; without it they
+    say so in one line (exit 3)."""
+    import time
+
+    text = section("Gateway service (MQTT)")
+    said = re.search(r"The embedded broker speaks MQTT 3\.1\.1 only: give (.+?)\s+`(--protocol "
+                     r"\d)` against it", text, re.S)
+    assert said, "the README says which option the clients need against the embedded broker"
+    option = said.group(2).split()
+    clients = re.findall(r"`([a-z]+(?: [a-z]+)?)`", said.group(1))
+    assert {"status", "watch", "op", "lineage pull"} <= set(clients)
+    edgegov("keygen", str(tmp_path / "dev.key"))
+    port = _free_port()
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgegov_cli.main", "run", "--config",
+             str(REPO / "boards/envelopes/spindle-cell.toml"), "--key", str(tmp_path / "dev.key"),
+             "--broker-port", str(port), "--lineage", str(tmp_path / "cell.lineage"),
+             "--lineage-blocks", "64", "--no-fsync"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            if "broker up" in log.read_text() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert "broker up" in log.read_text(), log.read_text()
+        url = f"mqtt://127.0.0.1:{port}"
+        refused = edgegov("status", "--device", "cell-7", "--mqtt", url)
+        assert refused.returncode == 3
+        assert len(refused.stderr.splitlines()) == 1 and " ".join(option) in refused.stderr
+        status = edgegov("status", "--device", "cell-7", "--mqtt", url, *option)
+        assert status.returncode == 0, status.stderr
+        assert re.search(r"status\s+online", status.stdout)
+        op = edgegov("op", "reset", "--device", "cell-7", "--key", str(tmp_path / "dev.key"),
+                     "--mqtt", url, *option)
+        assert op.returncode == 0 and "sent" in op.stdout, op.stderr
+        pull = edgegov("lineage", "pull", "--device", "cell-7", "--mqtt", url, *option,
+                       "-o", str(tmp_path / "dump.lineage"))
+        assert pull.returncode == 0, pull.stderr
+        assert edgegov("lineage", "verify", str(tmp_path / "dump.lineage"), "--key",
+                       str(tmp_path / "dev.key")).returncode == 0
+        # `watch --json | head -1`: the reader going away ends watch quietly
+        piped = subprocess.run(
+            f"{sys.executable} -m edgegov_cli.main watch --device cell-7 --mqtt {url} "
+            f"{' '.join(option)} --json --seconds 20 | head -1; echo rc=${{PIPESTATUS[0]}}",
+            shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60,
+            cwd=REPO)
+        assert '"device": "cell-7"' in piped.stdout and "rc=0" in piped.stdout, piped
+        assert piped.stderr == "", piped.stderr
+    finally:
+        proc.terminate()
+        proc.wait(20)

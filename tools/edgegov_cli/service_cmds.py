@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import ssl
 import sys
 from pathlib import Path
@@ -240,9 +241,16 @@ def _answer_or_exit(url: str, device: str, timeout_s: float, no_answer: str | No
     try:
         yield
     except MqttError as err:
-        click.echo(f"cannot reach the broker at {url} ({err}); check --mqtt and that the "
-                   "broker runs", err=True)
+        rc = getattr(getattr(err, "rc", None), "value", getattr(err, "rc", None))
+        hint = ("; the broker speaks MQTT 3.1.1 only (as `edgegov run`'s embedded broker "
+                "does): add --protocol 4") if rc in (1, 132) else (
+                "; check --mqtt and that the broker runs")
+        click.echo(f"cannot reach the broker at {url} ({err}){hint}", err=True)
         sys.exit(EXIT_NO_BROKER)
+    except BrokenPipeError:  # `edgegov watch ... | head`: the reader has gone, not an error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except TimeoutError:
         click.echo(no_answer or f"no answer from device {device} within {timeout_s:g} s: is "
                    f"`edgegov run` running for it on this broker (edgegov status --device "
