@@ -152,3 +152,44 @@ def test_status_watch_op_and_pull_against_the_embedded_broker(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+# --------------------------------------------------------------------------- docs/modbus.md
+
+MODBUS_DOC = (REPO / "docs/modbus.md").read_text()
+
+
+def test_the_modbus_doc_commands_are_one_shell_command_each():
+    """A comment inside a backslash-continued command would end it: the doc's `run`
+    must parse as one command with options `run --help` knows."""
+    import shlex
+
+    block = re.search(r"```sh\n(.*?)```", MODBUS_DOC, re.S).group(1)
+    joined = block.replace("\\\n", " ")
+    run = next(line for line in joined.splitlines() if line.startswith("edgegov run"))
+    words = shlex.split(run, comments=True)
+    options = [w for w in words if w.startswith("--")]
+    assert {"--modbus-server", "--modbus-target"} <= set(options)
+    help_text = edgegov("run", "--help").stdout
+    for option in options:
+        assert option in help_text, option
+    for line in joined.splitlines():
+        assert line.startswith("edgegov "), line
+
+
+def test_the_spindle_cell_registers_and_map_hash_the_modbus_doc_quotes():
+    """docs/modbus.md: "For the spindle cell: H3 coolant, ..." and the structured-text
+    example's MapHash are what `edgegov modbus map` prints for that envelope."""
+    shown = edgegov("modbus", "map", "boards/envelopes/spindle-cell.toml")
+    assert shown.returncode == 0, shown.stderr
+    placed = re.search(r"For the spindle cell: (.*?)\.\n\n", MODBUS_DOC, re.S).group(1)
+    pairs = re.findall(r"([HI]\d+) (\w+)", placed)
+    assert len(pairs) == 7
+    for address, name in pairs:
+        assert re.search(rf"^  {address}\s+{name}\s", shown.stdout, re.M), (address, name)
+    quoted = re.search(r"MapHash : ARRAY\[0\.\.3\] OF WORD := \[(.*?)\];\s*\(\*.*?edgegov "
+                       r"modbus map (\S+) \*\)", MODBUS_DOC, re.S)
+    assert quoted.group(2) == "boards/envelopes/spindle-cell.toml"
+    words = [int(w.replace("16#", ""), 16) for w in quoted.group(1).split(", ")]
+    printed = re.search(r"I905-908 map_hash\s+(.*?)\s+\(", shown.stdout).group(1)
+    assert words == [int(w, 16) for w in printed.split()]

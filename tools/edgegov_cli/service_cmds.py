@@ -110,8 +110,8 @@ def _key(path: str) -> bytes:
 @click.option("--no-fsync", is_flag=True, help="Skip fdatasync (tests on tmpfs).")
 @click.option("--modbus-server", help="PLC-facing Modbus server: HOST:PORT (TCP) or a serial "
               "device / pyserial URL (RTU). Map: edgegov modbus map.")
-@click.option("--modbus-target", help="Downstream drive: HOST:PORT or serial (outputs from "
-              "register 0, e-stop coil 0).")
+@click.option("--modbus-target", help="Downstream drive: HOST:PORT or serial (the envelope's "
+              "[modbus.drive] map; without one, outputs from register 0, e-stop coil 0).")
 @click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Log every decision too (DEBUG), and tracebacks of internal errors.")
