@@ -205,6 +205,8 @@ def event_text(doc: dict) -> str:
     for key in ("mode", "input_name", "channel", "fault"):
         if key in doc:
             label = {"input_name": "input"}.get(key, key)
+            if label == ev:  # "mode: setup", not "mode: mode setup"
+                return f"{ev}: {doc[key]}"
             return f"{ev.replace('_', ' ')}: {label} {doc[key]}"
     if ev == "rejected":
         note = f" ({doc['note']})" if doc.get("note") else ""
