@@ -193,3 +193,20 @@ def test_the_spindle_cell_registers_and_map_hash_the_modbus_doc_quotes():
     words = [int(w.replace("16#", ""), 16) for w in quoted.group(1).split(", ")]
     printed = re.search(r"I905-908 map_hash\s+(.*?)\s+\(", shown.stdout).group(1)
     assert words == [int(w, 16) for w in printed.split()]
+
+
+# --------------------------------------------------------------------------- envelope push
+
+
+def test_the_files_an_applied_push_leaves_beside_the_config(tmp_path):
+    """Envelopes, push: "the previous one is kept beside it, `cell.toml` as `cell.prev.toml`;
+    the last accepted counter in `cell.toml.counter`"."""
+    from edgegov.config.store import EnvelopeStore
+
+    said = re.search(r"kept\s+beside it, `(\S+)` as `(\S+)`; the last accepted counter in\s+"
+                     r"`(\S+)`", README)
+    config, previous, counter = said.groups()
+    store = EnvelopeStore.for_file(tmp_path / config)
+    assert (store.current, store.previous) == (config, previous)
+    store.write_counter(7)
+    assert (tmp_path / counter).exists() and store.read_counter() == 7
