@@ -210,3 +210,33 @@ def test_the_files_an_applied_push_leaves_beside_the_config(tmp_path):
     assert (store.current, store.previous) == (config, previous)
     store.write_counter(7)
     assert (tmp_path / counter).exists() and store.read_counter() == 7
+
+
+# --------------------------------------------------------------------------- docs/mqtt.md
+
+
+def test_the_decision_example_has_the_fields_a_decision_message_has():
+    """docs/mqtt.md, Commands: the `decision` JSON example lists the message's fields in
+    the order the service publishes them (`note` only on payloads the host refused)."""
+    import json
+
+    from edgegov.config.compile import compile_file
+    from edgegov.core import Command
+    from edgegov.core.envelope import Envelope
+    from edgegov.core.governor import Governor
+    from edgegov.service.loop import GovernorService
+    from edgegov.service.topics import Topics
+    from edgegov.service.wire import Inbound
+
+    doc = (REPO / "docs/mqtt.md").read_text()
+    example = json.loads(re.search(r"```json\n(\{\"seq\".*?)```", doc, re.S).group(1))
+    compiled = compile_file(REPO / "boards/envelopes/spindle-cell.toml")
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    posted = []
+    svc = GovernorService(Governor(env, b"k" * 32), Topics(env.device_id),
+                          lambda *a: posted.append(a))
+    svc.boot(0, compiled.blob)
+    svc.submit(Inbound(Command(1, {"spindle": 100})), 10)
+    decision = next(json.loads(p[1]) for p in posted if p[0].endswith("/decision"))
+    assert list(example) == list(decision)
+    assert set(example["output"]) == set(decision["output"])
