@@ -240,3 +240,68 @@ def test_the_decision_example_has_the_fields_a_decision_message_has():
     decision = next(json.loads(p[1]) for p in posted if p[0].endswith("/decision"))
     assert list(example) == list(decision)
     assert set(example["output"]) == set(decision["output"])
+
+
+# --------------------------------------------------------------------------- options
+
+
+def shown_commands(text: str) -> list[str]:
+    """Each `edgegov ...` command of the text's ```sh blocks (continuation lines joined,
+    comments dropped) and of its inline code."""
+    out = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            line = re.sub(r"^sudo \S*?/?(?=edgegov )", "", line)
+            if line.startswith("edgegov "):
+                out.append(line)
+    out += [" ".join(c.split()) for c in re.findall(r"`(edgegov [^`]+)`", text)]
+    return out
+
+
+def test_every_option_a_shown_command_uses_is_in_its_help():
+    helps: dict[tuple, str] = {}
+    texts = [README, (REPO / "docs/modbus.md").read_text(), (REPO / "docs/mqtt.md").read_text()]
+    commands = [c for t in texts for c in shown_commands(t)]
+    assert len(commands) > 30
+    for command in commands:
+        words = command.split()[1:]
+        path = []
+        for w in words:
+            if not re.fullmatch(r"[a-z]+", w):
+                break
+            path.append(w)
+        while path:  # `edgegov op reset`: the command is `op`, `reset` its argument
+            key = tuple(path)
+            if key not in helps:
+                proc = edgegov(*path, "--help")
+                helps[key] = proc.stdout if proc.returncode == 0 else ""
+            if helps[key]:
+                break
+            path.pop()
+        assert path, command
+        for option in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])\b", command):
+            assert re.search(rf"(?<![\w-]){re.escape(option)}\b", helps[tuple(path)]), (
+                command, option)
+
+
+def test_every_option_the_prose_names_exists_on_some_command():
+    """`--lineage-blocks N`, `--min-history-h`, `--progress-s` …: options the README and
+    docs name outside a full command line still exist (on some `edgegov` command)."""
+    import click
+    from edgegov_cli.main import main
+
+    known = set()
+
+    def walk(command: click.Command) -> None:
+        for param in command.params:
+            known.update(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--"))
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub)
+
+    walk(main)
+    texts = [README, (REPO / "docs/modbus.md").read_text(), (REPO / "docs/mqtt.md").read_text()]
+    named = {o for t in texts for code in re.findall(r"`([^`\n]+)`", t)
+             for o in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", code)}
+    assert len(named) > 40
+    assert sorted(named - known) == []
