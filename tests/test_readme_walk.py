@@ -305,3 +305,17 @@ def test_every_option_the_prose_names_exists_on_some_command():
              for o in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", code)}
     assert len(named) > 40
     assert sorted(named - known) == []
+
+
+def test_the_governor_snippet_runs_and_boots_tripped(monkeypatch):
+    """The README's Python example, as written (given a key, a time and a seq): the
+    governor boots TRIPPED with its outputs safe, so the command is refused."""
+    from edgegov.core import codes
+
+    code = re.search(r"```python\n(.*?)```", section("The governor"), re.S).group(1)
+    monkeypatch.chdir(REPO)
+    scope = {"device_key": b"k" * 32, "now_ms": 0, "seq": 1}
+    exec(compile(code, "README.md", "exec"), scope)
+    gov, d = scope["gov"], scope["d"]
+    assert "boots TRIPPED" in code and gov.state == codes.ST_TRIPPED
+    assert d.verdict == codes.TRIP and d.output == [0, 0, 0] and d.estop
