@@ -319,3 +319,17 @@ def test_the_governor_snippet_runs_and_boots_tripped(monkeypatch):
     gov, d = scope["gov"], scope["d"]
     assert "boots TRIPPED" in code and gov.state == codes.ST_TRIPPED
     assert d.verdict == codes.TRIP and d.output == [0, 0, 0] and d.estop
+
+
+def test_the_hil_scenarios_the_readme_names_are_the_ones_edgegov_hil_runs():
+    for sub in ("firmware", "emulation", "hil"):
+        if str(REPO / sub) not in sys.path:
+            sys.path.insert(0, str(REPO / sub))
+    import hilrun
+
+    text = README[README.index("**HIL scenarios"):]
+    text = text[:text.index("They run on the QEMU")]
+    named = re.findall(r"`([a-z_]+)`", text[text.index("`--scenario` names"):])
+    assert sorted(named) == sorted(hilrun.ALL)
+    with_transcript = {p.stem for p in (REPO / "hil/expected").glob("*.exp")}
+    assert with_transcript == set(hilrun.ALL) - {"lineage_replay"}
