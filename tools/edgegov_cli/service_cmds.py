@@ -228,7 +228,7 @@ def _ack_text(action: str, ack: dict) -> str:
             + f"; state {ack.get('state')}, mode {ack.get('mode')}")
 
 
-# Exit codes of ``op`` (and of ``status``): documented in its help and in docs/mqtt.md.
+# Exit codes of ``op`` (and of ``status``): documented in their help and in the README.
 EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_BROKER, EXIT_NO_ANSWER = 0, 1, 2, 3, 4
 
 
