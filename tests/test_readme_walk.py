@@ -333,3 +333,20 @@ def test_the_hil_scenarios_the_readme_names_are_the_ones_edgegov_hil_runs():
     assert sorted(named) == sorted(hilrun.ALL)
     with_transcript = {p.stem for p in (REPO / "hil/expected").glob("*.exp")}
     assert with_transcript == set(hilrun.ALL) - {"lineage_replay"}
+
+
+def test_the_envelope_table_names_every_key_admission_accepts():
+    """Envelopes: the table of TOML tables and keys lists every key the schema takes."""
+    from edgegov.config import schema
+
+    text = section("Envelopes")
+    rows = dict(re.findall(r"^\| `\[([a-z]+)(?:\.NAME)?\]` \| (.+) \|$", text, re.M))
+    models = {"device": schema.Device, "channels": schema.Channel, "inputs": schema.Input,
+              "interlocks": schema.Interlock, "modes": schema.Mode, "link": schema.Link,
+              "approval": schema.Approval, "modbus": schema.Modbus}
+    assert set(rows) == set(models)
+    for table, model in models.items():
+        for key in model.model_fields:
+            assert re.search(rf"`(\[{table}\.)?{key}\b", rows[table]), (table, key)
+    for key in schema.Top.model_fields:  # top-level keys: a table, or named in a row
+        assert key in rows or f"`{key}`" in text, key
