@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -66,6 +67,14 @@ def test_text_log_tells_the_story_with_the_device_id(tmp_path, broker):
         assert expected in text, (expected, text)
     trip = next(line for line in lines if "TRIP:" in line)
     assert " WARNING " in trip and "cause=estop_input" in trip and "rule=estop" in trip
+    # README, "Log": (`broker up: reconnected to HOST:PORT after 3.1 s down`)
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    quoted = re.search(r"\(`(broker up: reconnected to [^`]+)`\)", readme).group(1)
+    pattern = re.escape(quoted).replace("HOST:PORT", r"127\.0\.0\.1:\d+").replace(
+        r"3\.1", r"\d+\.\d")
+    assert re.search(pattern, text), (pattern, text)
 
 
 def test_json_log_lines_parse_and_carry_the_fields(tmp_path, broker):
@@ -117,7 +126,6 @@ def test_the_readme_trip_line():
     """README, "Log": the example line is what the service's event message for an
     interlock trip becomes, field by field up to the README's "...", time included."""
     import calendar
-    import re
     import types
     from pathlib import Path
 
