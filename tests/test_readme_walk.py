@@ -361,3 +361,25 @@ def test_diff_warns_when_a_pin_moves_a_channel_and_the_session_register(tmp_path
     assert len(warnings) == 2
     assert "registers of spindle move (H5/I20 → H40/I40)" in warnings[0]
     assert "session register moves (H6 → H41)" in warnings[1]
+
+
+def _codes(text: str, bold: bool) -> list[int]:
+    pattern = r"\*\*(\d)\*\*" if bold else r"(?:: |, )(\d) (?=[a-z(])"
+    return [int(n) for n in re.findall(pattern, text)]
+
+
+def test_exit_codes_the_readme_lists_are_the_ones_the_help_lists():
+    """The same exit codes in the README and in `--help` (a list written twice drifts)."""
+    flat = " ".join(README.split())
+    where = {("op",): "`edgegov op ACTION` sends", ("status",): "`status` prints the device's",
+             ("lineage", "verify"): "- `verify` checks every CRC",
+             ("lineage", "replay"): "- `replay` feeds the recorded"}
+    for command, anchor in where.items():
+        listed = flat[flat.index("**0**", flat.index(anchor)):]  # the paragraph's list
+        listed = listed[:listed.index(". ") + 1]
+        readme_codes = _codes(listed, bold=True)
+        help_text = " ".join(edgegov(*command, "--help").stdout.split())
+        shown = help_text[help_text.index("Exit codes"):]
+        shown = shown[:shown.index(". ") + 1]
+        assert readme_codes and readme_codes == _codes(shown, bold=False), (command, listed,
+                                                                            shown)
