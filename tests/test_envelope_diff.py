@@ -142,11 +142,14 @@ def test_a_new_channel_moves_modbus_registers_and_warns(tmp_path):
                                "[channels.coolant]")
     d = diff(compile_envelope(SPINDLE_CELL), compile_envelope(new))
     moved = [c.line() for c in d.changes if c.path.startswith("modbus.")]
-    # chuck sorts first: coolant H3 → H4, press H4 → H5, spindle H5 → H6 (one word each)
+    # chuck sorts first: coolant H3 → H4, press H4 → H5, spindle H5 → H6 (one word each),
+    # and the session register after them H6 → H7
     assert moved == ["modbus.channels.coolant: H3/I18 → H4/I19  [neutral]",
                      "modbus.channels.press: H4/I19 → H5/I20  [neutral]",
-                     "modbus.channels.spindle: H5/I20 → H6/I21  [neutral]"]
-    assert len(d.warnings) == 3 and "press move (H4/I19 → H5/I20)" in d.warnings[1]
+                     "modbus.channels.spindle: H5/I20 → H6/I21  [neutral]",
+                     "modbus.session: H6 → H7  [neutral]"]
+    assert len(d.warnings) == 4 and "press move (H4/I19 → H5/I20)" in d.warnings[1]
+    assert "session register moves (H6 → H7)" in d.warnings[3]
     # pinned, nothing moves: no warning
     pins = "\n[modbus.addresses]\ncoolant = 40\npress = 41\nspindle = 42\n"
     d = diff(compile_envelope(SPINDLE_CELL + pins), compile_envelope(new + pins))

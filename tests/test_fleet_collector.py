@@ -6,8 +6,10 @@ collectors (SIGKILLed mid-pull in the exactly-once test), Mosquitto and PostgreS
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from edgegov.fleet.archive import Archive
@@ -104,7 +106,12 @@ def test_collector_and_devices_ride_out_a_broker_restart_and_the_next_trip_is_ar
         procs.append(c)
         wait_archived(target, None, 1, 30, procs)
         broker.stop()
-        c.wait_line("broker: ", 20)  # it noticed, and retries with backoff
+        said = c.wait_line("broker: ", 20)  # it noticed, and retries with backoff
+        # README, Fleet: "the collector says so (`broker: …; reconnecting in N ms`)"
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        quoted = re.search(r"says so \(`(broker: …; reconnecting in N ms)`\)", readme).group(1)
+        pattern = re.escape(quoted).replace("…", ".+").replace("N", r"\d+")
+        assert re.search(pattern, said), (pattern, said)
         broker.start()
         rows = wait_archived(target, None, 2, 60, procs)
     finally:

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -66,6 +67,14 @@ def test_text_log_tells_the_story_with_the_device_id(tmp_path, broker):
         assert expected in text, (expected, text)
     trip = next(line for line in lines if "TRIP:" in line)
     assert " WARNING " in trip and "cause=estop_input" in trip and "rule=estop" in trip
+    # README, "Log": (`broker up: reconnected to HOST:PORT after 3.1 s down`)
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    quoted = re.search(r"\(`(broker up: reconnected to [^`]+)`\)", readme).group(1)
+    pattern = re.escape(quoted).replace("HOST:PORT", r"127\.0\.0\.1:\d+").replace(
+        r"3\.1", r"\d+\.\d")
+    assert re.search(pattern, text), (pattern, text)
 
 
 def test_json_log_lines_parse_and_carry_the_fields(tmp_path, broker):
@@ -114,18 +123,36 @@ def test_logging_leaves_the_loop_at_once():
 
 
 def test_the_readme_trip_line():
-    """README, "Log": `... WARNING cell-7 TRIP: interlock (rule interlocks.door_open)
-    event=trip code=2 arg=5 cause=interlock ...` (reason 5 = interlock, event 2 = trip)."""
+    """README, "Log": the example line is what the service's event message for an
+    interlock trip becomes, field by field up to the README's "...", time included."""
+    import calendar
+    import types
+    from pathlib import Path
+
+    from edgegov.config.compile import compile_file
+    from edgegov.core.envelope import Envelope
+    from edgegov.service.messages import Vocabulary
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = re.search(r"^(\S+Z) WARNING cell-7 TRIP: .*? \.\.\.$", readme, re.M)
+    stamp, quoted = shown.group(1), shown.group(0)[:-len(" ...")]
+    t_ms = int(re.search(r" t_ms=(\d+) ", quoted).group(1))
+    compiled = compile_file(Path(__file__).resolve().parent.parent
+                            / "boards/envelopes/spindle-cell.toml")
+    env = Envelope.from_blob(compiled.blob, compiled.digest)
+    d = types.SimpleNamespace(now_ms=t_ms, reason=codes.R_INTERLOCK, state=codes.ST_TRIPPED,
+                              rule=env.rules.index("interlocks.door_open"), margin=0,
+                              channel=-1)
+    doc = Vocabulary(env).event(d, codes.EV_TELEMETRY, codes.E_TRIP, codes.R_INTERLOCK)
     from edgegov import names
 
-    doc = {"event": "trip", **names.describe_event(codes.E_TRIP, codes.R_INTERLOCK),
-           "rule": "interlocks.door_open"}
     r = logging.LogRecord("edgegov.service", logging.WARNING, __file__, 1, "%s",
                           (names.event_text(doc),), None)
     r.fields, r.device = doc, "cell-7"
+    whole = time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")
+    r.created = calendar.timegm(whole) + int(stamp[20:23]) / 1000
     line = TextFormatter().format(r)
-    assert " WARNING cell-7 TRIP: interlock (rule interlocks.door_open) event=trip " in line
-    assert "code=2" in line and "arg=5" in line and "cause=interlock" in line
+    assert line.startswith(quoted + " "), (line, quoted)
 
 
 def test_a_lineage_fault_is_an_error_line_and_repeats_are_held(tmp_path):

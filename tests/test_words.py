@@ -45,6 +45,8 @@ def test_event_arguments_in_words_beside_the_codes():
         "operator counter 7 behind the last accepted one"
     assert names.event_text(names.describe_event(codes.E_LINK_STALE, 158)) == \
         "link stale after 158 ms of silence"
+    assert names.event_text(names.describe_event(codes.E_MODE, 1, ENV)) == "mode: setup"
+    assert names.event_text(names.describe_event(codes.E_ARM, 1, ENV)) == "arm: mode setup"
 
 
 def _service():

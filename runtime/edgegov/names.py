@@ -136,7 +136,7 @@ def _named(table, index: int) -> str:
 def describe_event(code: int, arg: int, env=None, reason_code: int | None = None) -> dict:
     """One governor event for people and machines: ``event`` (word), ``code`` and ``arg``
     (numbers, as recorded) and what the argument means, in words: trip ``reason`` and
-    ``cause``; ``causes`` of a refused reset/arm; link durations in ms; approval
+    ``cause``; ``causes`` at boot; link durations in ms; approval
     ``request``; ``mode``, ``channel`` and ``input_name`` by name (with ``env``, an
     ``Envelope``); ``fault`` by name; the e-stop level. A refused action's ``reason`` and
     the ``causes`` blocking it (``blocking_causes``) come from ``event_doc``.
@@ -205,6 +205,8 @@ def event_text(doc: dict) -> str:
     for key in ("mode", "input_name", "channel", "fault"):
         if key in doc:
             label = {"input_name": "input"}.get(key, key)
+            if label == ev:  # "mode: setup", not "mode: mode setup"
+                return f"{ev}: {doc[key]}"
             return f"{ev.replace('_', ' ')}: {label} {doc[key]}"
     if ev == "rejected":
         note = f" ({doc['note']})" if doc.get("note") else ""

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import ssl
 import sys
 from pathlib import Path
@@ -109,8 +110,8 @@ def _key(path: str) -> bytes:
 @click.option("--no-fsync", is_flag=True, help="Skip fdatasync (tests on tmpfs).")
 @click.option("--modbus-server", help="PLC-facing Modbus server: HOST:PORT (TCP) or a serial "
               "device / pyserial URL (RTU). Map: edgegov modbus map.")
-@click.option("--modbus-target", help="Downstream drive: HOST:PORT or serial (outputs from "
-              "register 0, e-stop coil 0).")
+@click.option("--modbus-target", help="Downstream drive: HOST:PORT or serial (the envelope's "
+              "[modbus.drive] map; without one, outputs from register 0, e-stop coil 0).")
 @click.option("--modbus-baud", default=19200, show_default=True, help="RTU baud rate.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Log every decision too (DEBUG), and tracebacks of internal errors.")
@@ -227,7 +228,7 @@ def _ack_text(action: str, ack: dict) -> str:
             + f"; state {ack.get('state')}, mode {ack.get('mode')}")
 
 
-# Exit codes of ``op`` (and of ``status``): documented in its help and in docs/mqtt.md.
+# Exit codes of ``op`` (and of ``status``): documented in their help and in the README.
 EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_BROKER, EXIT_NO_ANSWER = 0, 1, 2, 3, 4
 
 
@@ -240,9 +241,16 @@ def _answer_or_exit(url: str, device: str, timeout_s: float, no_answer: str | No
     try:
         yield
     except MqttError as err:
-        click.echo(f"cannot reach the broker at {url} ({err}); check --mqtt and that the "
-                   "broker runs", err=True)
+        rc = getattr(getattr(err, "rc", None), "value", getattr(err, "rc", None))
+        hint = ("; the broker speaks MQTT 3.1.1 only (as `edgegov run`'s embedded broker "
+                "does): add --protocol 4") if rc in (1, 132) else (
+                "; check --mqtt and that the broker runs")
+        click.echo(f"cannot reach the broker at {url} ({err}){hint}", err=True)
         sys.exit(EXIT_NO_BROKER)
+    except BrokenPipeError:  # `edgegov watch ... | head`: the reader has gone, not an error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except TimeoutError:
         click.echo(no_answer or f"no answer from device {device} within {timeout_s:g} s: is "
                    f"`edgegov run` running for it on this broker (edgegov status --device "

@@ -388,7 +388,8 @@ def _drive_changes(old, new) -> list[Change]:
 
 
 def _address_moves(old: CompiledEnvelope, new: CompiledEnvelope):
-    """A changed Modbus register per channel kept in both maps, with its warning."""
+    """A changed Modbus register per channel kept in both maps, and a moved session
+    register, each with its warning."""
     from ..adapters.modbus_map import map_of
 
     mo, mn = map_of(old), map_of(new)
@@ -402,6 +403,11 @@ def _address_moves(old: CompiledEnvelope, new: CompiledEnvelope):
                    f"the Modbus registers of {slot.name} move ({was.where()} → "
                    f"{slot.where()}): a PLC program written for the old map would write the "
                    "wrong channel (pin it in [modbus.addresses]; docs/modbus.md)")
+    if mo.session != mn.session:
+        was, now = f"H{mo.session}", f"H{mn.session}"
+        yield (Change("modbus.session", was, now, NEUTRAL),
+               f"the Modbus session register moves ({was} → {now}): a PLC program written "
+               "for the old map would start no new planner session (docs/modbus.md)")
 
 
 __all__ = ["diff", "EnvelopeDiff", "Change", "WIDENS", "TIGHTENS", "NEUTRAL"]

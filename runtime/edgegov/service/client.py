@@ -125,11 +125,16 @@ async def _pull(settings, topics, timeout_s, counter) -> tuple[bytes, dict | Non
     meta: dict = {}
     request = {"id": rid} if counter is None else {"id": rid, "counter": counter}
     async with make_client(settings, f"edgegov-pull-{rid}") as client:
-        await client.subscribe(topics.lineage_data(rid), qos=1)
+        data_topic = topics.lineage_data(rid)
+        await client.subscribe(data_topic, qos=1)
         await client.publish(topics.lineage_pull, json.dumps(request).encode(), qos=1)
         try:
             async with asyncio.timeout(timeout_s):
                 async for message in client.messages:
+                    # amqtt (the embedded broker) has been seen to hand a new client a
+                    # retained state it never subscribed to: only this pull's chunks count
+                    if str(message.topic) != data_topic:
+                        continue
                     doc = json.loads(message.payload)
                     chunks[doc["index"]] = base64.b64decode(doc["data"])
                     meta = doc
