@@ -213,3 +213,28 @@ def test_collectors_opening_a_new_archive_at_once_migrate_it_once(target):
         t.join()
     assert errors == []
     assert sorted(applied, key=len) == [[], [], [], [m.version for m in migrations()]]
+
+
+def test_collectors_opening_a_new_sqlite_archive_at_once_all_open_it(tmp_path):
+    """Two collectors of one group started together on one new SQLite file: both open it
+    (SQLite's switch to WAL answers "database is locked" to the one that loses the race
+    without waiting for the busy timeout)."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "shared.sqlite"
+    code = ("import sys, time; from edgegov.fleet.archive import Archive; "
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "
+            "Archive.open(sys.argv[1]); print('open')")
+    for _ in range(8):  # the race is narrow: rounds of six released at the same instant
+        for stale in tmp_path.glob("shared.sqlite*"):
+            stale.unlink() if stale.is_file() else None
+        start = str(time.time() + 1.0)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), start],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        results = [p.communicate(timeout=60) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, [err for _, err in results]
+    assert migrations()[-1].version in {r["version"] for r in Archive.open(str(path)).query(
+        "SELECT version FROM schema_migrations")}

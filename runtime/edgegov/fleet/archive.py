@@ -21,6 +21,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -393,12 +394,27 @@ def _connect_sqlite(path: Path):
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
+        _wal(conn)
+        conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.Error as err:
         raise ArchiveError(f"{path}: cannot open as a SQLite archive: {err}") from None
     return conn
+
+
+def _wal(conn, patience_s: float = 30.0) -> None:
+    """Switch to WAL. Collectors opening a new archive at the same moment contend for the
+    switch, and SQLite answers "database is locked" there without waiting for the busy
+    timeout: retry until ``patience_s`` has passed."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _connect_pg(url: str):
