@@ -207,6 +207,7 @@ def test_push_over_the_link_is_applied_only_when_safe_and_replay_follows(board, 
     assert report.returncode == 0, report.stdout + report.stderr
     page = html.read_text()
     assert OLD.hash[:12] in page and new.hash[:12] in page  # both boots' envelopes
+    assert "<td class='n'>-1 (envelope change)</td>" in page  # the boot table says why
 
     back = _cli("envelope", "rollback", "--to", str(ENVELOPE), "--serial", board.url,
                 "--key", str(key), "--counter", "12")

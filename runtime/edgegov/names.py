@@ -250,3 +250,13 @@ LINK_ERRORS = {1: "malformed request", 2: "bad request", 3: "bad operator action
 def push_result(code: int) -> str:
     """``refused while ARMED ... (4)``."""
     return f"{PUSH_RESULTS.get(code, 'unknown result')} ({code})"
+
+
+def reset_reason(code) -> str:
+    """A BOOT's reset reason for people. Only ``-1`` (the governor restarted on a changed
+    envelope) means the same everywhere; other values are what the platform reports
+    (docs/lineage-format.md, *Reset reasons*), shown as the number."""
+    if code == codes.RESET_ENVELOPE:
+        return "-1 (envelope change)"
+    return str(code)
+

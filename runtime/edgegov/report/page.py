@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 
+from .. import names
 from ..host.walltime import format_wall
 from . import narrative, pack
 from .assets import CSS, JS
@@ -209,7 +210,7 @@ def _boots(col: Collected) -> str:
         wall_s = (datetime.fromtimestamp(wall / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%fZ")
                   if type(wall) is int else "not set")
         body.append(f"<tr><td class='n'>{b['seq']}</td><td class='n'>{b.get('boot_count')}"
-                    f"</td><td class='n'>{b.get('reset_reason')}</td>"
+                    f"</td><td class='n'>{escape(names.reset_reason(b.get('reset_reason')))}</td>"
                     f"<td>{escape(str(b.get('firmware')))}</td>"
                     f"<td><code>{escape(str(b.get('envelope', ''))[:16])}…</code></td>"
                     f"<td>{wall_s}</td></tr>")
