@@ -140,8 +140,9 @@ def _attestation(dump, att_path: str | None, key_path: str | None) -> bool | Non
 
     path = dump.path
     if att_path is None and not attest.path_for(path).exists():
-        click.echo("  attestation: none (records after the last checkpoint are CRC only; "
-                   "pull with `edgegov lineage pull` to get one)")
+        click.echo("  attestation: none (records after the last checkpoint are CRC only; a "
+                   "gateway or full-core board gives one with `edgegov lineage pull`, a "
+                   "micro:bit cannot)")
         return None
     file = att_path or str(attest.path_for(path))
     try:
