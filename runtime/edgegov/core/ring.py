@@ -484,11 +484,20 @@ class RingLog:
         seq = self._base[b]
         seed = self._seeds[b]
         off = HEADER_SIZE
-        n = self._frame_len(b, off, seq, seed)
-        while n >= 0:
-            off += n + self._overhead
-            seq = _inc(seq)
+        image = self._ram_image()
+        if image is not None and type(image) is bytes:  # a dump being scanned (host)
+            mv = memoryview(image)
+            n = self._frame_len_in(image, mv, b, off, seq, seed)
+            while n >= 0:
+                off += n + self._overhead
+                seq = _inc(seq)
+                n = self._frame_len_in(image, mv, b, off, seq, seed)
+        else:
             n = self._frame_len(b, off, seq, seed)
+            while n >= 0:
+                off += n + self._overhead
+                seq = _inc(seq)
+                n = self._frame_len(b, off, seq, seed)
         self._end[b] = seq
         self._tail[b] = off
         if not self._erased_from(b, off):
@@ -639,36 +648,38 @@ class RingLog:
         return bd.buf
 
     def _records_in(self, buf, start_seq):
-        """``records`` over a RAM device's bytes: the same checks as ``_frame_len`` (length
-        within the sector and not erased, seq, CRC of head and payload against the
-        commit word), each frame read once, in place."""
+        """``records`` over a RAM device's bytes: each frame checked as ``_frame_len``
+        does (``_frame_len_in``) and read once, in place."""
         mv = memoryview(buf)
-        bsize = self._bsize
-        over = self._overhead
-        crc32 = binascii.crc32
-        unpack = struct.unpack_from
         for b in self._ordered_blocks():
             seq = self._base[b]
             seed = self._seeds[b]
-            base = b * bsize
             off = HEADER_SIZE
+            at = b * self._bsize + FRAME_HEAD
             for _ in range((self._end[b] - seq) & U32_MAX):
-                if off + over > bsize:
-                    break
-                p = base + off
-                n = buf[p] | (buf[p + 1] << 8)
-                if n > bsize - off - over or n == ERASED_LEN:
-                    break
-                if unpack("<I", buf, p + 2)[0] != seq:
-                    break
-                q = p + FRAME_HEAD
-                payload = mv[q : q + n]
-                if unpack("<I", buf, q + n)[0] != crc32(payload, crc32(mv[p:q], seed)):
+                n = self._frame_len_in(buf, mv, b, off, seq, seed)
+                if n < 0:
                     break
                 if start_seq is None or ((seq - start_seq) & U32_MAX) < HALF:
-                    yield seq, bytes(payload)
-                off += n + over
+                    yield seq, bytes(mv[at + off : at + off + n])
+                off += n + self._overhead
                 seq = _inc(seq)
+
+    def _frame_len_in(self, buf, mv, b, off, seq, seed):
+        """``_frame_len`` on a RAM device's bytes, in place: the length within the sector
+        and not erased, the seq, the CRC of head and payload against the commit word."""
+        over = self._overhead
+        if off + over > self._bsize:
+            return -1
+        p = b * self._bsize + off
+        n = buf[p] | (buf[p + 1] << 8)
+        if n > self._bsize - off - over or n == ERASED_LEN:
+            return -1
+        if struct.unpack_from("<I", buf, p + 2)[0] != seq:
+            return -1
+        q = p + FRAME_HEAD
+        crc = binascii.crc32(mv[q : q + n], binascii.crc32(mv[p:q], seed))
+        return n if struct.unpack_from("<I", buf, q + n)[0] == crc else -1
 
     def sectors(self):
         """The sector map, oldest first: ``[(block, erase_seq, first_seq, end_seq, frozen)]``
