@@ -108,23 +108,25 @@ class Clock:
 
     def place(self, row: dict, holes: list) -> float | None:
         seq = row["seq"]
-        if self.prev_seq is not None and seq != (self.prev_seq + 1) & U32:
+        prev = self.prev_seq
+        if prev is not None and seq != (prev + 1) & U32:
             self.after_hole = True
-            holes.append((self.prev_seq, seq))
+            holes.append((prev, seq))
         self.prev_seq = seq
         kind = row["kind"]
-        self.new_segment = kind == "boot"
-        if kind == "boot":
+        boot = self.new_segment = kind == "boot"
+        if boot:
             self.boot_index += 1
-        elif kind == "checkpoint" and self.boot_index < 0:
-            self.boot_index = 0
-        if kind in ("boot", "checkpoint"):
+            self.after_hole = False
+        elif kind == "checkpoint":
+            if self.boot_index < 0:
+                self.boot_index = 0
             self.after_hole = False
         t = row.get("t_ms")
         if type(t) is not int or self.after_hole or row.get("unplaced"):
             return None
         if self.wall is not None:
-            wall = self.wall.at(max(0, self.boot_index), t)
+            wall = self.wall.at(self.boot_index if self.boot_index > 0 else 0, t)
             if wall is not None:
                 self.last_ms = wall
                 return wall / 1000
