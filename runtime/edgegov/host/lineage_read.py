@@ -125,12 +125,14 @@ def _outcome(env, o) -> dict:
         out["proposed"] = _values(env, ev.values)
     else:
         out["input"] = _input(env, ev)
-    out.update(
-        verdict=names.verdict(o.verdict), reason=names.reason(o.reason),
-        rule=env.rules[o.rule] if 0 <= o.rule < len(env.rules) else None, margin=o.margin,
-        output=_by_name(env, o.output),
-        events=[names.event_doc(c, a) for c, a in o.events],
-    )
+    rule = o.rule
+    rules = env.rules
+    out["verdict"] = names.verdict(o.verdict)
+    out["reason"] = names.reason(o.reason)
+    out["rule"] = rules[rule] if 0 <= rule < len(rules) else None
+    out["margin"] = o.margin
+    out["output"] = _by_name(env, o.output)
+    out["events"] = [names.event_doc(c, a) for c, a in o.events] if o.events else []
     return out
 
 
@@ -138,9 +140,16 @@ def _values(env, values) -> object:
     if not isinstance(values, dict):
         return _plain(values)
     shown = {}
+    index = env.ch_index.get
+    res = env.ch_res
+    cached = _ENG.get
     for k, v in values.items():
-        i = env.ch_index.get(k) if isinstance(k, str) else None
-        shown[str(k)] = _eng(env.ch_res[i], v) if i is not None else _plain(v)
+        i = index(k) if isinstance(k, str) else None
+        if i is None:
+            shown[str(k)] = _plain(v)
+            continue
+        got = cached((res[i], v)) if type(v) is int else None
+        shown[str(k)] = _eng(res[i], v) if got is None else got
     return shown
 
 
@@ -175,7 +184,17 @@ def _telemetry(env, name, scaled) -> object:
 def _by_name(env, values) -> dict:
     if env is None:
         return {str(i): v for i, v in enumerate(values)}
-    return {env.ch_names[i]: _eng(env.ch_res[i], v) for i, v in enumerate(values)}
+    names_ = env.ch_names
+    if (type(values) is not list or len(values) > len(names_)
+            or len(values) > len(env.ch_res)):
+        return {names_[i]: _eng(env.ch_res[i], v) for i, v in enumerate(values)}
+    out = {}
+    cached = _ENG.get
+    # _eng of each, its cache inline (values is no longer than names and resolutions)
+    for name, res, v in zip(names_, env.ch_res, values, strict=False):
+        got = cached((res, v)) if type(v) is int else None
+        out[name] = _eng(res, v) if got is None else got
+    return out
 
 
 def _mode(env, index: int):

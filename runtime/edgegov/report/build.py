@@ -18,7 +18,7 @@ from .narrative import Narrator
 from .page import Facts, render
 from .plotlyjs import plotly_js
 from .reading import Loaded, ReportError, load
-from .shadow import replay_track, replay_with_rows
+from .shadow import replay_track, replay_with_rows, start_replay, stop_replay
 from .whatif_view import summarise
 
 
@@ -69,6 +69,17 @@ def _build(dump_path, envelope_path, key, block_size, progress) -> str:
     tell = progress or _quiet
     tell("reading", 0, None)
     loaded = load(dump_path, envelope_path, block_size)
+    # The replay (limits in force, replay check) on a second core where it can, from now
+    # on, while this process verifies and decodes; else within ``replay_with_rows``.
+    started = start_replay(loaded.dump.records, loaded.envelopes, key)
+    try:
+        return _build_loaded(loaded, key, started, tell)
+    except BaseException:
+        stop_replay(started)
+        raise
+
+
+def _build_loaded(loaded: Loaded, key, started, tell) -> str:
     dump = loaded.dump
     facts = _facts(loaded, key)
     total = len(dump.records)
@@ -105,7 +116,7 @@ def _build(dump_path, envelope_path, key, block_size, progress) -> str:
     inputs, narrator, collector, feed = consumers()
     shown = lambda i: tell("replaying and decoding", i, total)  # noqa: E731
     facts.replay = replay_with_rows(dump.records, loaded.envelopes, key, progress=shown,
-                                    rows=feed, offsets=dump.offsets)
+                                    rows=feed, offsets=dump.offsets, started=started)
     if facts.replay is None:  # the replay lost an anchor the decoder alone did not
         inputs, narrator, collector, feed = consumers()
         facts.replay = replay_track(dump.records, loaded.envelopes, key, progress=shown,

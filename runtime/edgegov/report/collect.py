@@ -108,23 +108,25 @@ class Clock:
 
     def place(self, row: dict, holes: list) -> float | None:
         seq = row["seq"]
-        if self.prev_seq is not None and seq != (self.prev_seq + 1) & U32:
+        prev = self.prev_seq
+        if prev is not None and seq != (prev + 1) & U32:
             self.after_hole = True
-            holes.append((self.prev_seq, seq))
+            holes.append((prev, seq))
         self.prev_seq = seq
         kind = row["kind"]
-        self.new_segment = kind == "boot"
-        if kind == "boot":
+        boot = self.new_segment = kind == "boot"
+        if boot:
             self.boot_index += 1
-        elif kind == "checkpoint" and self.boot_index < 0:
-            self.boot_index = 0
-        if kind in ("boot", "checkpoint"):
+            self.after_hole = False
+        elif kind == "checkpoint":
+            if self.boot_index < 0:
+                self.boot_index = 0
             self.after_hole = False
         t = row.get("t_ms")
         if type(t) is not int or self.after_hole or row.get("unplaced"):
             return None
         if self.wall is not None:
-            wall = self.wall.at(max(0, self.boot_index), t)
+            wall = self.wall.at(self.boot_index if self.boot_index > 0 else 0, t)
             if wall is not None:
                 self.last_ms = wall
                 return wall / 1000
@@ -239,44 +241,84 @@ class Collector:
         self.xs = array("d")  # report time of every record (NaN: not placed)
 
     def feed(self, index: int, row: dict) -> None:
+        # Every record passes here: the steps of ``_item``, ``_streak_start`` and
+        # ``_segment`` are inlined, with the lookups they share done once.
         out = self.out
+        get = row.get
         kind = row["kind"]
-        out.counts[(kind, row.get("verdict"))] += 1
-        if row.get("verdict") in REASONED:
-            out.by_reason[(row["verdict"], row.get("reason") or "?")] += 1
-        n_holes = len(out.holes)
-        x = self.clock.place(row, out.holes)
-        if len(out.holes) > n_holes:
-            prev, nxt = out.holes[-1]
-            out.holes[-1] = (prev, nxt, self.clock.last_ms / 1000 if self.clock.last_ms
-                             is not None else None)
+        verdict = get("verdict")
+        out.counts[(kind, verdict)] += 1
+        if verdict in REASONED:
+            out.by_reason[(verdict, get("reason") or "?")] += 1
+        holes = out.holes
+        n_holes = len(holes)
+        clock = self.clock
+        x = clock.place(row, holes)
+        if len(holes) > n_holes:
+            prev, nxt = holes[-1]
+            holes[-1] = (prev, nxt, clock.last_ms / 1000 if clock.last_ms is not None
+                         else None)
         if kind == "error" and len(out.errors) < MAX_LISTED:
             out.errors.append(row)
-        self.xs.append(NAN if x is None else x)
         if x is None:
+            self.xs.append(NAN)
             self._unplaced(row)
             self._broken = kind != "envelope" or self._broken
             return
-        out.t_first = x if out.t_first is None else out.t_first
+        self.xs.append(x)
+        if out.t_first is None:
+            out.t_first = x
         out.t_last = x
         for w in self.watchers:
             w.feed(x, row)
-        item, important = self._item(x, row)
-        if self._broken or (self.clock.new_segment and out.wall):
+        # the record as an Item (``_item``)
+        output = get("output") or get("outputs") or {}
+        proposed = get("proposed")
+        proposed = proposed if isinstance(proposed, dict) else {}
+        channels = self.channels
+        outs = [v if type(v) is int or (type(v) is float and _isfinite(v)) else None
+                for v in map(output.get, channels)]  # _num of each, inline
+        props = [v if type(v) is int or (type(v) is float and _isfinite(v)) else None
+                 for v in map(proposed.get, channels)] if proposed else [None] * len(channels)
+        row_events = get("events", ())
+        events = [(e.get("event"), e.get("arg")) for e in row_events] if row_events else []
+        vcode = VERDICT_CODE.get(verdict, -1)
+        inp = get("input")
+        inp_type = inp.get("type") if isinstance(inp, dict) else None
+        if vcode <= 0:  # (``_streak_start`` of a record that is not refused)
+            self._streaks.pop((kind, inp_type), None)
+            streak = False
+        else:
+            streak = self._streak_start(row, vcode)
+        involved = self._involved(row, proposed, output) if verdict in VERDICT_MARKERS else []
+        seq = row["seq"]
+        item = Item(x, seq, kind, vcode, get("rule"), get("reason"), get("margin"), outs,
+                    props, row, events, streak, involved)
+        if streak:
+            source, key = self._pending_streak
+            self._streaks[source] = (key, item)
+        important = (vcode > 0 or bool(events) or kind == "boot" or kind == "gap"
+                     or seq in self.important_seqs)
+        if self._broken or (clock.new_segment and out.wall):
             item.after_break, self._broken = True, False
-        self._segment(x, row)
-        inp = row.get("input")
-        if isinstance(inp, dict) and inp.get("type") == "operator":
-            out.operator.append({"x": x, "seq": row["seq"], "action": inp.get("action"),
+        # the boot's segment (``_segment``)
+        segs = out.segments
+        if kind == "boot" or not segs:
+            self._segment(x, row)
+        else:
+            segs[-1]["x1"] = x
+        if inp_type == "operator":
+            out.operator.append({"x": x, "seq": seq, "action": inp.get("action"),
                                  "authentic": inp.get("authentic"),
-                                 "verdict": row.get("verdict"), "reason": row.get("reason"),
+                                 "verdict": verdict, "reason": get("reason"),
                                  "refused": refused(row), "text": operator_text(row)})
         if kind == "boot":
             out.boots.append(row)
         elif kind == "gap":
             out.gaps.append((x, row))
-        values = item.outs + item.props
-        self._keep(self.dec.offer(index, item, values, important))
+        kept = self.dec.offer(index, item, outs + props, important)
+        if kept:
+            out.rows.extend(kept)
 
     def finish(self) -> Collected:
         self._keep(self.dec.finish())
@@ -303,30 +345,6 @@ class Collector:
             self.out.unplaced += 1
         else:
             self.out.after_hole += 1
-
-    def _item(self, x: float, row: dict) -> tuple[Item, bool]:
-        verdict = row.get("verdict")
-        output = row.get("output") or row.get("outputs") or {}
-        proposed = row.get("proposed")
-        proposed = proposed if isinstance(proposed, dict) else {}
-        channels = self.channels
-        outs = [v if type(v) is int or (type(v) is float and _isfinite(v)) else None
-                for v in map(output.get, channels)]  # _num of each, inline
-        props = [v if type(v) is int or (type(v) is float and _isfinite(v)) else None
-                 for v in map(proposed.get, channels)] if proposed else [None] * len(channels)
-        events = [(e.get("event"), e.get("arg")) for e in row.get("events", ())]
-        vcode = VERDICT_CODE.get(verdict, -1)
-        streak = self._streak_start(row, vcode)
-        involved = self._involved(row, proposed, output) if verdict in VERDICT_MARKERS else []
-        item = Item(x, row["seq"], row["kind"], vcode, row.get("rule"), row.get("reason"),
-                    row.get("margin"), outs, props, row,
-                    events, streak, involved)
-        if streak:
-            source, key = self._pending_streak
-            self._streaks[source] = (key, item)
-        important = (vcode > 0 or bool(events) or row["kind"] in ("boot", "gap")
-                     or row["seq"] in self.important_seqs)
-        return item, important
 
     def _streak_start(self, row: dict, vcode: int) -> bool:
         """First of a run of records refused the same way (the timeline shows one). Runs are

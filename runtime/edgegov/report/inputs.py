@@ -35,7 +35,10 @@ class InputTrack:
             if isinstance(values, dict):
                 for name, value in values.items():
                     self._value(name, x, value)
-        for e in row.get("events", ()):
+        events = row.get("events", ())
+        if not events:
+            return
+        for e in events:
             if e.get("event") == "input_stale" and type(e.get("arg")) is int:
                 k = e["arg"]
                 if 0 <= k < len(self.specs) and k not in self._open:

@@ -57,12 +57,16 @@ class Narrator:
     # ------------------------------------------------------------------ feeding
 
     def feed(self, x: float, row: dict) -> None:
-        events = [e.get("event") for e in row.get("events", ())]
+        row_events = row.get("events", ())
+        events = [e.get("event") for e in row_events] if row_events else []
         if self.open is not None and ("reset" in events or row["kind"] == "boot"):
             self._close(x, row, "reset" if "reset" in events else "boot")
         elif self.open is not None:
             self._during(x, row, events)
-        for e in row.get("events", ()):
+        if not row_events:
+            self._remember(x, row, events)
+            return
+        for e in row_events:
             if e.get("event") == "trip":
                 if self.open is None:
                     self._start(x, row, e.get("arg"))
@@ -84,14 +88,18 @@ class Narrator:
         if row["kind"] == "decision":  # (worded only when a trip lists it)
             self.commands.append({"x": x, "seq": row["seq"], "row": row})
         elif isinstance(inp, dict) and inp.get("type") == "telemetry":
+            inputs = self.inputs
             for name, value in (inp.get("values") or {}).items():
-                old = self.inputs.get(name)
-                if name in self.inputs and old != value:
+                if name not in inputs:
+                    inputs[name] = value
+                    continue
+                old = inputs[name]
+                if old != value:
                     unit = self.units.get(name, "")
                     self.changes.append({"x": x, "seq": row["seq"],
                                          "text": f"input {name}: {_fmt(old)} → {_fmt(value)}"
                                                  + (f" {unit}" if unit else "")})
-                self.inputs[name] = value
+                inputs[name] = value
         for e in row.get("events", ()):
             if str(e.get("event", "")).startswith("link_"):
                 self.link.append({"x": x, "seq": row["seq"], "text": _link(e)})

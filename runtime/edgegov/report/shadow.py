@@ -153,7 +153,7 @@ PARALLEL_MIN_RECORDS = 20_000  # below this, one process does both passes
 
 
 def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
-                     offsets=None) -> Track | None:
+                     offsets=None, started=None) -> Track | None:
     """``replay_track(records, envelopes, key, rows=rows, ...)`` on two cores: a forked
     process replays while this one decodes the rows (the decoder alone: the rows never
     depend on the governor's decisions). The replay's ``Track`` is the same; so are the
@@ -161,27 +161,15 @@ def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
     for the next anchor, and so do the rows): then this returns ``None`` and the caller
     starts again with ``replay_track``, on fresh consumers of the rows. Where a process
     cannot be forked safely (no fork, other threads running: a fleet collector's pool, a
-    daemonic process) or the dump is small, it is ``replay_track``."""
-    import multiprocessing
-    import threading
-
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:
-        ctx = None
-    if (ctx is None or len(records) < PARALLEL_MIN_RECORDS or threading.active_count() > 1
-            or multiprocessing.current_process().daemon):
+    daemonic process) or the dump is small, it is ``replay_track``. ``started``: the
+    replay already forked by ``start_replay`` for these same records, envelopes and key
+    (``None``: forked here, where it can be)."""
+    if started is None:
+        started = start_replay(records, envelopes, key)
+    if started is None:
         return replay_track(records, envelopes, key, progress=progress, rows=rows,
                             offsets=offsets)
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_replay_child, args=(send, records, envelopes, key),
-                       daemon=True)
-    try:
-        proc.start()
-    except OSError:
-        return replay_track(records, envelopes, key, progress=progress, rows=rows,
-                            offsets=offsets)
-    send.close()
+    proc, receive = started
     try:
         _replay(_DecodeOnly(envelopes), records, None, progress, rows, offsets)
         try:
@@ -194,6 +182,42 @@ def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
     if got is None or got[1]:
         return None  # the child died, or its replay lost an anchor the decoder did not
     return got[0]
+
+
+def start_replay(records, envelopes, key=None):
+    """The replay of ``replay_with_rows`` forked now, to run while the caller does other
+    work first; ``None`` where it would not be forked (see there). Give the result to
+    ``replay_with_rows`` (or to ``stop_replay`` when it will not be used)."""
+    import multiprocessing
+    import threading
+
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        return None
+    if (len(records) < PARALLEL_MIN_RECORDS or threading.active_count() > 1
+            or multiprocessing.current_process().daemon):
+        return None
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_replay_child, args=(send, records, envelopes, key),
+                       daemon=True)
+    try:
+        proc.start()
+    except OSError:
+        receive.close()
+        send.close()
+        return None
+    send.close()
+    return proc, receive
+
+
+def stop_replay(started) -> None:
+    """End a replay from ``start_replay`` that will not be used."""
+    if started is not None:
+        proc, receive = started
+        receive.close()
+        proc.kill()
+        proc.join()
 
 
 def _replay_child(send, records, envelopes, key) -> None:
@@ -301,6 +325,7 @@ def _what_if_diff(index, d, env_old, env_new) -> WhatIfDiff:
     return WhatIfDiff(index, d.seq, d.t, rec, mine, summary)
 
 
-__all__ = ["replay_track", "replay_with_rows", "limits_in_force", "Track", "LimitChange",
+__all__ = ["replay_track", "replay_with_rows", "start_replay", "stop_replay",
+           "limits_in_force", "Track", "LimitChange",
            "WhatIfDiff",
            "scale_of", "eng"]
