@@ -14,7 +14,7 @@ import pytest
 from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
-# Another helper's tests import ``emuflash`` from here; the runtime is installed in the venv
+# Tests import ``emuflash`` from emulation/; the runtime is installed in the venv
 # but keep the source tree first so the tests exercise this checkout.
 sys.path.insert(0, str(REPO / "emulation"))
 if str(REPO / "runtime") not in sys.path:

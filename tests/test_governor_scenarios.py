@@ -1117,7 +1117,7 @@ def test_refused_command_never_reports_values_it_did_not_propose(live, kind):
     assert d["proposed"][live.ch("feed")] is None
 
 
-# ----------------------------------------------------------------------------- issue 13 rules
+# ----------------------------------------------------------------------------- rules to the letter
 
 
 class _Exploding(dict):
