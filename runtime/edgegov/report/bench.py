@@ -139,7 +139,7 @@ def run(names: list[str], directory: Path, browser: bool, progress=None) -> list
     out = []
     for name in names:
         if progress:
-            progress(f"generating the {name} lineage (kept in {directory})")
+            progress(f"generating the {name} lineage in {directory}")
         lineage = make_lineage(name, directory)
         if progress:
             progress(f"building and opening the report of {lineage.name}")
