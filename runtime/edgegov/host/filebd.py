@@ -59,6 +59,7 @@ class FileBlockDevice:
         self.group_commit = group_commit
         self._dirty = False
         self._erase_pending = False
+        self._records = False  # prog since the last flush: an erase must make it durable first
         self.datasyncs = 0  # fdatasync calls performed: what group commit saves
         self.lag = 0  # periods the running background commit has been running
         self._worker: ThreadPoolExecutor | None = None
@@ -137,6 +138,7 @@ class FileBlockDevice:
 
     def prog(self, block: int, offset: int, data) -> None:
         """Write ``data`` at ``block``/``offset``."""
+        self._records = True
         self._write(self._offset(block, offset, len(data)), memoryview(data))
 
     def progv(self, block: int, offset: int, parts) -> None:
@@ -147,15 +149,19 @@ class FileBlockDevice:
         n = sum(len(v) for v in views)
         pos = self._offset(block, offset, n)
         self._dirty = True
+        self._records = True
         done = os.pwritev(self.fd, views, pos)
         if done < n:  # short write (rare): finish from where it stopped
             self._write(pos + done, memoryview(b"".join(views))[done:])
 
     def erase(self, block: int) -> None:
-        """Write 0xFF over ``block``; in group-commit mode, flush earlier writes first
-        (a sector's records are durable before the block after it changes)."""
+        """Write 0xFF over ``block``; in group-commit mode, flush earlier record writes
+        first (a sector's records are durable before the block after it changes). Erases
+        alone need no order among themselves: formatting a ring is one ``fdatasync`` at its
+        end, not one per block."""
         if self.group_commit:
-            self.flush()
+            if self._records:
+                self.flush()
             self._erase_pending = True
         self._write(self._offset(block, 0, self.block_size), b"\xff" * self.block_size)
 
@@ -173,6 +179,7 @@ class FileBlockDevice:
             self.datasyncs += 1
         self._dirty = False
         self._erase_pending = False
+        self._records = False
 
     def commit_soon(self) -> None:
         """The group-commit point, once per period, without waiting for the disk: start an

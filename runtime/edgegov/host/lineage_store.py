@@ -42,24 +42,12 @@ def open_lineage(path, env: Envelope, key: bytes | None = None, *, block_size=DE
                          group_commit=group_commit)
     ring = RingLog(bd)
     if not existed or ring.recover(quick=True).count == 0:
-        _format(ring, bd)
+        ring.format()
     lineage = Lineage(ring, env, key, checkpoint_every=checkpoint_every)
     lineage.device = bd  # the host flushes it once per control period in group-commit mode
     if existed:
         lineage.resume()  # the hash chain goes on as a verifier walks it
     return lineage
-
-
-def _format(ring: RingLog, bd: FileBlockDevice) -> None:
-    """Format a new ring with one ``fdatasync`` at the end instead of one per block: the
-    per-erase flush of group-commit mode orders a live ring's records before the block
-    after them changes; an empty ring has none (a cut leaves no valid header, and the next
-    start formats again). A 16 MiB ring formats in well under a second this way."""
-    group, bd.group_commit = bd.group_commit, False
-    try:
-        ring.format()
-    finally:
-        bd.group_commit = group
 
 
 def load_envelope(blob: bytes, digest: bytes) -> Envelope:
