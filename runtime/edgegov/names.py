@@ -133,15 +133,13 @@ def _named(table, index: int) -> str:
     return table[index] if table is not None and 0 <= index < len(table) else str(index)
 
 
-def describe_event(code: int, arg: int, env=None, reason_code: int | None = None) -> dict:
+def describe_event(code: int, arg: int, env=None) -> dict:
     """One governor event for people and machines: ``event`` (word), ``code`` and ``arg``
     (numbers, as recorded) and what the argument means, in words: trip ``reason`` and
     ``cause``; ``causes`` at boot; link durations in ms; approval
     ``request``; ``mode``, ``channel`` and ``input_name`` by name (with ``env``, an
     ``Envelope``); ``fault`` by name; the e-stop level. A refused action's ``reason`` and
-    the ``causes`` blocking it (``blocking_causes``) come from ``event_doc``.
-    ``reason_code`` (the reason of the decision that carried the event) is kept for
-    callers; the words do not depend on it."""
+    the ``causes`` blocking it (``blocking_causes``) come from ``event_doc``."""
     doc = event_doc(code, arg)
     doc["code"] = code
     if type(arg) is not int:

@@ -49,7 +49,7 @@ class Vocabulary:
         return modes[index] if 0 <= index < len(modes) else str(index)
 
     def events(self, d) -> list[dict]:
-        return [names.describe_event(c, a, self.env, d.reason) for c, a in d.events()]
+        return [names.describe_event(c, a, self.env) for c, a in d.events()]
 
     def margin(self, d) -> dict:
         """The decision's margin in the channel's unit, when it concerns a channel."""
@@ -107,7 +107,7 @@ class Vocabulary:
     def event(self, d, kind: int, code: int, arg: int) -> dict:
         """The ``event`` message: the code and its argument as numbers, and in words (a
         trip also names its rule, and the margin in the channel's unit)."""
-        msg = {"t_ms": d.now_ms, **names.describe_event(code, arg, self.env, d.reason),
+        msg = {"t_ms": d.now_ms, **names.describe_event(code, arg, self.env),
                "input": INPUT_KINDS.get(kind, "?"), "state": names.state(d.state)}
         if code == codes.E_TRIP:
             msg["rule"] = self.rule(d.rule)
