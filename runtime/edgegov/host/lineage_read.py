@@ -157,9 +157,7 @@ def _input(env, ev) -> dict:
     if ev.kind == EV_TICK:
         return {"type": "tick"}
     if ev.kind == EV_TELEMETRY:
-        values = ev.values if isinstance(ev.values, dict) else {}
-        return {"type": "telemetry", "values": {str(k): _telemetry(env, k, v)
-                                                for k, v in values.items()}}
+        return _input_of_values(env, ev.values if isinstance(ev.values, dict) else {})
     if ev.kind == EV_OPERATOR:
         action = ev.action
         return {"type": "operator",
@@ -171,6 +169,12 @@ def _input(env, ev) -> dict:
     if ev.kind == EV_SESSION:
         return {"type": "session", "session": _plain(ev.session)}
     return {"type": "unknown"}
+
+
+def _input_of_values(env, values: dict) -> dict:
+    """A telemetry input (``values``: input name → recorded value) for people."""
+    return {"type": "telemetry", "values": {str(k): _telemetry(env, k, v)
+                                            for k, v in values.items()}}
 
 
 def _telemetry(env, name, scaled) -> object:

@@ -99,11 +99,11 @@ def _build_loaded(loaded: Loaded, key, started, tell) -> str:
         collector = _collector(loaded, channels, facts, wall, (inputs, narrator))
         failed.clear()
 
-        def feed(index: int, row: dict) -> None:
+        def feed(index: int, seq: int, payload: bytes, decoder) -> None:
             if failed:
                 return
             try:
-                collector.feed(index, row)
+                collector.feed_decoded(index, seq, payload, decoder)
             except Exception as err:  # noqa: BLE001 - report what was decoded and why
                 failed.append(f"decoding stopped after record {index} of {total}: "
                               f"{type(err).__name__}: {err}")
@@ -116,11 +116,11 @@ def _build_loaded(loaded: Loaded, key, started, tell) -> str:
     inputs, narrator, collector, feed = consumers()
     shown = lambda i: tell("replaying and decoding", i, total)  # noqa: E731
     facts.replay = replay_with_rows(dump.records, loaded.envelopes, key, progress=shown,
-                                    rows=feed, offsets=dump.offsets, started=started)
+                                    rows=feed, started=started)
     if facts.replay is None:  # the replay lost an anchor the decoder alone did not
         inputs, narrator, collector, feed = consumers()
         facts.replay = replay_track(dump.records, loaded.envelopes, key, progress=shown,
-                                    rows=feed, offsets=dump.offsets)
+                                    rows=feed)
     facts.findings.extend(failed)
     col = collector.finish()
     modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []
@@ -170,7 +170,7 @@ def _collector(loaded: Loaded, channels, facts: Facts, wall, watchers) -> Collec
     seqs = {d.seq for d in facts.what_if.diffs} if facts.what_if is not None else ()
     return Collector(len(loaded.dump.records), names_,
                      rule_channels(loaded.envelopes, names_), seqs, wall=wall,
-                     watchers=watchers)
+                     watchers=watchers, offsets=loaded.dump.offsets)
 
 
 __all__ = ["write_report", "build_report", "ReportError"]

@@ -18,9 +18,13 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..core.record import K_BOOT, K_CHECKPOINT
+from .. import names
+from ..core.codes import ALLOW, EV_TELEMETRY, EV_TICK
+from ..core.record import K_BOOT, K_CHECKPOINT, K_DECISION
+from ..host.lineage_read import _ENG, _eng, _input_of_values
 from .decimate import Decimator
 from .narrative import operator_text, refused
+from .shadow import LazyRow, row_of
 
 U32 = 0xFFFFFFFF
 VERDICTS = ("ALLOW", "CLAMP", "REJECT", "ESCALATE", "HOLD", "TRIP")
@@ -108,11 +112,7 @@ class Clock:
 
     def place(self, row: dict, holes: list) -> float | None:
         seq = row["seq"]
-        prev = self.prev_seq
-        if prev is not None and seq != (prev + 1) & U32:
-            self.after_hole = True
-            holes.append((prev, seq))
-        self.prev_seq = seq
+        self._follow(seq, holes)
         kind = row["kind"]
         boot = self.new_segment = kind == "boot"
         if boot:
@@ -125,12 +125,28 @@ class Clock:
         t = row.get("t_ms")
         if type(t) is not int or self.after_hole or row.get("unplaced"):
             return None
+        return self._at(t, boot)
+
+    def place_at(self, seq: int, t: int, holes: list) -> float | None:
+        """``place`` of a decision or event record at device time ``t`` (ms)."""
+        self._follow(seq, holes)
+        self.new_segment = False
+        return None if self.after_hole else self._at(t, False)
+
+    def _follow(self, seq: int, holes: list) -> None:
+        prev = self.prev_seq
+        if prev is not None and seq != (prev + 1) & U32:
+            self.after_hole = True
+            holes.append((prev, seq))
+        self.prev_seq = seq
+
+    def _at(self, t: int, boot: bool) -> float:
         if self.wall is not None:
             wall = self.wall.at(self.boot_index if self.boot_index > 0 else 0, t)
             if wall is not None:
                 self.last_ms = wall
                 return wall / 1000
-        if kind == "boot" and self.last_ms is not None:
+        if boot and self.last_ms is not None:
             self.offset_ms = max(self.offset_ms, self.last_ms - t)
         ms = t + self.offset_ms
         self.last_ms = ms if self.last_ms is None else max(self.last_ms, ms)
@@ -223,12 +239,57 @@ def _finite(v):
     return v
 
 
+_MISSING = object()
+
+
+class _View:
+    """How one envelope's decoded values are shown on the report's channels: ``shown``
+    gives, per report channel, the number ``feed`` would plot from the record's row (in
+    engineering units; None where there is none)."""
+
+    def __init__(self, env, channels: list[str]):
+        index = env.ch_index
+        # per report channel: (position in the recorded outputs, resolution) or None
+        self.outs = [(index[c], env.ch_res[index[c]]) if c in index else None
+                     for c in channels]
+        # per report channel, of the proposal's values taken in that order: (position,
+        # resolution); a name the envelope does not know is shown as it is (resolution None)
+        self.props = [(k, env.ch_res[index[c]] if c in index else None)
+                      for k, c in enumerate(channels)]
+        self.none = [None] * len(channels)
+
+    @staticmethod
+    def shown(values: list, cols: list) -> list:
+        out = []
+        cached = _ENG.get
+        for col in cols:
+            if col is None:
+                out.append(None)
+                continue
+            j, res = col
+            v = values[j] if j < len(values) else None
+            t = type(v)
+            if t is int:
+                if res is not None:
+                    got = cached((res, v))
+                    v = _eng(res, v) if got is None else got
+                    if type(v) is float and not _isfinite(v):
+                        v = None
+                out.append(v)
+            elif t is float and _isfinite(v):
+                out.append(v)
+            else:
+                out.append(None)
+        return out
+
+
 class Collector:
     """Consumes decoded rows (``feed``) and keeps what the page plots."""
 
     def __init__(self, total: int, channels: list[str], rule_map: dict, important_seqs=(),
-                 decimator: Decimator | None = None, wall=None, watchers=()):
+                 decimator: Decimator | None = None, wall=None, watchers=(), offsets=None):
         self.channels = channels
+        self.offsets = offsets  # seq → byte offset, for the rows ``feed_decoded`` builds
         self.rule_map = rule_map
         self.important_seqs = set(important_seqs)
         self.dec = decimator or Decimator(total)
@@ -239,6 +300,7 @@ class Collector:
         self._pending_streak = None
         self._broken = False
         self.xs = array("d")  # report time of every record (NaN: not placed)
+        self._views: dict = {}  # id(envelope) → _View
 
     def feed(self, index: int, row: dict) -> None:
         # Every record passes here: the steps of ``_item``, ``_streak_start`` and
@@ -255,9 +317,7 @@ class Collector:
         clock = self.clock
         x = clock.place(row, holes)
         if len(holes) > n_holes:
-            prev, nxt = holes[-1]
-            holes[-1] = (prev, nxt, clock.last_ms / 1000 if clock.last_ms is not None
-                         else None)
+            self._hole_at()
         if kind == "error" and len(out.errors) < MAX_LISTED:
             out.errors.append(row)
         if x is None:
@@ -320,8 +380,91 @@ class Collector:
         if kept:
             out.rows.extend(kept)
 
+    def feed_decoded(self, index: int, seq: int, payload: bytes, decoder) -> None:
+        """``feed(index, row_of(decoder, seq, payload, offsets))`` of the record ``decoder``
+        just read, with the same result. An ALLOW decision or telemetry record with no
+        event (most of a long dump) is counted, placed and offered for plotting from the
+        decoded values; its row is built only if it is plotted (``finish``)."""
+        last = decoder.last
+        o = last[2] if last is not None else None
+        if o is None or o.verdict != ALLOW or o.events or seq in self.important_seqs:
+            self.feed(index, row_of(decoder, seq, payload, self.offsets))
+            return
+        ev = o.event
+        env = decoder.env
+        output = o.output
+        if o.kind == K_DECISION:
+            kind, source, values = "decision", ("decision", None), ev.values
+            tel = None
+        elif ev.kind == EV_TELEMETRY:
+            kind, source, values = "event", ("event", "telemetry"), ev.values
+            tel = True
+        elif ev.kind == EV_TICK:
+            kind, source, values, tel = "event", ("event", "tick"), None, None
+        else:
+            values = 0  # (an operator action, a fault, a session: as ``feed`` does)
+        if values is not None and type(values) is not dict or len(output) > env.n:
+            self.feed(index, row_of(decoder, seq, payload, self.offsets))
+            return
+        view = self._views.get(id(env))
+        if view is None:
+            view = self._views[id(env)] = _View(env, self.channels)
+        outs = view.shown(output, view.outs)
+        if tel:
+            tel = _input_of_values(env, values)["values"] if values else None
+            props = view.none
+        elif values:
+            props = view.shown([values.get(name, _MISSING) for name in self.channels],
+                               view.props)
+        else:
+            props = view.none
+        out = self.out
+        out.counts[(kind, "ALLOW")] += 1
+        holes = out.holes
+        n_holes = len(holes)
+        x = self.clock.place_at(seq, o.t, holes)
+        if len(holes) > n_holes:
+            self._hole_at()
+        if x is None:
+            self.xs.append(NAN)
+            out.after_hole += 1
+            self._broken = True
+            return
+        self.xs.append(x)
+        if out.t_first is None:
+            out.t_first = x
+        out.t_last = x
+        lazy = LazyRow(seq, self.offsets.get(seq, -1) if self.offsets else -1, env, last)
+        for w in self.watchers:
+            w.quiet(x, seq, kind, lazy, tel)
+        self._streaks.pop(source, None)
+        rules = env.rules
+        rule = o.rule
+        item = Item(x, seq, kind, 0, rules[rule] if 0 <= rule < len(rules) else None,
+                    names.reason(o.reason), o.margin, outs, props, lazy, [], False, [])
+        if self._broken:
+            item.after_break, self._broken = True, False
+        segs = out.segments
+        if segs:
+            segs[-1]["x1"] = x
+        else:
+            segs.append({"boot": None, "x0": x, "x1": x, "wall": None})
+        kept = self.dec.offer(index, item, outs + props, False)
+        if kept:
+            out.rows.extend(kept)
+
+    def _hole_at(self) -> None:
+        """The hole just found, with the report time it is drawn at."""
+        holes = self.out.holes
+        last_ms = self.clock.last_ms
+        prev, nxt = holes[-1]
+        holes[-1] = (prev, nxt, last_ms / 1000 if last_ms is not None else None)
+
     def finish(self) -> Collected:
         self._keep(self.dec.finish())
+        for it in self.out.rows:
+            if type(it.text) is LazyRow:
+                it.text = it.text.row()
         self.out.offered = self.dec.offered
         self.out.kept = self.dec.kept
         return self.out

@@ -45,6 +45,14 @@ class InputTrack:
                     self._open[k] = [x, None]
                     self.stale[k].append(self._open[k])
 
+    def quiet(self, x: float, seq: int, kind: str, row, values: dict | None) -> None:
+        """``feed`` of a record with no event: ``values`` its telemetry values as shown (None
+        for a decision or a tick); ``row`` (a ``LazyRow``) is not needed here."""
+        self.last_x = x
+        if values:
+            for name, value in values.items():
+                self._value(name, x, value)
+
     def _value(self, name, x: float, value) -> None:
         k = self.index.get(name)
         if k is None:

@@ -13,7 +13,7 @@ from collections import deque
 
 from .. import names
 from ..core import codes
-from .shadow import eng, scale_of
+from .shadow import eng, resolve, scale_of
 
 LEAD_S = 5.0  # lead-up looked at before a trip
 LEAD_COMMANDS = 3  # last commands listed
@@ -74,6 +74,17 @@ class Narrator:
                     self._add("trip", x, row, f"tripped again: {self._cause(e.get('arg'))}")
         self._remember(x, row, events)
 
+    def quiet(self, x: float, seq: int, kind: str, row, values: dict | None) -> None:
+        """``feed`` of a record with no event (``row`` a ``LazyRow``, built only if this
+        record is told; ``values`` its telemetry values as shown, None for a decision or a
+        tick)."""
+        if self.open is not None:
+            self.feed(x, row.row())
+        elif kind == "decision":  # (``_remember``)
+            self.commands.append({"x": x, "seq": seq, "row": row})
+        elif values:
+            self._changes(x, seq, values)
+
     def finish(self, t_last) -> list[dict]:
         if self.open is not None:
             self.open["end"] = {"kind": "end", "x": t_last,
@@ -88,21 +99,24 @@ class Narrator:
         if row["kind"] == "decision":  # (worded only when a trip lists it)
             self.commands.append({"x": x, "seq": row["seq"], "row": row})
         elif isinstance(inp, dict) and inp.get("type") == "telemetry":
-            inputs = self.inputs
-            for name, value in (inp.get("values") or {}).items():
-                if name not in inputs:
-                    inputs[name] = value
-                    continue
-                old = inputs[name]
-                if old != value:
-                    unit = self.units.get(name, "")
-                    self.changes.append({"x": x, "seq": row["seq"],
-                                         "text": f"input {name}: {_fmt(old)} → {_fmt(value)}"
-                                                 + (f" {unit}" if unit else "")})
-                inputs[name] = value
+            self._changes(x, row["seq"], inp.get("values") or {})
         for e in row.get("events", ()):
             if str(e.get("event", "")).startswith("link_"):
                 self.link.append({"x": x, "seq": row["seq"], "text": _link(e)})
+
+    def _changes(self, x: float, seq: int, values: dict) -> None:
+        inputs = self.inputs
+        for name, value in values.items():
+            if name not in inputs:
+                inputs[name] = value
+                continue
+            old = inputs[name]
+            if old != value:
+                unit = self.units.get(name, "")
+                self.changes.append({"x": x, "seq": seq,
+                                     "text": f"input {name}: {_fmt(old)} → {_fmt(value)}"
+                                             + (f" {unit}" if unit else "")})
+            inputs[name] = value
 
     @staticmethod
     def _command(row: dict) -> str:
@@ -118,7 +132,7 @@ class Narrator:
         return names.reason(arg) if type(arg) is int else "?"
 
     def _start(self, x: float, row: dict, arg) -> None:
-        commands = [{"x": e["x"], "seq": e["seq"], "text": self._command(e["row"])}
+        commands = [{"x": e["x"], "seq": e["seq"], "text": self._command(resolve(e["row"]))}
                     for e in self.commands]
         lead = [e for e in list(self.changes) + list(self.link) + commands
                 if e["x"] >= x - LEAD_S and e["seq"] != row["seq"]]

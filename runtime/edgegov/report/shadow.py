@@ -107,17 +107,18 @@ class _Recording(Decoder):
         return self.last
 
 
-def replay_track(records, envelopes, key=None, what_if=None, progress=None, rows=None,
-                 offsets=None) -> Track:
+def replay_track(records, envelopes, key=None, what_if=None, progress=None,
+                 rows=None) -> Track:
     """One replay over ``records`` (``(seq, payload)``, ring order). Never raises: a replay
-    that cannot go on is reported in ``Track.error``/``notes``. ``rows(index, row)``, when
-    given, receives every record as ``lineage decode`` prints it (``offsets``: seq → byte
-    offset), decoded by this same pass."""
+    that cannot go on is reported in ``Track.error``/``notes``. ``rows(index, seq, payload,
+    decoder)``, when given, is called for every record right after this same pass decoded
+    it: ``row_of(decoder, seq, payload, offsets)`` is the record as ``lineage decode``
+    prints it (``offsets``: seq → byte offset), ``LazyRow.of`` the same, built later."""
     return _replay(Replayer(envelopes, key=key, what_if=what_if), records, what_if, progress,
-                   rows, offsets)
+                   rows)
 
 
-def _replay(rp, records, what_if, progress, rows, offsets, failed=None) -> Track:
+def _replay(rp, records, what_if, progress, rows, failed=None) -> Track:
     """``replay_track`` with the replayer given; ``failed``, when a list, receives the index
     of every record whose replay raised past the decoder (the replay lost its anchor)."""
     if rows is not None:
@@ -135,7 +136,7 @@ def _replay(rp, records, what_if, progress, rows, offsets, failed=None) -> Track
             if failed is not None:
                 failed.append(i)
         if rows is not None:
-            rows(i, _row(rp.decoder, seq, payload, offsets))
+            rows(i, seq, payload, rp.decoder)
         if watch.moved(rp.gov):
             limits = _safe_limits(rp.gov)
             if not track.changes or limits != track.changes[-1].limits:
@@ -153,7 +154,7 @@ PARALLEL_MIN_RECORDS = 20_000  # below this, one process does both passes
 
 
 def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
-                     offsets=None, started=None) -> Track | None:
+                     started=None) -> Track | None:
     """``replay_track(records, envelopes, key, rows=rows, ...)`` on two cores: a forked
     process replays while this one decodes the rows (the decoder alone: the rows never
     depend on the governor's decisions). The replay's ``Track`` is the same; so are the
@@ -167,11 +168,10 @@ def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
     if started is None:
         started = start_replay(records, envelopes, key)
     if started is None:
-        return replay_track(records, envelopes, key, progress=progress, rows=rows,
-                            offsets=offsets)
+        return replay_track(records, envelopes, key, progress=progress, rows=rows)
     proc, receive = started
     try:
-        _replay(_DecodeOnly(envelopes), records, None, progress, rows, offsets)
+        _replay(_DecodeOnly(envelopes), records, None, progress, rows)
         try:
             got = receive.recv()
         except (EOFError, OSError):
@@ -223,8 +223,7 @@ def stop_replay(started) -> None:
 def _replay_child(send, records, envelopes, key) -> None:
     try:
         failed: list[int] = []
-        track = _replay(Replayer(envelopes, key=key), records, None, None, None, None,
-                        failed)
+        track = _replay(Replayer(envelopes, key=key), records, None, None, None, failed)
         send.send((track, failed))
     except BaseException:  # noqa: BLE001 - the parent does it itself then
         pass
@@ -242,11 +241,38 @@ class _DecodeOnly(Replayer):
         pass
 
 
-def _row(decoder, seq: int, payload: bytes, offsets) -> dict:
+def row_of(decoder, seq: int, payload: bytes, offsets) -> dict:
+    """The record ``decoder`` (the replay's) read last, as ``lineage decode`` prints it."""
     base = {"seq": seq, "offset": offsets.get(seq, -1) if offsets else -1}
     if decoder.last is None:
         return {**base, "kind": "error", "error": str(decoder.error), "bytes": payload.hex()}
     return {**base, **describe(decoder, *decoder.last)}
+
+
+class LazyRow:
+    """``row_of`` of a decoded record, built only when asked for (``row()``): most records
+    of a long dump are counted and thinned away without ever being shown."""
+
+    __slots__ = ("seq", "offset", "env", "last")
+
+    def __init__(self, seq: int, offset: int, env, last):
+        self.seq = seq
+        self.offset = offset
+        self.env = env  # the decoder's envelope when it read the record
+        self.last = last  # (kind, rec, outcome)
+
+    @classmethod
+    def of(cls, decoder, seq: int, offsets) -> LazyRow:
+        """The record ``decoder`` read last (it decoded: ``decoder.last`` is set)."""
+        return cls(seq, offsets.get(seq, -1) if offsets else -1, decoder.env, decoder.last)
+
+    def row(self) -> dict:
+        return {"seq": self.seq, "offset": self.offset, **describe(self, *self.last)}
+
+
+def resolve(row):
+    """A row or a ``LazyRow`` → the row."""
+    return row.row() if type(row) is LazyRow else row
 
 
 class _Watch:
@@ -325,7 +351,8 @@ def _what_if_diff(index, d, env_old, env_new) -> WhatIfDiff:
     return WhatIfDiff(index, d.seq, d.t, rec, mine, summary)
 
 
-__all__ = ["replay_track", "replay_with_rows", "start_replay", "stop_replay",
+__all__ = ["replay_track", "replay_with_rows", "start_replay", "stop_replay", "row_of",
+           "LazyRow", "resolve",
            "limits_in_force", "Track", "LimitChange",
            "WhatIfDiff",
            "scale_of", "eng"]
