@@ -13,7 +13,12 @@ HEX := build/microbit/edgegov-frozen.hex
 HEX_INPUTS := $(addprefix firmware/microbit/,egr.py egg.py egmain.py \
 	hexbuild/build-hex.sh hexbuild/freeze_mpy.py hexbuild/frozen-mpy.patch)
 
-$(STAMP): pyproject.toml setup.py runtime/edgegov/_recenc.c
+# The report's decode pass is compiled from its Python source (setup.py): reinstall when
+# one of those sources changes (until then they run as source, see runtime/edgegov/_accel.py).
+ACCEL_SOURCES := $(addprefix runtime/,$(addsuffix .py,$(subst .,/,$(shell sed -n \
+	's/^    "\(edgegov\.[a-z_.]*\)",$$/\1/p' runtime/edgegov/_accel.py))))
+
+$(STAMP): pyproject.toml setup.py runtime/edgegov/_recenc.c runtime/edgegov/_accel.py $(ACCEL_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'

@@ -1,14 +1,62 @@
-"""Build hook for the one optional C extension; everything else is in pyproject.toml.
+"""Build hook for the optional compiled parts; everything else is in pyproject.toml.
 
-``edgegov._recenc`` speeds up the two hot lineage records on CPython. It is optional: without
-a C compiler the install still succeeds and ``edgegov.core.record`` keeps to its pure-Python
-encoder, which is the reference (and what runs on MicroPython).
+- ``edgegov._recenc`` (C) speeds up the two hot lineage records and the ring walk on
+  CPython.
+- The incident report's decode pass (``edgegov._accel.MODULES``) is compiled with Cython
+  from its unchanged Python source; the source hash of each is recorded in
+  ``runtime/edgegov/_accel.json`` so that an edited source is never shadowed by an old copy.
+
+Both are optional: without a C compiler (or Cython) the install still succeeds and the pure
+Python, which is the reference (and what runs on MicroPython), is what runs.
 """
 
+import ast
+import hashlib
+import json
+from pathlib import Path
+
 from setuptools import Extension, setup
+
+HERE = Path(__file__).parent
+PACKAGE = HERE / "runtime" / "edgegov"
+
+
+def accelerated() -> list[str]:
+    """``MODULES`` of runtime/edgegov/_accel.py, read without importing the package."""
+    tree = ast.parse((PACKAGE / "_accel.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MODULES"
+                                                for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise SystemExit("runtime/edgegov/_accel.py has no MODULES")
+
+
+def source(module: str) -> Path:
+    return PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
+
+
+def compiled() -> list:
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        return []
+    modules = accelerated()
+    for m in modules:  # an old copy must not outlive a source that no longer compiles
+        for old in source(m).parent.glob(source(m).stem + ".*.so"):
+            old.unlink()
+    exts = cythonize([Extension(m, [str(source(m).relative_to(HERE))]) for m in modules],
+                     build_dir="build/cython", quiet=True,
+                     compiler_directives={"language_level": 3, "binding": True})
+    for ext in exts:
+        ext.optional = True
+    record = {m: hashlib.sha256(source(m).read_bytes()).hexdigest() for m in modules}
+    (PACKAGE / "_accel.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return exts
+
 
 setup(
     ext_modules=[
         Extension("edgegov._recenc", ["runtime/edgegov/_recenc.c"], optional=True),
+        *compiled(),
     ],
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from .. import __version__
@@ -71,7 +72,9 @@ def _build(dump_path, envelope_path, key, block_size, progress) -> str:
     loaded = load(dump_path, envelope_path, block_size)
     # The replay (limits in force, replay check) on a second core where it can, from now
     # on, while this process verifies and decodes; else within ``replay_with_rows``.
-    started = start_replay(loaded.dump.records, loaded.envelopes, key)
+    # The verify goes with it (it needs nothing decoded here).
+    started = start_replay(loaded.dump.records, loaded.envelopes, key,
+                           also=partial(_verified, loaded.dump, key))
     try:
         return _build_loaded(loaded, key, started, tell)
     except BaseException:
@@ -122,6 +125,8 @@ def _build_loaded(loaded: Loaded, key, started, tell) -> str:
         facts.replay = replay_track(dump.records, loaded.envelopes, key, progress=shown,
                                     rows=feed)
     facts.findings.extend(failed)
+    verified = started.also if started is not None and started.also else _verified(dump, key)
+    facts.verify, facts.verify_error = verified[0], verified[1] or ""
     col = collector.finish()
     modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []
     stories = narrator.finish(col.t_last)
@@ -158,11 +163,15 @@ def _facts(loaded: Loaded, key) -> Facts:
                   len(dump.records), dump.torn_tail, __version__, envs,
                   list(loaded.findings), keyed=key is not None,
                   what_if_source=loaded.what_if_source, wall_span=wall_span(dump.records))
-    try:
-        facts.verify = verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq)
-    except Exception as err:  # noqa: BLE001 - a damaged dump must still give a report
-        facts.verify_error = f"verify failed: {type(err).__name__}: {err}"
     return facts
+
+
+def _verified(dump, key) -> tuple:
+    """(``verify`` of the dump, None), or (None, why it failed)."""
+    try:
+        return verify(dump.records, dump.problems, key, dump.offsets, dump.genesis_seq), None
+    except Exception as err:  # noqa: BLE001 - a damaged dump must still give a report
+        return None, f"verify failed: {type(err).__name__}: {err}"
 
 
 def _collector(loaded: Loaded, channels, facts: Facts, wall, watchers) -> Collector:

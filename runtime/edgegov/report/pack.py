@@ -83,49 +83,75 @@ def decimals_of(res) -> int:
 
 # --------------------------------------------------------------------------- records
 
-def _flatten(obj: dict, prefix: tuple, paths: list, values: list) -> None:
+def _walk(obj: dict, values: list) -> tuple:
+    """Append ``obj``'s leaf values to ``values`` (depth first, keys in order) and return
+    its shape: per key, the key (a leaf), ``(key, shape)`` (a dict that is not empty) or
+    ``(key, "=")`` (a list or an empty dict, one JSON text)."""
+    shape = []
     for key, value in obj.items():
         t = type(value)
         if t is dict and value:
-            _flatten(value, prefix + (key,), paths, values)
-        elif t is dict or t is list:  # one JSON text (events lists are short)
-            paths.append(prefix + (key, "="))
+            shape.append((key, _walk(value, values)))
+        elif t is dict or t is list:
+            shape.append((key, "="))
             values.append(json.dumps(value, separators=(",", ":")) if value else
                           ("[]" if t is list else "{}"))
         else:
-            paths.append(prefix + (key,))
+            shape.append(key)
             values.append(value)
+    return tuple(shape)
 
 
-def _column(values: list, strings) -> dict:
-    kinds = {type(v) for v in values if v is not None}
+def _paths(shape: tuple, prefix: tuple = ()) -> list[tuple]:
+    """The key paths of a ``_walk`` shape, in the order of its values."""
+    out = []
+    for part in shape:
+        if type(part) is not tuple:
+            out.append(prefix + (part,))
+        elif part[1] == "=":
+            out.append(prefix + (part[0], "="))
+        else:
+            out.extend(_paths(part[1], prefix + (part[0],)))
+    return out
+
+
+def _column(values, strings) -> dict:
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
     if kinds == {int}:
         return {"d": delta(values)}
     if kinds <= {str}:
-        return {"s": [strings(v) for v in values]}
-    return {"r": values}
+        ids: dict = {}
+        out = []
+        for v in values:
+            i = ids.get(v)
+            if i is None:
+                i = ids[v] = strings(v)
+            out.append(i)
+        return {"s": out}
+    return {"r": list(values)}
 
 
 def records(rows: list[dict], strings) -> dict:
     """Decoded records → ``{"shape": [shape index per record], "shapes": [{"paths",
     "cols"}]}``. A path ending in ``"="`` holds JSON text (a list or an empty dict)."""
     index: dict[tuple, int] = {}
-    shapes: list[tuple[list, list]] = []
+    shapes: list[list] = []  # per shape: the value lists of its records
     order = []
     for row in rows:
-        paths, values = [], []
-        _flatten(row, (), paths, values)
-        sig = tuple(paths)
+        values: list = []
+        sig = _walk(row, values)
         k = index.get(sig)
         if k is None:
             k = index[sig] = len(shapes)
-            shapes.append((paths, [[] for _ in paths]))
-        for col, v in zip(shapes[k][1], values, strict=True):
-            col.append(v)
+            shapes.append([])
+        shapes[k].append(values)
         order.append(k)
-    return {"shape": order,
-            "shapes": [{"paths": [list(p) for p in paths],
-                        "cols": [_column(c, strings) for c in cols]} for paths, cols in shapes]}
+    packed = []
+    for sig, k in index.items():  # (in the order the shapes were met: k = 0, 1, ...)
+        packed.append({"paths": [list(p) for p in _paths(sig)],
+                       "cols": [_column(c, strings) for c in zip(*shapes[k], strict=True)]})
+    return {"shape": order, "shapes": packed}
 
 
 def unrecords(packed: dict, strings: list[str]) -> list[dict]:

@@ -169,25 +169,45 @@ def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
         started = start_replay(records, envelopes, key)
     if started is None:
         return replay_track(records, envelopes, key, progress=progress, rows=rows)
-    proc, receive = started
     try:
         _replay(_DecodeOnly(envelopes), records, None, progress, rows)
-        try:
-            got = receive.recv()
-        except (EOFError, OSError):
-            got = None
+        got = started.receive()
     finally:
-        receive.close()
-        proc.join()
+        started.close()
     if got is None or got[1]:
         return None  # the child died, or its replay lost an anchor the decoder did not
     return got[0]
 
 
-def start_replay(records, envelopes, key=None):
+class Forked:
+    """A replay running in a forked process (``start_replay``). ``also``, the result of the
+    extra work given to it, once received (``None`` until then, or if it failed)."""
+
+    def __init__(self, proc, pipe):
+        self.proc = proc
+        self.pipe = pipe
+        self.also = None
+
+    def receive(self):
+        """(Track, failed indices) from the child, or ``None`` when it died."""
+        try:
+            got = self.pipe.recv()
+        except (EOFError, OSError):
+            return None
+        self.also = got[2]
+        return got[:2]
+
+    def close(self) -> None:
+        self.pipe.close()
+        self.proc.join()
+
+
+def start_replay(records, envelopes, key=None, also=None) -> Forked | None:
     """The replay of ``replay_with_rows`` forked now, to run while the caller does other
-    work first; ``None`` where it would not be forked (see there). Give the result to
-    ``replay_with_rows`` (or to ``stop_replay`` when it will not be used)."""
+    work first; ``None`` where it would not be forked (see there). ``also``: a function
+    the child calls after the replay, its result (picklable, or ``None`` when it raised)
+    kept in ``Forked.also``. Give the result to ``replay_with_rows`` (or to
+    ``stop_replay`` when it will not be used)."""
     import multiprocessing
     import threading
 
@@ -199,7 +219,7 @@ def start_replay(records, envelopes, key=None):
             or multiprocessing.current_process().daemon):
         return None
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_replay_child, args=(send, records, envelopes, key),
+    proc = ctx.Process(target=_replay_child, args=(send, records, envelopes, key, also),
                        daemon=True)
     try:
         proc.start()
@@ -208,23 +228,28 @@ def start_replay(records, envelopes, key=None):
         send.close()
         return None
     send.close()
-    return proc, receive
+    return Forked(proc, receive)
 
 
-def stop_replay(started) -> None:
+def stop_replay(started: Forked | None) -> None:
     """End a replay from ``start_replay`` that will not be used."""
     if started is not None:
-        proc, receive = started
-        receive.close()
-        proc.kill()
-        proc.join()
+        started.pipe.close()
+        started.proc.kill()
+        started.proc.join()
 
 
-def _replay_child(send, records, envelopes, key) -> None:
+def _replay_child(send, records, envelopes, key, also) -> None:
     try:
         failed: list[int] = []
         track = _replay(Replayer(envelopes, key=key), records, None, None, None, failed)
-        send.send((track, failed))
+        extra = None
+        if also is not None:
+            try:
+                extra = also()
+            except Exception:  # noqa: BLE001 - the parent does it itself then
+                extra = None
+        send.send((track, failed, extra))
     except BaseException:  # noqa: BLE001 - the parent does it itself then
         pass
     finally:
@@ -351,7 +376,8 @@ def _what_if_diff(index, d, env_old, env_new) -> WhatIfDiff:
     return WhatIfDiff(index, d.seq, d.t, rec, mine, summary)
 
 
-__all__ = ["replay_track", "replay_with_rows", "start_replay", "stop_replay", "row_of",
+__all__ = ["replay_track", "replay_with_rows", "start_replay", "stop_replay", "Forked",
+           "row_of",
            "LazyRow", "resolve",
            "limits_in_force", "Track", "LimitChange",
            "WhatIfDiff",
