@@ -4,7 +4,8 @@ checking every frame again), ``RingLog.sectors`` and ``record_offsets`` — and 
 ``Dump`` as a ring that reads the device frame by frame. Same records, problems (text,
 offset, seq, code), offsets, sectors, torn tail and genesis seq, so the same verify result,
 on rings whole, wrapped, frozen, torn, damaged, with duplicated sequence numbers, and on
-lineages the governor wrote."""
+lineages the governor wrote. Each test runs with the frame walk in Python and in C
+(``edgegov._recenc.walk_frames``, where it is built)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,30 @@ from edgegov.core.blockdev import RamBlockDevice  # noqa: E402
 from edgegov.core.ring import LineageError, RingLog, scan_image  # noqa: E402
 from edgegov.core.verify import record_offsets, verify  # noqa: E402
 from edgegov.demo import default_envelope  # noqa: E402
+from edgegov.host import lineage_store  # noqa: E402
 from edgegov.host.lineage_store import Dump, read_image, walk_frames  # noqa: E402
 from edgegov.report.reading import load  # noqa: E402
 from edgegov.report.sample import generate  # noqa: E402
 from emuflash import EmulatedFlash, PowerCut  # noqa: E402
 
 M = 0xFFFFFFFF
+
+try:
+    from edgegov._recenc import walk_frames as c_walk_frames
+except ImportError:
+    c_walk_frames = None
+
+
+@pytest.fixture(autouse=True, params=["python", "c"])
+def walk(request, monkeypatch):
+    """Which frame walk ``read_image`` runs."""
+    if request.param == "c":
+        if c_walk_frames is None:
+            pytest.skip("edgegov._recenc is not built")
+        monkeypatch.setattr(lineage_store, "fast_walk_frames", c_walk_frames)
+    else:
+        monkeypatch.setattr(lineage_store, "fast_walk_frames", walk_frames)
+    return lineage_store.fast_walk_frames
 
 
 class ThroughRead:
@@ -181,14 +200,33 @@ def test_a_frame_with_the_wrong_seq_ends_its_sector_even_with_a_good_crc():
     assert [(x.seq, x.offset) for x in dump.problems] == [(7, p)]
 
 
-def test_the_frame_walk_stops_where_the_ring_walk_stops():
-    image = random_ring(3, 200)
-    ring = RingLog(RamBlockDevice(512, 8, image))
-    ring.recover()
-    for b, _eseq, first, end, _frozen in ring.sectors():
-        seq, off, records, offsets = walk_frames(image, b * 512, 512, first, ring._seeds[b])
-        assert (seq, off) == (end, ring._tail[b])
-        assert [s for s, _ in records] == list(offsets) and len(records) == (end - first) & M
+def test_the_frame_walk_stops_where_the_ring_walk_stops(walk):
+    image = bytearray(random_ring(3, 200))
+    rnd = random.Random(3)
+    for flips in (0, 2, 8):
+        for _ in range(flips):
+            image[rnd.randrange(len(image))] ^= 1 << rnd.randrange(8)
+        ring = RingLog(RamBlockDevice(512, 8, bytes(image)))
+        ring.recover()
+        for b, _eseq, first, end, _frozen in ring.sectors():
+            got = walk(bytes(image), b * 512, 512, first, ring._seeds[b])
+            assert got == walk_frames(bytes(image), b * 512, 512, first, ring._seeds[b])
+            seq, off, records, offsets = got
+            assert (seq, off) == (end, ring._tail[b])
+            assert [s for s, _ in records] == list(offsets) and len(records) == (end - first) & M
+
+
+def test_the_c_walk_refuses_what_is_not_a_sector_of_a_dump():
+    if c_walk_frames is None:
+        pytest.skip("edgegov._recenc is not built")
+    image = random_ring(3, 20)
+    for args, error in (((bytearray(image), 0, 512, 0, 0), TypeError),
+                        ((image, 512 * 8, 512, 0, 0), ValueError),
+                        ((image, -1, 512, 0, 0), ValueError),
+                        ((image, 0, 512, M + 1, 0), ValueError),
+                        ((image, 0, 512, 0), TypeError)):
+        with pytest.raises(error):
+            c_walk_frames(*args)
 
 
 @pytest.mark.parametrize("image, block_size", [

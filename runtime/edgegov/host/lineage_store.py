@@ -150,6 +150,16 @@ def walk_frames(image: bytes, start: int, block_size: int, seq: int, seed: int):
     return seq, p - start, records, offsets
 
 
+# The same walk in C (edgegov._recenc) where it is built; EDGEGOV_PURE_RECORDS=1 at import
+# keeps the Python code, as it does for records.
+try:
+    from edgegov._recenc import PURE as _PURE
+    from edgegov._recenc import walk_frames as _c_walk_frames
+except ImportError:
+    _PURE, _c_walk_frames = True, None
+fast_walk_frames = walk_frames if _PURE or _c_walk_frames is None else _c_walk_frames
+
+
 class _DumpRing(RingLog):
     """A ring over a dump's bytes whose recovery walk keeps the frames it accepts
     (``frames``: block → (records, offsets)), so reading them needs no second walk."""
@@ -160,6 +170,7 @@ class _DumpRing(RingLog):
 
     def _walk_image(self, image, b):
         bs = self._bsize
-        seq, off, records, offsets = walk_frames(image, b * bs, bs, self._base[b], self._seeds[b])
+        seq, off, records, offsets = fast_walk_frames(image, b * bs, bs, self._base[b],
+                                                      self._seeds[b])
         self.frames[b] = (records, offsets)
         return seq, off
