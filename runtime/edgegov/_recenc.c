@@ -840,6 +840,152 @@ recenc_loads(PyObject *module, PyObject *data)
     return value;
 }
 
+/* ``walk_frames(image, start, block_size, seq, seed)``: the frame walk of one sector of a
+ * dump (bytes), exactly ``edgegov.host.lineage_store.walk_frames`` (the pure-Python code,
+ * which stays the reference: ``tests/test_dump_read_once.py`` checks both agree). A frame
+ * is accepted while it lies inside the sector, its length is not erased, its seq is the
+ * next one and its commit word is the CRC-32 of head and payload seeded with ``seed``.
+ * Returns ``(seq, off, records, offsets)``: the seq and in-sector offset after the last
+ * accepted frame, ``[(seq, payload)]`` and ``{seq: frame offset in the image}``. */
+
+#define FRAME_HEADER_SIZE 28 /* the sector header; frames start here */
+#define FRAME_HEAD 6
+#define FRAME_CRC 4
+#define ERASED_LEN 0xFFFF
+
+static uint32_t crc_table[8][256];
+
+static void
+crc_init(void)
+{
+    uint32_t c;
+    int i, k;
+
+    for (i = 0; i < 256; i++) {
+        c = (uint32_t)i;
+        for (k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (i = 0; i < 256; i++)
+        for (k = 1; k < 8; k++)
+            crc_table[k][i] = (crc_table[k - 1][i] >> 8) ^ crc_table[0][crc_table[k - 1][i] & 0xFF];
+}
+
+static uint32_t
+le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* binascii.crc32(data, crc): the zlib CRC-32, eight bytes a step. */
+static uint32_t
+crc32_of(uint32_t crc, const unsigned char *p, Py_ssize_t n)
+{
+    uint32_t a, b;
+
+    crc = ~crc;
+    while (n >= 8) {
+        a = crc ^ le32(p);
+        b = le32(p + 4);
+        crc = crc_table[7][a & 0xFF] ^ crc_table[6][(a >> 8) & 0xFF]
+              ^ crc_table[5][(a >> 16) & 0xFF] ^ crc_table[4][a >> 24]
+              ^ crc_table[3][b & 0xFF] ^ crc_table[2][(b >> 8) & 0xFF]
+              ^ crc_table[1][(b >> 16) & 0xFF] ^ crc_table[0][b >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0)
+        crc = crc_table[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+static int
+keep_frame(PyObject *records, PyObject *offsets, uint32_t seq, const unsigned char *payload,
+           Py_ssize_t n, Py_ssize_t at)
+{
+    PyObject *key, *data, *pair, *where;
+    int failed;
+
+    key = PyLong_FromUnsignedLong(seq);
+    data = PyBytes_FromStringAndSize((const char *)payload, n);
+    where = PyLong_FromSsize_t(at);
+    if (key == NULL || data == NULL || where == NULL) {
+        Py_XDECREF(key);
+        Py_XDECREF(data);
+        Py_XDECREF(where);
+        return -1;
+    }
+    failed = PyDict_SetItem(offsets, key, where) < 0;
+    Py_DECREF(where);
+    pair = failed ? NULL : PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(key);
+        Py_DECREF(data);
+        return -1;
+    }
+    PyTuple_SET_ITEM(pair, 0, key);
+    PyTuple_SET_ITEM(pair, 1, data);
+    /* An int and bytes can hold no reference cycle: the collector would untrack this
+     * pair at its first pass anyway; untracked now, a long dump costs it no passes. */
+    PyObject_GC_UnTrack(pair);
+    failed = PyList_Append(records, pair) < 0;
+    Py_DECREF(pair);
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+recenc_walk_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *d;
+    Py_ssize_t start, block_size, last, p, q, n;
+    unsigned long seq_in, seed_in;
+    uint32_t seq, seed;
+    PyObject *records, *offsets;
+
+    (void)module;
+    if (nargs != 5 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "walk_frames(image: bytes, start, block_size, seq, seed)");
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[1]);
+    block_size = PyLong_AsSsize_t(args[2]);
+    seq_in = PyLong_AsUnsignedLong(args[3]);
+    seed_in = PyLong_AsUnsignedLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (start < 0 || block_size < FRAME_HEADER_SIZE || start > PyBytes_GET_SIZE(args[0]) - block_size
+        || seq_in > 0xFFFFFFFFul || seed_in > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "walk_frames: not a sector of the image");
+        return NULL;
+    }
+    seq = (uint32_t)seq_in;
+    seed = (uint32_t)seed_in;
+    d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    records = PyList_New(0);
+    offsets = PyDict_New();
+    if (records == NULL || offsets == NULL)
+        goto fail;
+    last = start + block_size - FRAME_CRC; /* where a frame's CRC word may start at the latest */
+    p = start + FRAME_HEADER_SIZE;
+    while (p + FRAME_HEAD <= last) {
+        n = (Py_ssize_t)d[p] | ((Py_ssize_t)d[p + 1] << 8);
+        q = p + FRAME_HEAD + n;
+        if (q > last || n == ERASED_LEN || le32(d + p + 2) != seq
+            || le32(d + q) != crc32_of(seed, d + p, FRAME_HEAD + n))
+            break;
+        if (keep_frame(records, offsets, seq, d + p + FRAME_HEAD, n, p) < 0)
+            goto fail;
+        seq = seq == 0xFFFFFFFFu ? 0 : seq + 1;
+        p = q + FRAME_CRC;
+    }
+    return Py_BuildValue("(knNN)", (unsigned long)seq, p - start, records, offsets);
+fail:
+    Py_XDECREF(records);
+    Py_XDECREF(offsets);
+    return NULL;
+}
+
 static PyMethodDef recenc_methods[] = {
     {"loads", (PyCFunction)recenc_loads, METH_O,
      "loads(data) -> value or None: edgegov.core.cbor.loads for bytes it accepts; None "
@@ -850,6 +996,9 @@ static PyMethodDef recenc_methods[] = {
     {"event", (PyCFunction)(void (*)(void))recenc_event, METH_FASTCALL,
      "event(enc, ev, now_ms, d) -> bool: Encoder.event for a tick or telemetry; False "
      "(nothing changed) when the Python code must do it."},
+    {"walk_frames", (PyCFunction)(void (*)(void))recenc_walk_frames, METH_FASTCALL,
+     "walk_frames(image, start, block_size, seq, seed) -> (seq, off, records, offsets): "
+     "edgegov.host.lineage_store.walk_frames, in C."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -892,6 +1041,7 @@ PyInit__recenc(void)
         || intern(&s_kind, "kind") || intern(&s_ch_index, "ch_index")
         || intern(&s_in_index, "in_index"))
         return NULL;
+    crc_init();
     m = PyModule_Create(&recenc_module);
     if (m == NULL)
         return NULL;

@@ -481,18 +481,13 @@ class RingLog:
 
     def _walk(self, b, rep, head):
         # Accept the longest run of valid consecutive frames; stop at the first that is not.
-        seq = self._base[b]
-        seed = self._seeds[b]
-        off = HEADER_SIZE
         image = self._ram_image()
         if image is not None and type(image) is bytes:  # a dump being scanned (host)
-            mv = memoryview(image)
-            n = self._frame_len_in(image, mv, b, off, seq, seed)
-            while n >= 0:
-                off += n + self._overhead
-                seq = _inc(seq)
-                n = self._frame_len_in(image, mv, b, off, seq, seed)
+            seq, off = self._walk_image(image, b)
         else:
+            seq = self._base[b]
+            seed = self._seeds[b]
+            off = HEADER_SIZE
             n = self._frame_len(b, off, seq, seed)
             while n >= 0:
                 off += n + self._overhead
@@ -503,6 +498,21 @@ class RingLog:
         if not self._erased_from(b, off):
             self._flags[b] |= _F_TORN
             rep.problems.append(self._tail_problem(b, off, seq, head))
+
+    def _walk_image(self, image, b):
+        """``_walk``'s frame loop over a dump's bytes: ``(seq, off)`` after the last valid
+        frame of block ``b``. A host reader of dumps may replace it with a loop that also
+        keeps the frames it accepts (the same frames: see ``_frame_len_in``)."""
+        mv = memoryview(image)
+        seq = self._base[b]
+        seed = self._seeds[b]
+        off = HEADER_SIZE
+        n = self._frame_len_in(image, mv, b, off, seq, seed)
+        while n >= 0:
+            off += n + self._overhead
+            seq = _inc(seq)
+            n = self._frame_len_in(image, mv, b, off, seq, seed)
+        return seq, off
 
     def _tail_problem(self, b, off, seq, head):
         # Only the head sector can end in a write cut short, or one that did (marked when
@@ -677,9 +687,9 @@ class RingLog:
             return -1
         if struct.unpack_from("<I", buf, p + 2)[0] != seq:
             return -1
-        q = p + FRAME_HEAD
-        crc = binascii.crc32(mv[q : q + n], binascii.crc32(mv[p:q], seed))
-        return n if struct.unpack_from("<I", buf, q + n)[0] == crc else -1
+        q = p + FRAME_HEAD + n
+        # Head and payload are contiguous here: one CRC over both is the chained CRC.
+        return n if struct.unpack_from("<I", buf, q)[0] == binascii.crc32(mv[p:q], seed) else -1
 
     def sectors(self):
         """The sector map, oldest first: ``[(block, erase_seq, first_seq, end_seq, frozen)]``
@@ -721,13 +731,9 @@ def detect_block_size(image):
     return bsize
 
 
-def scan_image(image, block_size=None):
-    """Scan a raw dump (the bytes of a whole device) without a device.
-
-    Returns a ``Recovery`` whose ``records`` lists every readable record and whose
-    ``problems`` list torn tails, corrupt records (with seq and byte offset), gaps and
-    damaged headers. Raises ``LineageError`` only when the image cannot be a ring at all.
-    """
+def check_image(image, block_size=None):
+    """The block size of ``image`` (``block_size``, or the one its first header gives),
+    or ``LineageError`` when the image cannot be a ring of such blocks."""
     if not isinstance(image, (bytes, bytearray, memoryview)):
         raise LineageError("image must be bytes")
     if block_size is None:
@@ -736,6 +742,17 @@ def scan_image(image, block_size=None):
         raise LineageError("image of %d bytes is not whole blocks of %r" % (len(image), block_size))
     if len(image) < 2 * block_size:
         raise LineageError("image holds fewer than 2 blocks of %d bytes" % block_size)
+    return block_size
+
+
+def scan_image(image, block_size=None):
+    """Scan a raw dump (the bytes of a whole device) without a device.
+
+    Returns a ``Recovery`` whose ``records`` lists every readable record and whose
+    ``problems`` list torn tails, corrupt records (with seq and byte offset), gaps and
+    damaged headers. Raises ``LineageError`` only when the image cannot be a ring at all.
+    """
+    block_size = check_image(image, block_size)
     ring = RingLog(RamBlockDevice(block_size, len(image) // block_size, image))
     rep = ring.recover()
     rep.records = ring.read_all()
@@ -751,6 +768,7 @@ __all__ = [
     "P_TORN",
     "Recovery",
     "RingLog",
+    "check_image",
     "detect_block_size",
     "scan_image",
     "seq_newer",

@@ -11,8 +11,9 @@ their CRCs only and are reported as such.
 """
 
 import hashlib
+import struct
 
-from .lineage import ZERO_HEAD, chain_update, checkpoint_mac
+from .lineage import ZERO_HEAD, checkpoint_mac
 from .record import GAP_OVERWRITTEN, K_CHECKPOINT, K_GAP, RecordError, decode
 from .ring import HEADER_SIZE, P_GAP, P_TORN
 
@@ -99,17 +100,22 @@ def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0, env
         msg = "torn tail (an unfinished write, ignored)" if torn else str(p.args[0])
         rep.findings.append(Finding(msg, p.seq, p.offset, fatal=not torn))
     rep.records = len(records)
-    explained = _overwritten(records)
+    findings = rep.findings
+    ranges = []  # (first, count) of every range the device recorded as overwritten
+    holes = []  # (finding, prev, seq): worded once every GAP record is known
     h = None
     head = None
     covered = 0
+    uncovered = 0
     prev = None
     opening = -1  # index of the record that opened the current segment (-1: unanchored)
     openings = []  # (opening index, closing checkpoint index) of every segment checked
     broken = []  # the same, for segments whose chain is broken
     for i, (seq, payload) in enumerate(records):
         if prev is not None and seq != (prev + 1) & 0xFFFFFFFF:
-            _hole(rep, prev, seq, explained, offsets)
+            hole = Finding("", seq, offsets.get(seq, -1), fatal=False)
+            findings.append(hole)
+            holes.append((hole, prev, seq))
             h = None  # the chain resumes at the next checkpoint
             head = None
             opening = -1
@@ -130,14 +136,27 @@ def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0, env
             opening = i if h is not None else -1
             covered = 0
             if h is not None:  # the checkpoint itself (its state) opens the next segment
-                chain_update(h, seq, payload)
+                h.update(struct.pack("<I", seq))
+                h.update(payload)
             continue
-        _decodes(rep, seq, payload, offsets)
+        # A record that is not a valid record of the format is bad, whatever its CRC says.
+        try:
+            rec = decode(payload)
+        except RecordError as e:
+            findings.append(Finding("record does not decode (%s): its payload was changed"
+                                    % e, seq, offsets.get(seq, -1)))
+        else:
+            if kind == K_GAP and rec[4] == GAP_OVERWRITTEN and rec[2] >= 0:
+                ranges.append((rec[2], rec[3]))
         if h is None:
-            rep.uncovered_head += 1
+            uncovered += 1
             continue
-        chain_update(h, seq, payload)
+        h.update(struct.pack("<I", seq))  # chain_update, inline: once per record
+        h.update(payload)
         covered += 1
+    rep.uncovered_head = uncovered
+    for hole, before, seq in holes:
+        hole.message = _hole_message(before, seq, ranges)
     rep.uncovered_tail = covered
     if broken and envelopes:
         _pinpoint(rep, records, openings, broken, envelopes, offsets)
@@ -147,15 +166,6 @@ def verify(records, scan_problems=(), key=None, offsets=None, genesis_seq=0, env
 
 def _fatal_count(rep):
     return sum(1 for f in rep.findings if f.fatal)
-
-
-def _decodes(rep, seq, payload, offsets):
-    """A record that is not a valid record of the format is bad, whatever its CRC says."""
-    try:
-        decode(payload)
-    except RecordError as e:
-        rep.findings.append(Finding("record does not decode (%s): its payload was changed"
-                                    % e, seq, offsets.get(seq, -1)))
 
 
 def _pinpoint(rep, records, openings, broken, envelopes, offsets):
@@ -206,35 +216,18 @@ def _in_ring_order(rep, records):
     rep.findings.sort(key=lambda f: -1 if f.seq < 0 else (f.seq - first) & 0xFFFFFFFF)
 
 
-def _overwritten(records):
-    """(first, count) of every range the device recorded as overwritten by wrap-around."""
-    ranges = []
-    for _, payload in records:
-        if len(payload) > 1 and payload[1] == K_GAP:
-            try:
-                rec = decode(payload)
-            except RecordError:
-                continue
-            if rec[4] == GAP_OVERWRITTEN and rec[2] >= 0:
-                ranges.append((rec[2], rec[3]))
-    return ranges
-
-
-def _hole(rep, prev, seq, explained, offsets):
+def _hole_message(prev, seq, explained):
     """Records prev+1 .. seq-1 are missing: fine if the device said it overwrote them."""
     first = (prev + 1) & 0xFFFFFFFF
     last = (seq - 1) & 0xFFFFFFFF
     if _covered(first, (seq - first) & 0xFFFFFFFF, explained):
-        rep.findings.append(Finding("records %d..%d overwritten by wrap-around (recorded by the "
-                                    "device); the chain resumes at the next checkpoint"
-                                    % (first, last), seq, offsets.get(seq, -1), fatal=False))
-    else:
-        # Wrap-around around frozen sectors leaves such holes, and in a small ring the GAP
-        # record that told of them may itself be overwritten: say so, without failing.
-        rep.findings.append(Finding("records %d..%d absent at a sector boundary: overwritten "
-                                    "by wrap-around (no surviving GAP record tells) or removed; "
-                                    "the chain resumes at the next checkpoint"
-                                    % (first, last), seq, offsets.get(seq, -1), fatal=False))
+        return ("records %d..%d overwritten by wrap-around (recorded by the device); the "
+                "chain resumes at the next checkpoint" % (first, last))
+    # Wrap-around around frozen sectors leaves such holes, and in a small ring the GAP
+    # record that told of them may itself be overwritten: say so, without failing.
+    return ("records %d..%d absent at a sector boundary: overwritten by wrap-around (no "
+            "surviving GAP record tells) or removed; the chain resumes at the next checkpoint"
+            % (first, last))
 
 
 def _covered(first, missing, ranges):

@@ -9,17 +9,14 @@ a ring at all (no sector header, unreadable) is refused, with ``ReportError``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config.compile import envelope_from_file
 from ..config.problems import EnvelopeConfigError
-from ..core.blockdev import RamBlockDevice
 from ..core.envelope import Envelope, EnvelopeError
-from ..core.ring import HEADER_SIZE, LineageError, RingLog, detect_block_size
-from ..host.lineage_store import Dump, read_dump, read_image, record_offsets
+from ..core.ring import HEADER_SIZE, LineageError, detect_block_size
+from ..host.lineage_store import Dump, read_image
 
 MIN_BLOCKS = 2  # a ring has at least two sectors
 
@@ -82,20 +79,8 @@ def _read(path: Path, block_size: int | None, findings: list[str]) -> tuple[Dump
 
 
 def dump_of(image: bytes, block_size: int, path: str) -> Dump:
-    """``read_dump(path, block_size)`` of the file's bytes already read: the same ``Dump``,
-    from one scan of the ring (``read_dump`` reads the file again and scans it twice)."""
-    if (not isinstance(block_size, int) or block_size <= 0 or len(image) % block_size
-            or len(image) < MIN_BLOCKS * block_size):
-        return read_image(image, block_size, path)  # which says what is wrong
-    try:
-        ring = RingLog(RamBlockDevice(block_size, len(image) // block_size, image))
-    except ValueError:
-        return read_image(image, block_size, path)
-    rep = ring.recover()
-    records = ring.read_all()
-    sectors = ring.sectors()
-    return Dump(path, block_size, records, list(rep.problems),
-                record_offsets(sectors, records, block_size), sectors, rep.torn_tail)
+    """``read_dump(path, block_size)`` of the file's bytes already read: the same ``Dump``."""
+    return read_image(image, block_size, path)
 
 
 def _truncated(size: int, block_size: int, whole: int) -> str:
@@ -111,16 +96,7 @@ def _read_padded(path: Path, image: bytes, block_size: int, whole: int) -> Dump:
     """``read_dump`` of the image completed with erased bytes (0xFF, as flash reads)."""
     if len(image) < HEADER_SIZE:
         raise LineageError("shorter than a sector header")
-    fd, tmp = tempfile.mkstemp(suffix=".lineage")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(image)
-            f.write(b"\xff" * (whole - len(image)))
-        dump = read_dump(tmp, block_size)
-    finally:
-        os.unlink(tmp)
-    dump.path = str(path)
-    return dump
+    return read_image(image + b"\xff" * (whole - len(image)), block_size, str(path))
 
 
 def load_envelope_file(path: str) -> tuple[Envelope, bytes, bytes]:
