@@ -78,9 +78,9 @@ class Narrator:
         """``feed`` of a record with no event (``row`` a ``LazyRow``, built only if this
         record is told; ``values`` its telemetry values as shown, None for a decision or a
         tick)."""
-        if self.open is not None:
-            self.feed(x, row.row())
-        elif kind == "decision":  # (``_remember``)
+        if self.open is not None and len(self._reached) < len(self.safe):
+            self._outputs(x, seq, row.outputs())  # (``_during``: no event, no operator)
+        if kind == "decision":  # (``_remember``)
             self.commands.append({"x": x, "seq": seq, "row": row})
         elif values:
             self._changes(x, seq, values)
@@ -179,18 +179,26 @@ class Narrator:
             self._add("operator", x, row, operator_text(row))
         out = row.get("output") or row.get("outputs")
         if isinstance(out, dict):
-            for ch, value in out.items():
-                safe = self.safe.get(ch)
-                if safe is None or ch in self._reached or value != safe[0]:
-                    continue
-                self._reached.add(ch)
-                how = "at once" if dt < 0.0005 else f"{dt:.3f} s after the trip"
-                ramp = " (ramped down)" if safe[1] == "SS1" else ""
-                self._add("output", x, row, f"output {ch} at its safe value {_fmt(safe[0])} "
-                                            f"{safe[2]} {how}: stop category {safe[1]}{ramp}")
+            self._outputs(x, row["seq"], out)
+
+    def _outputs(self, x: float, seq: int, out: dict) -> None:
+        """Outputs (channel → value shown) that reached their safe value since the trip."""
+        dt = x - self.open["x"]
+        for ch, value in out.items():
+            safe = self.safe.get(ch)
+            if safe is None or ch in self._reached or value != safe[0]:
+                continue
+            self._reached.add(ch)
+            how = "at once" if dt < 0.0005 else f"{dt:.3f} s after the trip"
+            ramp = " (ramped down)" if safe[1] == "SS1" else ""
+            self._add_at("output", x, seq, f"output {ch} at its safe value {_fmt(safe[0])} "
+                                           f"{safe[2]} {how}: stop category {safe[1]}{ramp}")
 
     def _add(self, kind: str, x: float, row: dict, text: str) -> None:
-        self.open["after"].append({"kind": kind, "x": x, "seq": row["seq"], "text": text})
+        self._add_at(kind, x, row["seq"], text)
+
+    def _add_at(self, kind: str, x: float, seq: int, text: str) -> None:
+        self.open["after"].append({"kind": kind, "x": x, "seq": seq, "text": text})
 
     def _close(self, x: float, row: dict, how: str) -> None:
         inc = self.open

@@ -16,6 +16,7 @@ from decimal import Decimal
 from .. import names
 from ..core.record import RecordError
 from ..core.replay import Decoder, Replayer, ReplayError
+from ..host.lineage_read import _by_name as by_name
 from ..host.lineage_read import _describe as describe
 
 
@@ -293,6 +294,10 @@ class LazyRow:
 
     def row(self) -> dict:
         return {"seq": self.seq, "offset": self.offset, **describe(self, *self.last)}
+
+    def outputs(self) -> dict:
+        """``row()["output"]`` of a decision or event record (channel → value shown)."""
+        return by_name(self.env, self.last[2].output)
 
 
 def resolve(row):
