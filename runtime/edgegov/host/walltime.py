@@ -45,6 +45,8 @@ class WallClock:
 
     def __init__(self, boots: list[list[tuple[int, int]]]):
         self._boots = [sorted(b) for b in boots]
+        # the stretch between two anchors the last ``at`` fell in: (boot, from, to, anchor)
+        self._last = (-1, 0, 0, (0, 0))
 
     @classmethod
     def from_records(cls, records: Iterable) -> WallClock:
@@ -64,6 +66,9 @@ class WallClock:
 
     def at(self, boot_index: int, t_ms: int) -> int | None:
         """Wall ms (UTC) of device time ``t_ms`` in boot ``boot_index``; None when not known."""
+        boot, lo, hi, (t0, w0) = self._last
+        if boot == boot_index and lo <= t_ms < hi:  # (records come in time order)
+            return w0 + (t_ms - t0)
         if not 0 <= boot_index < len(self._boots):
             return None
         anchors = self._boots[boot_index]
@@ -71,6 +76,9 @@ class WallClock:
             return None
         i = bisect.bisect_right(anchors, (t_ms, float("inf"))) - 1
         t0, w0 = anchors[max(i, 0)]
+        lo = anchors[i][0] if i >= 0 else float("-inf")
+        hi = anchors[i + 1][0] if i + 1 < len(anchors) else float("inf")
+        self._last = (boot_index, lo, hi, (t0, w0))
         return w0 + (t_ms - t0)
 
     @property

@@ -257,6 +257,9 @@ class _View:
         self.props = [(k, env.ch_res[index[c]] if c in index else None)
                       for k, c in enumerate(channels)]
         self.none = [None] * len(channels)
+        # the last outputs and telemetry shown, with the types of their values (True == 1)
+        self.last_output = self.last_types = self.last_outs = None
+        self.last_tel = self.tel_types = self.last_shown_tel = None
 
     @staticmethod
     def shown(values: list, cols: list) -> list:
@@ -409,9 +412,22 @@ class Collector:
         view = self._views.get(id(env))
         if view is None:
             view = self._views[id(env)] = _View(env, self.channels)
-        outs = view.shown(output, view.outs)
+        if output == view.last_output and list(map(type, output)) == view.last_types:
+            outs = view.last_outs  # (outputs hold still for long stretches)
+        else:
+            outs = view.last_outs = view.shown(output, view.outs)
+            view.last_output, view.last_types = output, list(map(type, output))
         if tel:
-            tel = _input_of_values(env, values)["values"] if values else None
+            if not values:
+                tel = None
+            else:
+                items = list(values.items())  # (in order: the order is shown)
+                types = list(map(type, values.values()))
+                if items == view.last_tel and types == view.tel_types:
+                    tel = view.last_shown_tel  # (the same object: the watchers skip it)
+                else:
+                    tel = view.last_shown_tel = _input_of_values(env, values)["values"]
+                    view.last_tel, view.tel_types = items, types
             props = view.none
         elif values:
             props = view.shown([values.get(name, _MISSING) for name in self.channels],

@@ -25,6 +25,7 @@ class InputTrack:
         self.v: list[list] = [[] for _ in self.specs]
         self.stale: list[list] = [[] for _ in self.specs]  # [x0, x1 or None]
         self._open: dict[int, list] = {}
+        self._applied = None  # the telemetry values applied last (the same again: nothing moves)
         self.last_x = None
 
     def feed(self, x: float, row: dict) -> None:
@@ -35,6 +36,7 @@ class InputTrack:
             if isinstance(values, dict):
                 for name, value in values.items():
                     self._value(name, x, value)
+                self._applied = values
         events = row.get("events", ())
         if not events:
             return
@@ -49,9 +51,10 @@ class InputTrack:
         """``feed`` of a record with no event: ``values`` its telemetry values as shown (None
         for a decision or a tick); ``row`` (a ``LazyRow``) is not needed here."""
         self.last_x = x
-        if values:
+        if values and (values is not self._applied or self._open):
             for name, value in values.items():
                 self._value(name, x, value)
+            self._applied = values
 
     def _value(self, name, x: float, value) -> None:
         k = self.index.get(name)

@@ -53,6 +53,7 @@ class Narrator:
         self.incidents: list[dict] = []
         self.open: dict | None = None
         self._reached: set = set()
+        self._applied = None
 
     # ------------------------------------------------------------------ feeding
 
@@ -82,7 +83,7 @@ class Narrator:
             self._outputs(x, seq, row.outputs())  # (``_during``: no event, no operator)
         if kind == "decision":  # (``_remember``)
             self.commands.append({"x": x, "seq": seq, "row": row})
-        elif values:
+        elif values and values is not self._applied:
             self._changes(x, seq, values)
 
     def finish(self, t_last) -> list[dict]:
@@ -105,6 +106,7 @@ class Narrator:
                 self.link.append({"x": x, "seq": row["seq"], "text": _link(e)})
 
     def _changes(self, x: float, seq: int, values: dict) -> None:
+        self._applied = values  # (the same values again change nothing)
         inputs = self.inputs
         for name, value in values.items():
             if name not in inputs:
