@@ -12,14 +12,19 @@ from pathlib import Path
 from .. import __version__
 from ..core.verify import verify
 from ..host.walltime import format_wall, wall_span
-from . import model
+from . import forked, model, shadow
 from .collect import Collector, channels_of, rule_channels, wall_clock_of
 from .inputs import InputTrack, input_units, unit_of_blob
 from .narrative import Narrator
-from .page import Facts, render
+from .page import Facts, records_payload, render
 from .plotlyjs import plotly_js
 from .reading import Loaded, ReportError, load
-from .shadow import replay_track, replay_with_rows, start_replay, stop_replay
+from .shadow import (
+    replay_track,
+    replay_with_rows,
+    start_replay,
+    stop_replay,
+)
 from .whatif_view import summarise
 
 
@@ -125,18 +130,30 @@ def _build_loaded(loaded: Loaded, key, started, tell) -> str:
         facts.replay = replay_track(dump.records, loaded.envelopes, key, progress=shown,
                                     rows=feed)
     facts.findings.extend(failed)
-    verified = started.also if started is not None and started.also else _verified(dump, key)
+    got = started.result() if started is not None else None
+    verified = got[2] if got is not None and got[2] is not None else _verified(dump, key)
     facts.verify, facts.verify_error = verified[0], verified[1] or ""
     col = collector.finish()
-    modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []
-    stories = narrator.finish(col.t_last)
-    data = model.build(col, channels, facts.replay, facts.what_if, collector.xs, modes,
-                       loaded.what_if, inputs.finish(), stories)
-    if facts.what_if is not None:
-        facts.whatif_summary = summarise(loaded.image, loaded.what_if_source, facts.what_if,
-                                         key, _wall_text(wall, collector))
-    tell("rendering", 0, None)
-    return render(facts, col, data, plotly_js(), stories)
+    # The records shown on click, packed on the second core while this one builds the rest.
+    texts = [it.text for it in col.rows]
+    packing = (forked.start(partial(records_payload, texts))
+               if total >= shadow.PARALLEL_MIN_RECORDS else None)
+    try:
+        modes = next(iter(loaded.envelopes.values())).modes if loaded.envelopes else []
+        stories = narrator.finish(col.t_last)
+        data = model.build(col, channels, facts.replay, facts.what_if, collector.xs, modes,
+                           loaded.what_if, inputs.finish(), stories)
+        if facts.what_if is not None:
+            facts.whatif_summary = summarise(loaded.image, loaded.what_if_source,
+                                             facts.what_if, key, _wall_text(wall, collector))
+        tell("rendering", 0, None)
+        packed = packing.result() if packing is not None else None
+    except BaseException:
+        if packing is not None:
+            packing.kill()
+        raise
+    return render(facts, col, data, plotly_js(), stories,
+                  records=packed if packed is not None else records_payload(texts))
 
 
 def _wall_text(wall, collector):

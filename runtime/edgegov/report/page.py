@@ -64,8 +64,10 @@ def _gzip64_cached(text: str) -> str:
 
 
 def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
-           narratives: list | None = None) -> str:
-    records_json = _records_json([it.text for it in col.rows])
+           narratives: list | None = None, records: str | None = None) -> str:
+    """The page. ``records``: ``records_payload`` of the plotted rows, when already made."""
+    if records is None:
+        records = records_payload([it.text for it in col.rows])
     facts.narratives = narratives or []
     title = f"edgegov incident report: {_device(facts, col)}"
     parts = [
@@ -80,11 +82,16 @@ def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
         "or a row of the timeline to see the record here, as `edgegov lineage decode` "
         "prints it.</pre></aside></div>",
         _payload("report-data", json.dumps(data, separators=(",", ":"), allow_nan=False)),
-        _payload("report-records", records_json),
+        records,
         _payload("report-plotly", plotly_js, level=9),
         f"<script>{JS}</script></body></html>",
     ]
     return "".join(parts)
+
+
+def records_payload(rows: list[dict]) -> str:
+    """The page's element carrying ``rows`` (the plotted records' texts), packed."""
+    return _payload("report-records", _records_json(rows))
 
 
 def _records_json(rows: list[dict]) -> str:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 
 from .. import names
 from ..core.record import RecordError
 from ..core.replay import Decoder, Replayer, ReplayError
 from ..host.lineage_read import _by_name as by_name
 from ..host.lineage_read import _describe as describe
+from . import forked
 
 
 @dataclass
@@ -172,89 +174,42 @@ def replay_with_rows(records, envelopes, key=None, progress=None, rows=None,
         return replay_track(records, envelopes, key, progress=progress, rows=rows)
     try:
         _replay(_DecodeOnly(envelopes), records, None, progress, rows)
-        got = started.receive()
-    finally:
-        started.close()
+    except BaseException:
+        started.kill()
+        raise
+    got = started.result()
     if got is None or got[1]:
         return None  # the child died, or its replay lost an anchor the decoder did not
     return got[0]
 
 
-class Forked:
-    """A replay running in a forked process (``start_replay``). ``also``, the result of the
-    extra work given to it, once received (``None`` until then, or if it failed)."""
-
-    def __init__(self, proc, pipe):
-        self.proc = proc
-        self.pipe = pipe
-        self.also = None
-
-    def receive(self):
-        """(Track, failed indices) from the child, or ``None`` when it died."""
-        try:
-            got = self.pipe.recv()
-        except (EOFError, OSError):
-            return None
-        self.also = got[2]
-        return got[:2]
-
-    def close(self) -> None:
-        self.pipe.close()
-        self.proc.join()
-
-
-def start_replay(records, envelopes, key=None, also=None) -> Forked | None:
+def start_replay(records, envelopes, key=None, also=None) -> forked.Job | None:
     """The replay of ``replay_with_rows`` forked now, to run while the caller does other
-    work first; ``None`` where it would not be forked (see there). ``also``: a function
-    the child calls after the replay, its result (picklable, or ``None`` when it raised)
-    kept in ``Forked.also``. Give the result to ``replay_with_rows`` (or to
-    ``stop_replay`` when it will not be used)."""
-    import multiprocessing
-    import threading
-
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:
+    work first; ``None`` where it would not be forked (see there). The job's result is
+    ``(Track, failed record indices, also())``: ``also``, a function the child calls after
+    the replay (its result picklable; ``None`` when it raised). Give the job to
+    ``replay_with_rows`` (or to ``stop_replay`` when it will not be used)."""
+    if len(records) < PARALLEL_MIN_RECORDS:
         return None
-    if (len(records) < PARALLEL_MIN_RECORDS or threading.active_count() > 1
-            or multiprocessing.current_process().daemon):
-        return None
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_replay_child, args=(send, records, envelopes, key, also),
-                       daemon=True)
-    try:
-        proc.start()
-    except OSError:
-        receive.close()
-        send.close()
-        return None
-    send.close()
-    return Forked(proc, receive)
+    return forked.start(partial(_replay_child, records, envelopes, key, also))
 
 
-def stop_replay(started: Forked | None) -> None:
+def stop_replay(started: forked.Job | None) -> None:
     """End a replay from ``start_replay`` that will not be used."""
     if started is not None:
-        started.pipe.close()
-        started.proc.kill()
-        started.proc.join()
+        started.kill()
 
 
-def _replay_child(send, records, envelopes, key, also) -> None:
-    try:
-        failed: list[int] = []
-        track = _replay(Replayer(envelopes, key=key), records, None, None, None, failed)
-        extra = None
-        if also is not None:
-            try:
-                extra = also()
-            except Exception:  # noqa: BLE001 - the parent does it itself then
-                extra = None
-        send.send((track, failed, extra))
-    except BaseException:  # noqa: BLE001 - the parent does it itself then
-        pass
-    finally:
-        send.close()
+def _replay_child(records, envelopes, key, also) -> tuple:
+    failed: list[int] = []
+    track = _replay(Replayer(envelopes, key=key), records, None, None, None, failed)
+    extra = None
+    if also is not None:
+        try:
+            extra = also()
+        except Exception:  # noqa: BLE001 - the parent does it itself then
+            extra = None
+    return track, failed, extra
 
 
 class _DecodeOnly(Replayer):
@@ -381,8 +336,7 @@ def _what_if_diff(index, d, env_old, env_new) -> WhatIfDiff:
     return WhatIfDiff(index, d.seq, d.t, rec, mine, summary)
 
 
-__all__ = ["replay_track", "replay_with_rows", "start_replay", "stop_replay", "Forked",
-           "row_of",
+__all__ = ["replay_track", "replay_with_rows", "start_replay", "stop_replay", "row_of",
            "LazyRow", "resolve",
            "limits_in_force", "Track", "LimitChange",
            "WhatIfDiff",
