@@ -92,6 +92,7 @@ def build(col: Collected, channels: list, limits, what_if, xs, modes: list[str],
     names_ = [c[0] for c in channels]
     decs = [pack.decimals_of(c[2]) for c in channels]
     notable = _notable(col.rows)
+    cols = _Columns(col.rows, len(decs))
     incidents = _incidents(col, notable)
     for inc, story in zip(incidents, narratives or (), strict=False):
         inc["story"] = story
@@ -99,8 +100,8 @@ def build(col: Collected, channels: list, limits, what_if, xs, modes: list[str],
         "time": {"wall": col.wall},
         "channels": [{"name": n, "unit": u, "res": r} for n, u, r in channels],
         "verdicts": list(VERDICTS),
-        "rows": _rows(col, s, decs),
-        "markers": _markers(col, decs, notable),
+        "rows": _rows(col, s, decs, cols),
+        "markers": _markers(col, decs, notable, cols),
         "timeline": _timeline(col, s, modes, notable),
         "incidents": [_ms_incident(inc) for inc in incidents],
         "lines": [dict(line, x=pack.ms(line["x"])) for line in _vlines(col, modes, notable)],
@@ -139,7 +140,20 @@ def _ms_incident(inc: dict) -> dict:
     return out
 
 
-def _rows(col: Collected, s: Strings, decs: list[int]) -> dict:
+class _Columns:
+    """The kept rows' verdicts, and their outputs and proposals per channel: lists."""
+
+    def __init__(self, rows: list, n: int):
+        self.verdict = list(map(attrgetter("verdict"), rows))
+        self.outs = _per_channel(list(map(attrgetter("outs"), rows)), n)
+        self.props = _per_channel(list(map(attrgetter("props"), rows)), n)
+
+
+def _per_channel(per_row: list, n: int) -> list[list]:
+    return [list(map(itemgetter(c), per_row)) for c in range(n)]
+
+
+def _rows(col: Collected, s: Strings, decs: list[int], cols: _Columns) -> dict:
     rows = col.rows
     margins = list(map(attrgetter("margin"), rows))
     if not set(map(type, margins)) <= {int, type(None)}:
@@ -147,59 +161,52 @@ def _rows(col: Collected, s: Strings, decs: list[int]) -> dict:
     return {
         "t": pack.times(list(map(attrgetter("x"), rows))),
         "seq": pack.delta(list(map(attrgetter("seq"), rows))),
-        "v": list(map(attrgetter("verdict"), rows)),
+        "v": cols.verdict,
         "rule": s.many(list(map(attrgetter("rule"), rows))),
         "reason": s.many(list(map(attrgetter("reason"), rows))),
         "margin": margins,
-        "out": _decimal_columns(list(map(attrgetter("outs"), rows)), decs),
-        "prop": _decimal_columns(list(map(attrgetter("props"), rows)), decs),
+        "out": [pack.decimal(o, d) for o, d in zip(cols.outs, decs, strict=True)],
+        "prop": [pack.decimal(p, d) for p, d in zip(cols.props, decs, strict=True)],
         "breaks": list(compress(count(), map(attrgetter("after_break"), rows))),
     }
 
 
-def _decimal_columns(per_row: list, decs: list[int]) -> list[dict]:
-    """Per channel c, ``pack.decimal`` of every row's value ``[c]``."""
-    return [pack.decimal(list(map(itemgetter(c), per_row)), d) for c, d in enumerate(decs)]
-
-
-def _markers(col: Collected, decs: list[int], notable: list[int]) -> list[dict]:
+def _markers(col: Collected, decs: list[int], notable: list[int], cols: _Columns) -> list[dict]:
     """Per channel, category → row indices (delta) and y (the refused proposal, or the
     output)."""
     n = len(decs)
     per: list[dict] = [{} for _ in range(n)]
+
+    def add(c, cat, i, y):
+        m = per[c].get(cat)
+        if m is None:
+            m = per[c][cat] = ([], [])
+        m[0].append(i)
+        m[1].append(y)
+
     rows = col.rows
-    cats = list(map(_VERDICT_MARKER.get, map(attrgetter("verdict"), rows)))
-    look = list(cats)  # rows that add a marker: refused ones and those of ``notable``
+    cats = list(map(_VERDICT_MARKER.get, cols.verdict))
+    look = list(cats)  # the rows that mark: those refused, and those with events or a boot
     for i in notable:
         look[i] = True
     for i in compress(count(), look):
         it = rows[i]
         cat = cats[i]
         if cat:
-            props, outs = it.props, it.outs
+            props = it.props
             for c in it.involved:
                 y = props[c]
-                m = per[c].get(cat)
-                if m is None:
-                    m = per[c][cat] = ([], [])
-                m[0].append(i)
-                m[1].append(y if y is not None else outs[c])
-        events = it.events
-        if not events and it.kind != "boot":
+                add(c, cat, i, y if y is not None else it.outs[c])
+        if not it.events and it.kind != "boot":
             continue
-        kinds = {EVENT_CATEGORY.get(e, "") for e, _ in events}
+        kinds = {EVENT_CATEGORY.get(e, "") for e, _ in it.events}
         if it.kind == "boot":
             kinds.add("boot")
         for cat in CHANNEL_EVENT_CATEGORIES:
             if cat in kinds:
                 for c in range(n):
-                    y = it.outs[c]
-                    if y is not None:
-                        m = per[c].get(cat)
-                        if m is None:
-                            m = per[c][cat] = ([], [])
-                        m[0].append(i)
-                        m[1].append(y)
+                    if it.outs[c] is not None:
+                        add(c, cat, i, it.outs[c])
     return [{cat: {"i": pack.delta(i), "y": pack.decimal(y, decs[c])}
              for cat, (i, y) in per[c].items()} for c in range(n)]
 

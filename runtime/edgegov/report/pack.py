@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from itertools import accumulate, compress, count, repeat
+from itertools import accumulate, chain, compress, count, repeat
 from operator import is_, is_not, mul, sub, truediv
 
 
@@ -39,7 +39,7 @@ def delta(values) -> list:
 
 
 def _steps(vs: list) -> list:
-    return list(map(sub, vs, [0, *vs[:-1]]))
+    return list(map(sub, vs, chain((0,), vs)))  # (map stops at the end of vs)
 
 
 def _nones(vs: list) -> list:
