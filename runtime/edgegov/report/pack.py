@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from itertools import accumulate, chain, compress, count, repeat
-from operator import is_, is_not, mul, sub, truediv
+from operator import is_, mul, sub, truediv
 
 
 def delta(values) -> list:
@@ -33,7 +33,7 @@ def delta(values) -> list:
     if not nones:
         return _delta_each(vs)
     try:
-        return _with_nones(_steps(_given(vs)), nones)
+        return _with_nones(_steps(_filled(vs, nones)), nones)
     except TypeError:
         return _delta_each(vs)
 
@@ -47,21 +47,20 @@ def _nones(vs: list) -> list:
     return list(compress(count(), map(is_, vs, repeat(None))))
 
 
-def _given(vs: list) -> list:
-    """The entries that are not None."""
-    return list(compress(vs, map(is_not, vs, repeat(None))))
-
-
-def _with_nones(given: list, nones: list) -> list:
-    """``given`` with None put back at the indices ``nones`` (ascending)."""
-    out, start = [], 0
-    for k, i in enumerate(nones):
-        stop = i - k  # entries of ``given`` before index i
-        out += given[start:stop]
-        out.append(None)
-        start = stop
-    out += given[start:]
+def _filled(vs: list, nones: list) -> list:
+    """``vs`` with each None (at the indices ``nones``) replaced by the value before it, or
+    0 at the start: the running value, so that the differences around it stay right."""
+    out = vs.copy()
+    for i in nones:
+        out[i] = out[i - 1] if i else 0
     return out
+
+
+def _with_nones(steps: list, nones: list) -> list:
+    """``steps`` with None put back at the indices ``nones`` (in place)."""
+    for i in nones:
+        steps[i] = None
+    return steps
 
 
 def _delta_each(values) -> list:
@@ -123,7 +122,7 @@ def decimal(values, decimals: int) -> dict:
     if not kinds or not kinds <= _NUMBERS:  # not a list of numbers: one by one
         return _decimal_each(values, decimals)
     nones = _nones(values) if type(None) in kinds else ()
-    given = _given(values) if nones else values
+    given = _filled(values, nones) if nones else values  # (copies are exact as they are)
     try:  # NaN or an infinity raises: one by one says what it is
         ints = _scaled(given, decimals, float in kinds)
     except (ValueError, OverflowError):
@@ -135,7 +134,7 @@ def decimal(values, decimals: int) -> dict:
 
 
 def _scaled(given: list, decimals: int, floats: bool) -> list | None:
-    """Numbers × 10^decimals as ints, or None when one of them is not exact so."""
+    """Numbers × 10^decimals as ints, or None when one of them is not so exactly."""
     if type(decimals) is int and decimals >= 0 and not floats:
         if decimals == 0:
             return given  # round(v * 1) is v

@@ -14,6 +14,7 @@ import functools
 import gzip
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -65,7 +66,20 @@ def _gzip64_cached(text: str) -> str:
 
 def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
            narratives: list | None = None) -> str:
-    records_json = _records_json([it.text for it in col.rows])
+    data_json = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    # zlib lets go of the interpreter while it compresses: the data and the plotly bundle
+    # are packed in a second thread while this one packs the records
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        data_payload = pool.submit(_payload, "report-data", data_json)
+        plotly_payload = pool.submit(_payload, "report-plotly", plotly_js, level=9)
+        records_payload = _payload("report-records",
+                                   _records_json([it.text for it in col.rows]))
+        return _page(facts, col, data, narratives, data_payload.result(), records_payload,
+                     plotly_payload.result())
+
+
+def _page(facts: Facts, col: Collected, data: dict, narratives: list | None,
+          *payloads: str) -> str:
     facts.narratives = narratives or []
     title = f"edgegov incident report: {_device(facts, col)}"
     parts = [
@@ -79,9 +93,7 @@ def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
         "<aside><h2 id='record-title'>Record</h2><pre id='record'>Click a marker in a plot "
         "or a row of the timeline to see the record here, as `edgegov lineage decode` "
         "prints it.</pre></aside></div>",
-        _payload("report-data", json.dumps(data, separators=(",", ":"), allow_nan=False)),
-        _payload("report-records", records_json),
-        _payload("report-plotly", plotly_js, level=9),
+        *payloads,  # data, records, plotly
         f"<script>{JS}</script></body></html>",
     ]
     return "".join(parts)
