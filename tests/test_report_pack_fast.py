@@ -1,6 +1,7 @@
-"""The column encodings (``edgegov.report.pack``: delta, undelta, times, decimal) give
-exactly what the plain one-value-at-a-time definitions below give, exceptions included: on
-None, inexact floats, -0.0, huge integers, NaN, infinities, booleans and text."""
+"""The column encodings (``edgegov.report.pack``: delta, undelta, times, decimal) and the
+interning of many texts at once (``Strings.many``) give exactly what the plain
+one-value-at-a-time definitions below give, exceptions included: on None, inexact floats,
+-0.0, huge integers, NaN, infinities, booleans and text."""
 
 from __future__ import annotations
 
@@ -134,3 +135,20 @@ def test_delta_and_times_match_the_definition_on_any_numbers(values):
     assert outcome(pack.delta, values) == outcome(ref_delta, values)
     assert outcome(pack.undelta, values) == outcome(ref_undelta, values)
     assert outcome(pack.times, values) == outcome(ref_times, values)
+
+
+def ref_many(strings, values) -> list:
+    return [strings(v) for v in values]
+
+
+@pytest.mark.parametrize("values", [
+    [], [None], ["a", None, "b", "a"], ["b", "a", "b", None, "c"], [1, "1", None, 2.5],
+    [["x"], "x", None], [True, 1, "True"],
+])
+def test_strings_many_is_one_call_each(values):
+    from edgegov.report.model import Strings
+
+    fast, plain = Strings(), Strings()
+    fast("a"), plain("a")  # a text known already keeps its index
+    assert fast.many(values) == ref_many(plain, values)
+    assert fast.table == plain.table  # new texts in the order they first come

@@ -8,8 +8,8 @@ Strings that repeat (rule ids, reasons, labels) are interned into ``strings``.
 from __future__ import annotations
 
 import math
-from itertools import compress, count, repeat
-from operator import attrgetter, eq, itemgetter
+from itertools import compress, count
+from operator import attrgetter, itemgetter
 
 from .. import names
 from . import pack
@@ -43,9 +43,13 @@ class Strings:
 
     def many(self, values: list) -> list[int]:
         """``[self(v) for v in values]``, in one look-up each."""
-        if not set(map(type, values)) <= _TEXT:
+        try:
+            distinct = dict.fromkeys(values)  # in the order they first come
+        except TypeError:  # (not hashable)
+            distinct = None
+        if distinct is None or not set(map(type, distinct)) <= _TEXT:
             return [self(v) for v in values]
-        for v in dict.fromkeys(values):  # the new texts, in the order they first come
+        for v in distinct:
             self(v)
         return list(map({None: -1, **self._index}.__getitem__, values))
 
@@ -125,12 +129,13 @@ def incidents_of(col: Collected) -> list[dict]:
 def _notable(rows: list) -> list[int]:
     """Indices of the rows the timeline, incidents, lines and event markers look at: those
     with events, boots, gaps and the first of each streak (a few per cent of them)."""
-    kinds = list(map(attrgetter("kind"), rows))
     found = set(compress(count(), map(attrgetter("events"), rows)))
     found.update(compress(count(), map(attrgetter("streak_start"), rows)))
-    found.update(compress(count(), map(eq, kinds, repeat("boot"))))
-    found.update(compress(count(), map(eq, kinds, repeat("gap"))))
+    found.update(compress(count(), map(_BOOT_OR_GAP.get, map(attrgetter("kind"), rows))))
     return sorted(found)
+
+
+_BOOT_OR_GAP = {"boot": True, "gap": True}
 
 
 def _ms_incident(inc: dict) -> dict:
