@@ -24,6 +24,7 @@ from .collect import (
 INCIDENT_LEAD_S = 2.0  # seconds shown as lead-up before each trip
 WHAT_IF_MAX = 20_000  # what-if differences plotted (evenly thinned beyond)
 WHAT_IF_DETAILS = 1000  # of which the first carry both sides in full (the click shows them)
+NAN = float("nan")
 
 
 class Strings:
@@ -359,7 +360,7 @@ def _bound_point(per, channels, x, limits) -> None:
 
 def _what_if(track, xs, channels: list[str], col: Collected, t_last, env, s: Strings,
              decs: list[int]) -> dict:
-    kept = {it.seq: i for i, it in enumerate(col.rows)}
+    kept = dict(zip(map(attrgetter("seq"), col.rows), count()))  # seq → row (the last)
     diffs = track.diffs
     step = max(1, -(-len(diffs) // WHAT_IF_MAX))
     shown = diffs[::step]
@@ -370,22 +371,25 @@ def _what_if(track, xs, channels: list[str], col: Collected, t_last, env, s: Str
         "seq": [], "row": [], "summary": [], "detail": [],
         "bounds": _bounds(track, xs, channels, t_last),
     }
+    seqs, rows, summaries, details = out["seq"], out["row"], out["summary"], out["detail"]
+    n_xs = len(xs)
     for d in shown:
-        x = xs[d.index] if d.index < len(xs) else float("nan")
+        x = xs[d.index] if d.index < n_xs else NAN
         if math.isnan(x):
             continue
         xs_shown.append(x)
-        out["seq"].append(d.seq)
-        out["row"].append(kept.get(d.seq, -1))
+        seq = d.seq
+        seqs.append(seq)
+        rows.append(kept.get(seq, -1))
         side = (d.what_if or {}).get("output", {})
         recorded = (d.recorded or {}).get("output", {})
-        for c, name in enumerate(channels):  # a channel shows where its own output differs
+        for o, name in zip(outs, channels, strict=True):  # where its own output differs
             mine = side.get(name)
-            outs[c].append(mine if mine != recorded.get(name) else None)
-        out["summary"].append(s(d.summary))
-        if len(out["detail"]) < WHAT_IF_DETAILS:
-            out["detail"].append({"seq": d.seq, "t_ms": d.t_ms, "recorded": d.recorded,
-                                  "what_if": d.what_if})
+            o.append(mine if mine != recorded.get(name) else None)
+        summaries.append(s(d.summary))
+        if len(details) < WHAT_IF_DETAILS:
+            details.append({"seq": seq, "t_ms": d.t_ms, "recorded": d.recorded,
+                            "what_if": d.what_if})
     out["t"] = pack.times(xs_shown)
     out["seq"] = pack.delta(out["seq"])
     out["out"] = [pack.decimal(o, decs[c]) for c, o in enumerate(outs)]
