@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
+from operator import attrgetter
 
 from .. import names
 from ..host.walltime import format_wall
@@ -73,7 +74,7 @@ def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
         data_payload = pool.submit(_payload, "report-data", data_json)
         plotly_payload = pool.submit(_payload, "report-plotly", plotly_js, level=9)
         records_payload = _payload("report-records",
-                                   _records_json([it.text for it in col.rows]))
+                                   _records_json(list(map(attrgetter("text"), col.rows))))
         return _page(facts, col, data, narratives, data_payload.result(), records_payload,
                      plotly_payload.result())
 
