@@ -8,6 +8,8 @@ Strings that repeat (rule ids, reasons, labels) are interned into ``strings``.
 from __future__ import annotations
 
 import math
+from itertools import compress, count
+from operator import attrgetter, itemgetter
 
 from .. import names
 from . import pack
@@ -22,6 +24,7 @@ from .collect import (
 INCIDENT_LEAD_S = 2.0  # seconds shown as lead-up before each trip
 WHAT_IF_MAX = 20_000  # what-if differences plotted (evenly thinned beyond)
 WHAT_IF_DETAILS = 1000  # of which the first carry both sides in full (the click shows them)
+NAN = float("nan")
 
 
 class Strings:
@@ -38,6 +41,23 @@ class Strings:
             i = self._index[s] = len(self.table)
             self.table.append(s)
         return i
+
+    def many(self, values: list) -> list[int]:
+        """``[self(v) for v in values]``, in one look-up each."""
+        try:
+            distinct = dict.fromkeys(values)  # in the order they first come
+        except TypeError:  # (not hashable)
+            distinct = None
+        if distinct is None or not set(map(type, distinct)) <= _TEXT:
+            return [self(v) for v in values]
+        for v in distinct:
+            self(v)
+        return list(map({None: -1, **self._index}.__getitem__, values))
+
+
+_TEXT = {str, type(None)}
+# verdict code → the marker category of records so decided (CLAMP, REJECT, ESCALATE)
+_VERDICT_MARKER = {i: VERDICT_MARKERS.get(v) for i, v in enumerate(VERDICTS) if i > 0}
 
 
 def event_label(name: str, arg, modes: list[str]) -> str:
@@ -76,18 +96,20 @@ def build(col: Collected, channels: list, limits, what_if, xs, modes: list[str],
     s = Strings()
     names_ = [c[0] for c in channels]
     decs = [pack.decimals_of(c[2]) for c in channels]
-    incidents = _incidents(col)
+    notable = _notable(col.rows)
+    cols = _Columns(col.rows, len(decs))
+    incidents = _incidents(col, notable)
     for inc, story in zip(incidents, narratives or (), strict=False):
         inc["story"] = story
     data = {
         "time": {"wall": col.wall},
         "channels": [{"name": n, "unit": u, "res": r} for n, u, r in channels],
         "verdicts": list(VERDICTS),
-        "rows": _rows(col, s, decs),
-        "markers": _markers(col, decs),
-        "timeline": _timeline(col, s, modes),
+        "rows": _rows(col, s, decs, cols),
+        "markers": _markers(col, decs, notable, cols),
+        "timeline": _timeline(col, s, modes, notable),
         "incidents": [_ms_incident(inc) for inc in incidents],
-        "lines": [dict(line, x=pack.ms(line["x"])) for line in _vlines(col, s, modes)],
+        "lines": [dict(line, x=pack.ms(line["x"])) for line in _vlines(col, modes, notable)],
         "bounds": _bounds(limits, xs, names_, col.t_last, decs) if limits else None,
         "whatif": _what_if(what_if, xs, names_, col, col.t_last, what_if_env, s, decs)
         if what_if else None,
@@ -102,7 +124,19 @@ def build(col: Collected, channels: list, limits, what_if, xs, modes: list[str],
 
 def incidents_of(col: Collected) -> list[dict]:
     """The incidents in report seconds (``_incidents``), for the page's tables."""
-    return _incidents(col)
+    return _incidents(col, _notable(col.rows))
+
+
+def _notable(rows: list) -> list[int]:
+    """Indices of the rows the timeline, incidents, lines and event markers look at: those
+    with events, boots, gaps and the first of each streak (a few per cent of them)."""
+    found = set(compress(count(), map(attrgetter("events"), rows)))
+    found.update(compress(count(), map(attrgetter("streak_start"), rows)))
+    found.update(compress(count(), map(_BOOT_OR_GAP.get, map(attrgetter("kind"), rows))))
+    return sorted(found)
+
+
+_BOOT_OR_GAP = {"boot": True, "gap": True}
 
 
 def _ms_incident(inc: dict) -> dict:
@@ -112,48 +146,75 @@ def _ms_incident(inc: dict) -> dict:
     return out
 
 
-def _rows(col: Collected, s: Strings, decs: list[int]) -> dict:
+class _Columns:
+    """The kept rows' verdicts, and their outputs and proposals per channel: lists."""
+
+    def __init__(self, rows: list, n: int):
+        self.verdict = list(map(attrgetter("verdict"), rows))
+        self.outs = _per_channel(list(map(attrgetter("outs"), rows)), n)
+        self.props = _per_channel(list(map(attrgetter("props"), rows)), n)
+
+
+def _per_channel(per_row: list, n: int) -> list[list]:
+    return [list(map(itemgetter(c), per_row)) for c in range(n)]
+
+
+def _rows(col: Collected, s: Strings, decs: list[int], cols: _Columns) -> dict:
     rows = col.rows
-    n = len(decs)
+    margins = list(map(attrgetter("margin"), rows))
+    if not set(map(type, margins)) <= {int, type(None)}:
+        margins = [m if type(m) is int else None for m in margins]
     return {
-        "t": pack.times(it.x for it in rows),
-        "seq": pack.delta([it.seq for it in rows]),
-        "v": [it.verdict for it in rows],
-        "rule": [s(it.rule) for it in rows],
-        "reason": [s(it.reason) for it in rows],
-        "margin": [it.margin if type(it.margin) is int else None for it in rows],
-        "out": [pack.decimal([it.outs[c] for it in rows], decs[c]) for c in range(n)],
-        "prop": [pack.decimal([it.props[c] for it in rows], decs[c]) for c in range(n)],
-        "breaks": [i for i, it in enumerate(rows) if it.after_break],
+        "t": pack.times(list(map(attrgetter("x"), rows))),
+        "seq": pack.delta(list(map(attrgetter("seq"), rows))),
+        "v": cols.verdict,
+        "rule": s.many(list(map(attrgetter("rule"), rows))),
+        "reason": s.many(list(map(attrgetter("reason"), rows))),
+        "margin": margins,
+        "out": [pack.decimal(o, d) for o, d in zip(cols.outs, decs, strict=True)],
+        "prop": [pack.decimal(p, d) for p, d in zip(cols.props, decs, strict=True)],
+        "breaks": list(compress(count(), map(attrgetter("after_break"), rows))),
     }
 
 
-def _markers(col: Collected, decs: list[int]) -> list[dict]:
+def _markers(col: Collected, decs: list[int], notable: list[int], cols: _Columns) -> list[dict]:
     """Per channel, category → row indices (delta) and y (the refused proposal, or the
     output)."""
     n = len(decs)
     per: list[dict] = [{} for _ in range(n)]
 
     def add(c, cat, i, y):
-        m = per[c].setdefault(cat, {"i": [], "y": []})
-        m["i"].append(i)
-        m["y"].append(y)
+        m = per[c].get(cat)
+        if m is None:
+            m = per[c][cat] = ([], [])
+        m[0].append(i)
+        m[1].append(y)
 
-    for i, it in enumerate(col.rows):
-        cat = VERDICT_MARKERS.get(VERDICTS[it.verdict]) if it.verdict > 0 else None
+    rows = col.rows
+    cats = list(map(_VERDICT_MARKER.get, cols.verdict))
+    look = list(cats)  # the rows that mark: those refused, and those with events or a boot
+    for i in notable:
+        look[i] = True
+    for i in compress(count(), look):
+        it = rows[i]
+        cat = cats[i]
         if cat:
+            props = it.props
             for c in it.involved:
-                add(c, cat, i, it.props[c] if it.props[c] is not None else it.outs[c])
-        cats = {EVENT_CATEGORY.get(e, "") for e, _ in it.events}
+                y = props[c]
+                add(c, cat, i, y if y is not None else it.outs[c])
+        if not it.events and it.kind != "boot":
+            continue
+        kinds = {EVENT_CATEGORY.get(e, "") for e, _ in it.events}
         if it.kind == "boot":
-            cats.add("boot")
+            kinds.add("boot")
         for cat in CHANNEL_EVENT_CATEGORIES:
-            if cat in cats:
+            if cat in kinds:
                 for c in range(n):
                     if it.outs[c] is not None:
                         add(c, cat, i, it.outs[c])
-    return [{cat: {"i": pack.delta(m["i"]), "y": pack.decimal(m["y"], decs[c])}
-             for cat, m in per[c].items()} for c in range(n)]
+    return [{cat: {"i": pack.delta(i), "y": pack.decimal(y, decs[c])}
+             for cat, (i, y) in per[c].items()} for c in range(n)]
 
 
 def _input(k: dict) -> dict:
@@ -178,7 +239,7 @@ def _operator(col: Collected, s: Strings) -> dict:
             "text": [s(o["text"]) for o in ops]}
 
 
-def _timeline(col: Collected, s: Strings, modes: list[str]) -> dict:
+def _timeline(col: Collected, s: Strings, modes: list[str], notable: list[int]) -> dict:
     """Rows of the timeline plot and table: every event, boot and gap, and the first
     record of every run of identically refused records."""
     out = {"i": [], "cat": [], "label": []}
@@ -189,7 +250,9 @@ def _timeline(col: Collected, s: Strings, modes: list[str]) -> dict:
         out["cat"].append(s(cat))
         out["label"].append(s(label))
 
-    for i, it in enumerate(col.rows):
+    rows = col.rows
+    for i in notable:
+        it = rows[i]
         if it.kind == "boot":
             add(i, "boot", "boot")
         elif it.kind == "gap":
@@ -204,12 +267,14 @@ def _timeline(col: Collected, s: Strings, modes: list[str]) -> dict:
     return encode
 
 
-def _incidents(col: Collected) -> list[dict]:
+def _incidents(col: Collected, notable: list[int]) -> list[dict]:
     """The incidents: the one definition every count in the page uses. An incident starts
     at a trip event while the governor is not already tripped and lasts until an accepted
     reset or the next boot; further trip events inside it count as its ``retrips``."""
     found, open_ = [], None
-    for i, it in enumerate(col.rows):
+    rows = col.rows
+    for i in notable:  # (the others have no events and are no boot)
+        it = rows[i]
         evs = [e for e, _ in it.events]
         if open_ is not None and ("reset" in evs or it.kind == "boot"):
             open_["x1"] = it.x
@@ -234,10 +299,12 @@ def _incidents(col: Collected) -> list[dict]:
     return found
 
 
-def _vlines(col: Collected, s: Strings, modes: list[str]) -> list[dict]:
+def _vlines(col: Collected, modes: list[str], notable: list[int]) -> list[dict]:
     """Vertical lines across every plot: boots, mode changes, lost records."""
     lines = []
-    for it in col.rows:
+    rows = col.rows
+    for i in notable:  # (the others have no events and are no boot)
+        it = rows[i]
         if it.kind == "boot":
             lines.append({"x": it.x, "cat": "boot", "label": "boot"})
         for name, arg in it.events:  # (trips are shown by their bands and markers)
@@ -293,7 +360,7 @@ def _bound_point(per, channels, x, limits) -> None:
 
 def _what_if(track, xs, channels: list[str], col: Collected, t_last, env, s: Strings,
              decs: list[int]) -> dict:
-    kept = {it.seq: i for i, it in enumerate(col.rows)}
+    kept = dict(zip(map(attrgetter("seq"), col.rows), count()))  # seq → row (the last)
     diffs = track.diffs
     step = max(1, -(-len(diffs) // WHAT_IF_MAX))
     shown = diffs[::step]
@@ -304,22 +371,25 @@ def _what_if(track, xs, channels: list[str], col: Collected, t_last, env, s: Str
         "seq": [], "row": [], "summary": [], "detail": [],
         "bounds": _bounds(track, xs, channels, t_last),
     }
+    seqs, rows, summaries, details = out["seq"], out["row"], out["summary"], out["detail"]
+    n_xs = len(xs)
     for d in shown:
-        x = xs[d.index] if d.index < len(xs) else float("nan")
+        x = xs[d.index] if d.index < n_xs else NAN
         if math.isnan(x):
             continue
         xs_shown.append(x)
-        out["seq"].append(d.seq)
-        out["row"].append(kept.get(d.seq, -1))
+        seq = d.seq
+        seqs.append(seq)
+        rows.append(kept.get(seq, -1))
         side = (d.what_if or {}).get("output", {})
         recorded = (d.recorded or {}).get("output", {})
-        for c, name in enumerate(channels):  # a channel shows where its own output differs
+        for o, name in zip(outs, channels, strict=True):  # where its own output differs
             mine = side.get(name)
-            outs[c].append(mine if mine != recorded.get(name) else None)
-        out["summary"].append(s(d.summary))
-        if len(out["detail"]) < WHAT_IF_DETAILS:
-            out["detail"].append({"seq": d.seq, "t_ms": d.t_ms, "recorded": d.recorded,
-                                  "what_if": d.what_if})
+            o.append(mine if mine != recorded.get(name) else None)
+        summaries.append(s(d.summary))
+        if len(details) < WHAT_IF_DETAILS:
+            details.append({"seq": seq, "t_ms": d.t_ms, "recorded": d.recorded,
+                            "what_if": d.what_if})
     out["t"] = pack.times(xs_shown)
     out["seq"] = pack.delta(out["seq"])
     out["out"] = [pack.decimal(o, decs[c]) for c, o in enumerate(outs)]

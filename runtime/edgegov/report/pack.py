@@ -18,10 +18,52 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import accumulate, chain, compress, count, repeat
+from operator import is_, mul, sub, truediv
 
 
 def delta(values) -> list:
     """Integers (or None) → first value, then differences; None stays None."""
+    vs = values if type(values) is list else list(values)
+    try:  # no None: one subtraction per pair, at C speed
+        return _steps(vs)
+    except TypeError:
+        pass
+    nones = _nones(vs)
+    if not nones:
+        return _delta_each(vs)
+    try:
+        return _with_nones(_steps(_filled(vs, nones)), nones)
+    except TypeError:
+        return _delta_each(vs)
+
+
+def _steps(vs: list) -> list:
+    return list(map(sub, vs, chain((0,), vs)))  # (map stops at the end of vs)
+
+
+def _nones(vs: list) -> list:
+    """Indices of the None entries."""
+    return list(compress(count(), map(is_, vs, repeat(None))))
+
+
+def _filled(vs: list, nones: list) -> list:
+    """``vs`` with each None (at the indices ``nones``) replaced by the value before it, or
+    0 at the start: the running value, so that the differences around it stay right."""
+    out = vs.copy()
+    for i in nones:
+        out[i] = out[i - 1] if i else 0
+    return out
+
+
+def _with_nones(steps: list, nones: list) -> list:
+    """``steps`` with None put back at the indices ``nones`` (in place)."""
+    for i in nones:
+        steps[i] = None
+    return steps
+
+
+def _delta_each(values) -> list:
     out, last = [], 0
     for v in values:
         if v is None:
@@ -34,6 +76,16 @@ def delta(values) -> list:
 
 def undelta(values) -> list:
     """The inverse of ``delta`` (tests use it; the page has its own)."""
+    vs = values if type(values) is list else list(values)
+    try:  # 0 + the first, as the running value starts
+        out = list(accumulate(vs, initial=0))
+    except TypeError:  # None among them
+        return _undelta_each(vs)
+    del out[0]
+    return out
+
+
+def _undelta_each(values) -> list:
     out, last = [], 0
     for v in values:
         if v is None:
@@ -53,11 +105,48 @@ def ms(x) -> int | None:
 
 def times(xs) -> list:
     """Report times (s) → delta-encoded milliseconds."""
-    return delta([ms(x) for x in xs])
+    xs = xs if type(xs) is list else list(xs)
+    try:  # None or NaN among them raises (TypeError, ValueError): then one by one
+        return _steps(list(map(round, map(mul, xs, repeat(1000)))))
+    except (TypeError, ValueError, OverflowError):
+        return delta([ms(x) for x in xs])
+
+
+_NUMBERS = {int, float, type(None)}
+_EXACT_INT = 2**53  # an int of at most this size is a float exactly: × 10^d / 10^d gives it
 
 
 def decimal(values, decimals: int) -> dict:
     """Numbers (or None) → ``{"d": decimals, "v": delta ints}`` when exact, else raw."""
+    kinds = set(map(type, values)) if type(values) is list else ()
+    if not kinds or not kinds <= _NUMBERS:  # not a list of numbers: one by one
+        return _decimal_each(values, decimals)
+    nones = _nones(values) if type(None) in kinds else ()
+    given = _filled(values, nones) if nones else values  # (copies are exact as they are)
+    try:  # NaN or an infinity raises: one by one says what it is
+        ints = _scaled(given, decimals, float in kinds)
+    except (ValueError, OverflowError):
+        return _decimal_each(values, decimals)
+    if ints is None:
+        return {"raw": list(values)}
+    steps = _steps(ints)
+    return {"d": decimals, "v": _with_nones(steps, nones) if nones else steps}
+
+
+def _scaled(given: list, decimals: int, floats: bool) -> list | None:
+    """Numbers × 10^decimals as ints, or None when one of them is not so exactly."""
+    if type(decimals) is int and decimals >= 0 and not floats:
+        if decimals == 0:
+            return given  # round(v * 1) is v
+        if not given or (-_EXACT_INT <= min(given) and max(given) <= _EXACT_INT):
+            return list(map(mul, given, repeat(10 ** decimals)))
+    scale = 10 ** decimals
+    ints = list(map(round, map(mul, given, repeat(scale))))
+    back = list(map(truediv, ints, repeat(scale))) if decimals else ints
+    return ints if back == given else None
+
+
+def _decimal_each(values, decimals: int) -> dict:
     scale = 10 ** decimals
     ints = []
     for v in values:
