@@ -147,13 +147,14 @@ def _build_loaded(loaded: Loaded, key, started, tell) -> str:
             facts.whatif_summary = summarise(loaded.image, loaded.what_if_source,
                                              facts.what_if, key, _wall_text(wall, collector))
         tell("rendering", 0, None)
-        packed = packing.result() if packing is not None else None
+        # (the rest of the page is made while the records are still being packed)
+        return render(facts, col, data, plotly_js(), stories,
+                      records=lambda: (packing.result() if packing is not None else None)
+                      or records_payload(texts))
     except BaseException:
         if packing is not None:
             packing.kill()
         raise
-    return render(facts, col, data, plotly_js(), stories,
-                  records=packed if packed is not None else records_payload(texts))
 
 
 def _wall_text(wall, collector):

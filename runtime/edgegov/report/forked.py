@@ -8,6 +8,8 @@ child raised or died, the caller does the work itself: the result is the same ei
 
 from __future__ import annotations
 
+import gc
+
 
 class Job:
     """``fn()`` running in a forked process."""
@@ -66,6 +68,9 @@ def start(fn) -> Job | None:
 
 
 def _child(send, fn) -> None:
+    # A short-lived child that allocates few cycles: the cyclic collector would only walk
+    # the parent's objects again, copying every page it touches (copy on write).
+    gc.disable()
     try:
         try:
             got = ("ok", fn())

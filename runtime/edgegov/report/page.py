@@ -64,13 +64,23 @@ def _gzip64_cached(text: str) -> str:
 
 
 def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
-           narratives: list | None = None, records: str | None = None) -> str:
-    """The page. ``records``: ``records_payload`` of the plotted rows, when already made."""
-    if records is None:
-        records = records_payload([it.text for it in col.rows])
+           narratives: list | None = None, records=None) -> str:
+    """The page. ``records``: ``records_payload`` of the plotted rows when already made, or a
+    function giving it, called once the rest of the page is made (None: made here)."""
+    head, tail = _around_records(facts, col, data, plotly_js, narratives)
+    if records is None or callable(records):
+        records = records() if records is not None else None
+        if records is None:
+            records = records_payload([it.text for it in col.rows])
+    return "".join((head, records, tail))
+
+
+def _around_records(facts: Facts, col: Collected, data: dict, plotly_js: str,
+                    narratives: list | None) -> tuple[str, str]:
+    """The page before and after its records' element."""
     facts.narratives = narratives or []
     title = f"edgegov incident report: {_device(facts, col)}"
-    parts = [
+    head = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         "<div id='error'></div>",
@@ -82,11 +92,12 @@ def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
         "or a row of the timeline to see the record here, as `edgegov lineage decode` "
         "prints it.</pre></aside></div>",
         _payload("report-data", json.dumps(data, separators=(",", ":"), allow_nan=False)),
-        records,
+    ]
+    tail = [
         _payload("report-plotly", plotly_js, level=9),
         f"<script>{JS}</script></body></html>",
     ]
-    return "".join(parts)
+    return "".join(head), "".join(tail)
 
 
 def records_payload(rows: list[dict]) -> str:
