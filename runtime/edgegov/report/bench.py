@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import _accel
 from ..demo import default_envelope
 from . import write_report
 from .sample import generate
@@ -72,6 +73,7 @@ def measure(lineage: Path, html: Path, browser: bool) -> dict:
                    html_bytes=html.stat().st_size, parts_bytes=page_parts(html))
     figures["replay_only_s"] = replay_only(dump)
     figures["load_avg_1min"] = round(os.getloadavg()[0], 1)  # the machine is shared
+    figures["decode_pass"] = _accel.summary()  # compiled, or run as source
     figures["build_over_replay"] = round(figures["build_s"] / figures["replay_only_s"], 2)
     if browser:
         figures.update(paint(html))
@@ -164,7 +166,8 @@ def lines(figures: list[dict]) -> list[str]:
                    f"{p['script'] / 1e6:.3f}, text {p['text'] / 1e6:.3f}) in {f['build_s']} s "
                    f"({', '.join(f'{k} {v}' for k, v in f['stages_s'].items())}); the "
                    f"replay alone {f['replay_only_s']} s (build/replay "
-                   f"{f['build_over_replay']}; load average {f['load_avg_1min']})")
+                   f"{f['build_over_replay']}; load average {f['load_avg_1min']}; "
+                   f"{f['decode_pass']})")
         if "browser_ready_s" in f:
             out.append(f"  Chromium offline: first paint {f['browser_first_paint_s']} s, first "
                        f"plot {f['browser_first_plot_s']} s, all drawn {f['browser_ready_s']} s "
