@@ -6,7 +6,8 @@
   from its unchanged Python source; the source hash of each is recorded in
   ``runtime/edgegov/_accel.json`` so that an edited source is never shadowed by an old copy.
 
-Both are optional: without a C compiler (or Cython) the install still succeeds and the pure
+Both are optional: without a C compiler the install still succeeds (and, built without
+isolation where Cython is not installed, without the compiled decode pass), and the pure
 Python, which is the reference (and what runs on MicroPython), is what runs.
 """
 
