@@ -3,8 +3,8 @@
 - ``edgegov._recenc`` (C) speeds up the two hot lineage records and the ring walk on
   CPython.
 - The incident report's decode pass (``edgegov._accel.MODULES``) is compiled with Cython
-  from its unchanged Python source; the source hash of each is recorded in
-  ``runtime/edgegov/_accel.json`` so that an edited source is never shadowed by an old copy.
+  from its unchanged Python source; the hash of each source compiled is recorded beside
+  them (``edgegov/_accel.json``) so that an edited source is never shadowed by an old copy.
 
 Both are optional: without a C compiler the install still succeeds (and, built without
 isolation where Cython is not installed, without the compiled decode pass), and the pure
@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 PACKAGE = HERE / "runtime" / "edgegov"
@@ -41,18 +42,33 @@ def compiled() -> list:
         from Cython.Build import cythonize
     except ImportError:
         return []
-    modules = accelerated()
-    for m in modules:  # an old copy must not outlive a source that no longer compiles
-        for old in source(m).parent.glob(source(m).stem + ".*.so"):
-            old.unlink()
-    exts = cythonize([Extension(m, [str(source(m).relative_to(HERE))]) for m in modules],
+    exts = cythonize([Extension(m, [str(source(m).relative_to(HERE))]) for m in accelerated()],
                      build_dir="build/cython", quiet=True,
                      compiler_directives={"language_level": 3, "binding": True})
     for ext in exts:
         ext.optional = True
-    record = {m: hashlib.sha256(source(m).read_bytes()).hexdigest() for m in modules}
-    (PACKAGE / "_accel.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return exts
+
+
+class BuildExt(build_ext):
+    """``build_ext`` that records, beside the compiled decode pass, the hash of the source
+    each module was compiled from (``_accel.json``; only modules built in this run: one
+    that failed to compile keeps no record, so its old copy, if any, is not used)."""
+
+    def run(self):
+        self.built: set[str] = set()
+        super().run()
+        modules = accelerated()
+        record = {m: hashlib.sha256(source(m).read_bytes()).hexdigest()
+                  for m in modules if m in self.built}
+        package = Path(self.get_ext_fullpath("edgegov._recenc")).parent
+        package.mkdir(parents=True, exist_ok=True)
+        (package / "_accel.json").write_text(json.dumps(record, indent=1) + "\n",
+                                             encoding="utf-8")
+
+    def build_extension(self, ext):
+        super().build_extension(ext)  # (an optional one that fails raises, caught above)
+        self.built.add(ext.name)
 
 
 setup(
@@ -60,4 +76,5 @@ setup(
         Extension("edgegov._recenc", ["runtime/edgegov/_recenc.c"], optional=True),
         *compiled(),
     ],
+    cmdclass={"build_ext": BuildExt},
 )
