@@ -1,7 +1,8 @@
 """The column encodings (``edgegov.report.pack``: delta, undelta, times, decimal) and the
 interning of many texts at once (``Strings.many``) give exactly what the plain
-one-value-at-a-time definitions below give, exceptions included: on None, inexact floats,
--0.0, huge integers, NaN, infinities, booleans and text."""
+one-value-at-a-time definitions give (``pack._delta_each``, ``_undelta_each`` and
+``_decimal_each``, which the fast paths fall back to), exceptions included: on None,
+inexact floats, -0.0, huge integers, NaN, infinities, booleans and text."""
 
 from __future__ import annotations
 
@@ -12,27 +13,8 @@ from edgegov.report import pack
 from hypothesis import given
 from hypothesis import strategies as st
 
-
-def ref_delta(values) -> list:
-    out, last = [], 0
-    for v in values:
-        if v is None:
-            out.append(None)
-            continue
-        out.append(v - last)
-        last = v
-    return out
-
-
-def ref_undelta(values) -> list:
-    out, last = [], 0
-    for v in values:
-        if v is None:
-            out.append(None)
-            continue
-        last += v
-        out.append(last)
-    return out
+ref_delta = pack._delta_each  # the value-by-value definitions the fast paths fall back to
+ref_undelta = pack._undelta_each
 
 
 def ref_ms(x):
@@ -45,20 +27,7 @@ def ref_times(xs) -> list:
     return ref_delta([ref_ms(x) for x in xs])
 
 
-def ref_decimal(values, decimals: int) -> dict:
-    scale = 10 ** decimals
-    ints = []
-    for v in values:
-        if v is None:
-            ints.append(None)
-            continue
-        if type(v) not in (int, float) or v != v or v in (float("inf"), float("-inf")):
-            return {"raw": list(values)}
-        k = round(v * scale)
-        if (k / scale if decimals else k) != v:
-            return {"raw": list(values)}
-        ints.append(k)
-    return {"d": decimals, "v": ref_delta(ints)}
+ref_decimal = pack._decimal_each
 
 
 def outcome(f, *args):
