@@ -120,3 +120,24 @@ def test_decode_and_replay_are_the_same_compiled_and_as_source(lineages):
     compiled, source = _both(code)
     assert compiled == source
     assert re.search(r"^[0-9a-f]{64} [1-9]\d* ", compiled, re.M)
+
+
+def test_arithmetic_on_edge_values_is_the_same_compiled_and_as_source():
+    """Signed zeros, NaN, infinities, huge integers and booleans through the compiled
+    column encodings (some compilers' fast paths for int + float return the float when the
+    int is 0: 0 + -0.0 is then -0.0, where Python says 0.0)."""
+    code = ("from edgegov.report import pack\n"
+            "nan, inf = float('nan'), float('inf')\n"
+            "edges = [[-0.0], [0, -0.0], [0.0, -0.0, None], [-0.0, -1], [1, nan, 2],\n"
+            "         [inf, -inf], [2**70, -2**70, 0.5], [True, 0, -0.0],\n"
+            "         [0.1, 0.2, -0.0, 0.30000000000000004]]\n"
+            "for e in edges:\n"
+            "    for f in (pack._undelta_each, pack._delta_each, pack.undelta, pack.delta):\n"
+            "        print(repr(f(list(e))))\n"
+            "    for d in (0, 1, 2):\n"
+            "        print(repr(pack.decimal(list(e), d)), repr(pack._decimal_each(list(e), d)))\n"
+            "print(repr([0 + -0.0, -0.0 * -1, 0.0 * -1, -0.0 + 0, sum([0, -0.0])]))\n")
+    compiled, source = _both(code)
+    assert compiled == source
+    assert "[0.0]" in source  # (0 + -0.0, the running value starting at 0)
+
