@@ -282,3 +282,16 @@ def broker(tmp_path_factory):
     b = plain_broker(tmp_path_factory.mktemp("mosquitto"))
     yield b
     b.stop()
+
+
+def damaged_copy(path: Path, out: Path, records: tuple[int, ...]) -> Path:
+    """A copy of the lineage ``path`` at ``out`` in which the frames of the records at
+    these ring positions no longer check (one payload bit flipped in each)."""
+    from edgegov.host.lineage_store import read_dump
+
+    dump = read_dump(path)
+    image = bytearray(path.read_bytes())
+    for k in records:
+        image[dump.offsets[dump.records[k][0]] + 8] ^= 0x10
+    out.write_bytes(bytes(image))
+    return out

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from conftest import damaged_copy
 from edgegov.demo import default_envelope, run_scenario
 from edgegov.host.lineage_store import read_dump
 from edgegov.report import shadow
@@ -51,12 +52,7 @@ def lineages(tmp_path_factory) -> list[Path]:
     d = tmp_path_factory.mktemp("fastpath")
     demo = d / "cell.lineage"
     run_scenario(default_envelope(), 20, 7, None, lineage_path=demo)
-    dump = read_dump(demo)
-    image = bytearray(demo.read_bytes())
-    for k in (700, 1500, 2600):  # records whose frames no longer check: holes
-        image[dump.offsets[dump.records[k][0]] + 8] ^= 0x10
-    damaged = d / "damaged.lineage"
-    damaged.write_bytes(bytes(image))
+    damaged = damaged_copy(demo, d / "damaged.lineage", (700, 1500, 2600))  # holes
     two = d / "two.lineage"
     generate(two, default_envelope(), 40_000, boots=2, block_count=256,
              wall_ms=1_796_000_000_000)

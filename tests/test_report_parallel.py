@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import damaged_copy
 from edgegov.core.events import Command
 from edgegov.core.replay import ReplayGovernor
 from edgegov.demo import default_envelope, run_scenario
@@ -80,12 +81,7 @@ def test_the_demo_report_is_the_same_on_two_cores(demo, monkeypatch):
 
 
 def test_a_damaged_dump_gives_the_same_report(demo, tmp_path, monkeypatch):
-    dump = read_dump(demo)
-    image = bytearray(demo.read_bytes())
-    for k in (700, 1500):  # two records whose frames no longer check
-        image[dump.offsets[dump.records[k][0]] + 8] ^= 0x10
-    path = tmp_path / "damaged.lineage"
-    path.write_bytes(bytes(image))
+    path = damaged_copy(demo, tmp_path / "damaged.lineage", (700, 1500))
     serial, parallel, ways = both(path, monkeypatch)
     assert ways == ["parallel"]
     assert parallel == serial

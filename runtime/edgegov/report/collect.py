@@ -239,16 +239,15 @@ def _finite(v):
     return v
 
 
-_MISSING = object()
-
-
 class _View:
-    """How one envelope's decoded values are shown on the report's channels: ``shown``
-    gives, per report channel, the number ``feed`` would plot from the record's row (in
-    engineering units; None where there is none)."""
+    """How one envelope's decoded values are shown on the report's channels: per report
+    channel, the number ``feed`` would plot from the record's row (in engineering units;
+    None where there is none)."""
 
     def __init__(self, env, channels: list[str]):
         index = env.ch_index
+        self.env = env
+        self.channels = channels
         # per report channel: (position in the recorded outputs, resolution) or None
         self.outs = [(index[c], env.ch_res[index[c]]) if c in index else None
                      for c in channels]
@@ -258,32 +257,63 @@ class _View:
                       for k, c in enumerate(channels)]
         self.none = [None] * len(channels)
         # the last outputs and telemetry shown, with the types of their values (True == 1)
-        self.last_output = self.last_types = self.last_outs = None
-        self.last_tel = self.tel_types = self.last_shown_tel = None
+        self._output = self._output_types = self._outs = None
+        self._tel = self._tel_types = self._tel_shown = None
+
+    def outputs(self, output: list) -> list:
+        """The recorded outputs (scaled, in the envelope's order) as plotted."""
+        types = list(map(type, output))
+        if output != self._output or types != self._output_types:  # (they hold still long)
+            self._outs = self.shown(output, self.outs)
+            self._output, self._output_types = output, types
+        return self._outs
+
+    def proposals(self, values: dict | None) -> list:
+        """A command's values (name → scaled) as plotted."""
+        if not values:
+            return self.none
+        return self.shown([values.get(name) for name in self.channels], self.props)
+
+    def telemetry(self, values: dict) -> dict | None:
+        """Telemetry values as the row shows them; the same object while they hold still
+        (the lanes then skip them)."""
+        if not values:
+            return None
+        items = list(values.items())  # (in order: the order is shown)
+        types = list(map(type, values.values()))
+        if items != self._tel or types != self._tel_types:
+            self._tel_shown = _input_of_values(self.env, values)["values"]
+            self._tel, self._tel_types = items, types
+        return self._tel_shown
 
     @staticmethod
     def shown(values: list, cols: list) -> list:
+        """``_num`` of each value in engineering units (``_eng``, its cache read inline: this
+        runs for most records of a dump)."""
         out = []
         cached = _ENG.get
         for col in cols:
-            if col is None:
-                out.append(None)
-                continue
-            j, res = col
-            v = values[j] if j < len(values) else None
-            t = type(v)
-            if t is int:
-                if res is not None:
-                    got = cached((res, v))
-                    v = _eng(res, v) if got is None else got
-                    if type(v) is float and not _isfinite(v):
-                        v = None
-                out.append(v)
-            elif t is float and _isfinite(v):
-                out.append(v)
-            else:
-                out.append(None)
+            v = values[col[0]] if col is not None and col[0] < len(values) else None
+            if type(v) is int and col[1] is not None:
+                got = cached((col[1], v))
+                v = _eng(col[1], v) if got is None else got
+            out.append(v if type(v) is int or (type(v) is float and _isfinite(v)) else None)
         return out
+
+
+# Records that say nothing, by event input: (kind, the source their runs are followed by)
+_QUIET_EVENTS = {EV_TELEMETRY: ("event", ("event", "telemetry")),
+                 EV_TICK: ("event", ("event", "tick"))}
+
+
+def _quiet_source(o):
+    """(kind, source) of a decoded outcome that says nothing (ALLOW, no event, a command,
+    telemetry or a tick), else None."""
+    if o.verdict != ALLOW or o.events:
+        return None
+    if o.kind == K_DECISION:
+        return "decision", ("decision", None)
+    return _QUIET_EVENTS.get(o.event.kind)
 
 
 class Collector:
@@ -367,7 +397,7 @@ class Collector:
         # the boot's segment (``_segment``)
         segs = out.segments
         if kind == "boot" or not segs:
-            self._segment(x, row)
+            self._segment(x, row if kind == "boot" else None)
         else:
             segs[-1]["x1"] = x
         if inp_type == "operator":
@@ -390,50 +420,22 @@ class Collector:
         decoded values; its row is built only if it is plotted (``finish``)."""
         last = decoder.last
         o = last[2] if last is not None else None
-        if o is None or o.verdict != ALLOW or o.events or seq in self.important_seqs:
-            self.feed(index, row_of(decoder, seq, payload, self.offsets))
-            return
-        ev = o.event
+        quiet = _quiet_source(o) if o is not None and seq not in self.important_seqs else None
+        kind, source = quiet or (None, (None, None))
+        values = o.event.values if quiet is not None and source[1] != "tick" else None
         env = decoder.env
-        output = o.output
-        if o.kind == K_DECISION:
-            kind, source, values = "decision", ("decision", None), ev.values
-            tel = None
-        elif ev.kind == EV_TELEMETRY:
-            kind, source, values = "event", ("event", "telemetry"), ev.values
-            tel = True
-        elif ev.kind == EV_TICK:
-            kind, source, values, tel = "event", ("event", "tick"), None, None
-        else:
-            values = 0  # (an operator action, a fault, a session: as ``feed`` does)
-        if values is not None and type(values) is not dict or len(output) > env.n:
+        if (quiet is None or values is not None and type(values) is not dict
+                or len(o.output) > env.n):
             self.feed(index, row_of(decoder, seq, payload, self.offsets))
             return
         view = self._views.get(id(env))
         if view is None:
             view = self._views[id(env)] = _View(env, self.channels)
-        if output == view.last_output and list(map(type, output)) == view.last_types:
-            outs = view.last_outs  # (outputs hold still for long stretches)
+        outs = view.outputs(o.output)
+        if source[1] == "telemetry":  # (shown on the inputs lane, not as proposals)
+            tel, props = view.telemetry(values), view.none
         else:
-            outs = view.last_outs = view.shown(output, view.outs)
-            view.last_output, view.last_types = output, list(map(type, output))
-        if tel:
-            if not values:
-                tel = None
-            else:
-                items = list(values.items())  # (in order: the order is shown)
-                types = list(map(type, values.values()))
-                if items == view.last_tel and types == view.tel_types:
-                    tel = view.last_shown_tel  # (the same object: the watchers skip it)
-                else:
-                    tel = view.last_shown_tel = _input_of_values(env, values)["values"]
-                    view.last_tel, view.tel_types = items, types
-            props = view.none
-        elif values:
-            props = view.shown([values.get(name, _MISSING) for name in self.channels],
-                               view.props)
-        else:
-            props = view.none
+            tel, props = None, view.proposals(values)
         out = self.out
         out.counts[(kind, "ALLOW")] += 1
         holes = out.holes
@@ -450,7 +452,7 @@ class Collector:
         if out.t_first is None:
             out.t_first = x
         out.t_last = x
-        lazy = LazyRow(seq, self.offsets.get(seq, -1) if self.offsets else -1, env, last)
+        lazy = LazyRow.of(decoder, seq, self.offsets)
         for w in self.watchers:
             w.quiet(x, seq, kind, lazy, tel)
         self._streaks.pop(source, None)
@@ -464,7 +466,7 @@ class Collector:
         if segs:
             segs[-1]["x1"] = x
         else:
-            segs.append({"boot": None, "x0": x, "x1": x, "wall": None})
+            self._segment(x, None)
         kept = self.dec.offer(index, item, outs + props, False)
         if kept:
             out.rows.extend(kept)
@@ -488,14 +490,11 @@ class Collector:
     def _keep(self, items: list) -> None:
         self.out.rows.extend(items)
 
-    def _segment(self, x: float, row: dict) -> None:
-        segs = self.out.segments
-        if row["kind"] == "boot" or not segs:
-            boot = row.get("boot_count") if row["kind"] == "boot" else None
-            wall = row.get("wall_ms") if row["kind"] == "boot" else None
-            segs.append({"boot": boot, "x0": x, "x1": x, "wall": wall})
-        else:
-            segs[-1]["x1"] = x
+    def _segment(self, x: float, boot: dict | None) -> None:
+        """A segment starting at ``x``: a boot's (``boot``, its row), or the first one of
+        a dump whose first boot is gone."""
+        self.out.segments.append({"boot": boot.get("boot_count") if boot else None, "x0": x,
+                                  "x1": x, "wall": boot.get("wall_ms") if boot else None})
 
     def _unplaced(self, row: dict) -> None:
         if row["kind"] in ("envelope",):

@@ -72,7 +72,7 @@ class Narrator:
                 if self.open is None:
                     self._start(x, row, e.get("arg"))
                 elif row["seq"] != self.open["seq"]:
-                    self._add("trip", x, row, f"tripped again: {self._cause(e.get('arg'))}")
+                    self._add("trip", x, row["seq"], f"tripped again: {self._cause(e.get('arg'))}")
         self._remember(x, row, events)
 
     def quiet(self, x: float, seq: int, kind: str, row, values: dict | None) -> None:
@@ -173,12 +173,13 @@ class Narrator:
             name = e.get("event")
             if name == "estop_out":
                 state = "asserted" if e.get("arg") else "released"
-                self._add("estop", x, row, f"e-stop output {state} (+{dt:.3f} s after the trip)")
+                self._add("estop", x, row["seq"],
+                          f"e-stop output {state} (+{dt:.3f} s after the trip)")
             elif str(name).startswith("link_"):
-                self._add("link", x, row, _link(e))
+                self._add("link", x, row["seq"], _link(e))
         inp = row.get("input")
         if isinstance(inp, dict) and inp.get("type") == "operator":
-            self._add("operator", x, row, operator_text(row))
+            self._add("operator", x, row["seq"], operator_text(row))
         out = row.get("output") or row.get("outputs")
         if isinstance(out, dict):
             self._outputs(x, row["seq"], out)
@@ -193,19 +194,16 @@ class Narrator:
             self._reached.add(ch)
             how = "at once" if dt < 0.0005 else f"{dt:.3f} s after the trip"
             ramp = " (ramped down)" if safe[1] == "SS1" else ""
-            self._add_at("output", x, seq, f"output {ch} at its safe value {_fmt(safe[0])} "
+            self._add("output", x, seq, f"output {ch} at its safe value {_fmt(safe[0])} "
                                            f"{safe[2]} {how}: stop category {safe[1]}{ramp}")
 
-    def _add(self, kind: str, x: float, row: dict, text: str) -> None:
-        self._add_at(kind, x, row["seq"], text)
-
-    def _add_at(self, kind: str, x: float, seq: int, text: str) -> None:
+    def _add(self, kind: str, x: float, seq: int, text: str) -> None:
         self.open["after"].append({"kind": kind, "x": x, "seq": seq, "text": text})
 
     def _close(self, x: float, row: dict, how: str) -> None:
         inc = self.open
         if how == "reset":
-            self._add("operator", x, row, operator_text(row))
+            self._add("operator", x, row["seq"], operator_text(row))
             text = (f"reset accepted {x - inc['x']:.3f} s after the trip; the governor is "
                     f"left disarmed (a separate arm restarts)")
         else:

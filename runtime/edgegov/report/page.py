@@ -65,14 +65,11 @@ def _gzip64_cached(text: str) -> str:
 
 def render(facts: Facts, col: Collected, data: dict, plotly_js: str,
            narratives: list | None = None, records=None) -> str:
-    """The page. ``records``: ``records_payload`` of the plotted rows when already made, or a
-    function giving it, called once the rest of the page is made (None: made here)."""
+    """The page. ``records``: a function giving ``records_payload`` of the plotted rows,
+    called once the rest of the page is made (None: made here)."""
     head, tail = _around_records(facts, col, data, plotly_js, narratives)
-    if records is None or callable(records):
-        records = records() if records is not None else None
-        if records is None:
-            records = records_payload([it.text for it in col.rows])
-    return "".join((head, records, tail))
+    packed = records() if records is not None else records_payload([it.text for it in col.rows])
+    return "".join((head, packed, tail))
 
 
 def _around_records(facts: Facts, col: Collected, data: dict, plotly_js: str,
